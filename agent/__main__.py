@@ -1,0 +1,72 @@
+"""``edgemon-agent``: a thin CLI. Each subcommand lives in ``agent/commands/<name>.py`` and exposes
+``add_arguments(parser)`` and ``execute(args) -> int`` (the exit code).
+
+Errors of the tree in ``agent.errors`` print as one line (``edgemon-agent: ...``), exit 2 for
+unusable arguments or files; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.errors import EdgemonError
+
+# name -> (module, one-line help). Modules are imported lazily: `check` must not pay for paho.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("agent.commands.run", "run the agent daemon (systemd Type=notify)"),
+    "replay": ("agent.commands.replay", "run monitors over recorded CAN logs and NMEA files"),
+    "check": ("agent.commands.check", "validate a config, DBCs, signal map and monitors"),
+    "simulate": ("agent.commands.simulate", "drive a scenario onto a CAN interface and NMEA"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgemon-agent", description="edgemon vehicle agent")
+    parser.add_argument("--version", action="version", version=f"edgemon-agent {__version__}")
+    parser.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            sub_parser.set_defaults(_unavailable=True)
+            continue
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(_execute=module.execute)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if getattr(args, "_unavailable", False):
+        print(f"edgemon-agent: '{args.command}' is not available in this build", file=sys.stderr)
+        return 2
+    try:
+        code: int = args._execute(args)
+    except EdgemonError as exc:
+        if args.debug:
+            raise
+        print(f"edgemon-agent: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

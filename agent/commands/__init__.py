@@ -1,0 +1,1 @@
+"""One module per ``edgemon-agent`` subcommand (see ``agent.__main__.COMMANDS``)."""
