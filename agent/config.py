@@ -1,0 +1,375 @@
+"""``agent.toml``: read once, validated once, every problem reported together.
+
+The result is a tree of frozen objects; nothing downstream sees a raw dict. Relative paths are
+resolved against the folder of the configuration file, except the outbox path, which is resolved
+against ``state_dir`` (systemd's ``$STATE_DIRECTORY`` when set, else the config folder).
+
+Example: ``docs/agent.example.toml``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError, Problem
+from agent.wire import DEFAULT_PREFIX, valid_topic_level
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_CLOCK_POLICIES = ("auto", "system", "gps")
+_MQTT_KEYS = {"host", "port", "protocol", "client_id", "keepalive", "tls", "ca_file", "cert_file"}
+_MQTT_KEYS |= {"key_file", "username", "password", "password_file", "password_env", "max_inflight"}
+_MQTT_KEYS |= {"tcp_nodelay", "reconnect_min", "reconnect_max", "topic_prefix"}
+_CAN_KEYS = {
+    "name",
+    "interface",
+    "channel",
+    "bitrate",
+    "fd",
+    "data_bitrate",
+    "dbc",
+    "signal_map",
+    "receive_own_messages",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CanBus:
+    """One CAN bus with its DBC set. ``bus_config()``/``bus_spec()`` give the CAN module's types."""
+
+    name: str
+    interface: str
+    channel: str
+    bitrate: int | None = None
+    fd: bool = False
+    data_bitrate: int | None = None
+    dbc_files: tuple[Path, ...] = ()
+    signal_map: Path | None = None
+    receive_own_messages: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GpsSection:
+    port: str
+    baudrate: int = 9600
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    protocol: str = "5"  # "5" or "3.1.1"
+    client_id: str = ""
+    keepalive: int = 30
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    max_inflight: int = 20
+    tcp_nodelay: bool = True
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxConfig:
+    path: Path
+    max_events: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_age: float = 7 * 86400.0  # seconds
+    synchronous: str = "full"  # "full" or "normal"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    vin: str
+    fleet_id: str | None
+    buses: tuple[CanBus, ...]
+    gps: GpsSection | None
+    mqtt: MqttConfig
+    outbox: OutboxConfig
+    monitors_file: Path | None
+    clock: str  # "auto" | "system" | "gps"
+    topic_prefix: str
+    state_dir: Path
+    log_level: str = "info"
+    source: Path | None = None  # the file it was read from
+
+    def bus_specs(self) -> list[Any]:
+        """``agent.dbc.BusSpec`` for each bus (imported lazily: the CAN module owns the type)."""
+        bus_spec = importlib.import_module("agent.dbc").BusSpec
+        return [bus_spec(b.name, b.dbc_files, b.signal_map) for b in self.buses]
+
+
+class _Reader:
+    """Collects problems while reading one TOML table."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.problems: list[Problem] = []
+
+    def bad(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def get(
+        self, table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str
+    ) -> Any:
+        value = table.get(key)
+        if value is None:
+            return None
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            self.bad(f"{where}.{key}", f"expected {names}, got {type(value).__name__}")
+            return None
+        return value
+
+    def path(self, table: Mapping[str, Any], key: str, where: str, base: Path | None = None) -> Any:
+        text = self.get(table, key, str, where)
+        if not text:
+            return None
+        found = Path(text).expanduser()
+        return found if found.is_absolute() else (base or self.base) / found
+
+    def existing(self, table: Mapping[str, Any], key: str, where: str) -> Path | None:
+        found: Path | None = self.path(table, key, where)
+        if found is not None and not found.is_file():
+            self.bad(f"{where}.{key}", f"file not found: {found}")
+        return found
+
+    def existing_item(self, text: str, where: str) -> Path | None:
+        found = Path(text).expanduser()
+        found = found if found.is_absolute() else self.base / found
+        if not found.is_file():
+            self.bad(where, f"file not found: {found}")
+            return None
+        return found
+
+    def positive(self, table: Mapping[str, Any], key: str, where: str, default: Any) -> Any:
+        value = self.get(table, key, type(default), where)
+        if value is None:
+            return default
+        if value <= 0:
+            self.bad(f"{where}.{key}", "must be positive")
+            return default
+        return value
+
+    def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+        for key in sorted(set(table) - allowed):
+            self.bad(f"{where}.{key}", "unknown setting")
+
+    def table(self, root: Mapping[str, Any], key: str) -> dict[str, Any]:
+        value = root.get(key, {})
+        if not isinstance(value, dict):
+            self.bad(f"$.{key}", "expected a table")
+            return {}
+        return value
+
+
+def _read_bus(r: _Reader, raw: Any, index: int) -> CanBus | None:
+    where = f"$.can[{index}]"
+    if not isinstance(raw, dict):
+        r.bad(where, "expected a table ([[can]])")
+        return None
+    r.unknown_keys(raw, _CAN_KEYS, where)
+    channel = r.get(raw, "channel", str, where) or ""
+    name = r.get(raw, "name", str, where) or channel or f"can{index}"
+    interface = r.get(raw, "interface", str, where) or "socketcan"
+    if not channel:
+        r.bad(f"{where}.channel", "required (e.g. can0, vcan0)")
+    dbc_raw = raw.get("dbc", [])
+    dbc_list = [dbc_raw] if isinstance(dbc_raw, str) else dbc_raw
+    dbc_files: list[Path] = []
+    if not isinstance(dbc_list, list) or not all(isinstance(d, str) for d in dbc_list):
+        r.bad(f"{where}.dbc", "expected a file name or a list of file names")
+    else:
+        for i, item in enumerate(dbc_list):
+            found = r.existing_item(item, f"{where}.dbc[{i}]")
+            if found is not None:
+                dbc_files.append(found)
+    fd = bool(r.get(raw, "fd", bool, where))
+    data_bitrate = r.get(raw, "data_bitrate", int, where)
+    if data_bitrate is not None and not fd:
+        r.bad(f"{where}.data_bitrate", "only meaningful with fd = true")
+    return CanBus(
+        name=name,
+        interface=interface,
+        channel=channel,
+        bitrate=r.get(raw, "bitrate", int, where),
+        fd=fd,
+        data_bitrate=data_bitrate,
+        dbc_files=tuple(dbc_files),
+        signal_map=r.existing(raw, "signal_map", where),
+        receive_own_messages=bool(r.get(raw, "receive_own_messages", bool, where)),
+    )
+
+
+def _read_password(r: _Reader, raw: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    where = "$.mqtt"
+    password: str | None = r.get(raw, "password", str, where)
+    password_file = r.existing(raw, "password_file", where)
+    password_env = r.get(raw, "password_env", str, where)
+    if password_file is not None and password_file.is_file():
+        password = password_file.read_text().strip()
+    elif password_env:
+        if password_env not in env:
+            r.bad(f"{where}.password_env", f"environment variable {password_env} is not set")
+        password = env.get(password_env)
+    return password
+
+
+def _read_mqtt(r: _Reader, raw: dict[str, Any], env: Mapping[str, str]) -> MqttConfig:
+    where = "$.mqtt"
+    r.unknown_keys(raw, _MQTT_KEYS, where)
+    protocol = str(raw.get("protocol", "5"))
+    if protocol not in ("5", "3.1.1"):
+        r.bad(f"{where}.protocol", 'must be 5 or "3.1.1"')
+    ca_file = r.existing(raw, "ca_file", where)
+    cert_file = r.existing(raw, "cert_file", where)
+    key_file = r.existing(raw, "key_file", where)
+    if (cert_file is None) != (key_file is None):
+        r.bad(f"{where}.cert_file", "cert_file and key_file go together")
+    tls = r.get(raw, "tls", bool, where)
+    port_default = 8883 if (tls or ca_file or cert_file) else 1883
+    port = r.positive(raw, "port", where, port_default)
+    if port > 65535:
+        r.bad(f"{where}.port", "must be at most 65535")
+    return MqttConfig(
+        host=r.get(raw, "host", str, where) or "127.0.0.1",
+        port=port,
+        protocol=protocol,
+        client_id=r.get(raw, "client_id", str, where) or "",
+        keepalive=r.positive(raw, "keepalive", where, 30),
+        tls=bool(tls if tls is not None else (ca_file or cert_file)),
+        ca_file=ca_file,
+        cert_file=cert_file,
+        key_file=key_file,
+        username=r.get(raw, "username", str, where),
+        password=_read_password(r, raw, env),
+        max_inflight=r.positive(raw, "max_inflight", where, 20),
+        tcp_nodelay=bool(raw.get("tcp_nodelay", True)),
+        reconnect_min=r.positive(raw, "reconnect_min", where, 0.5),
+        reconnect_max=r.positive(raw, "reconnect_max", where, 30.0),
+    )
+
+
+def _read_outbox(r: _Reader, raw: dict[str, Any], state_dir: Path) -> OutboxConfig:
+    where = "$.outbox"
+    r.unknown_keys(raw, {"path", "max_events", "max_bytes", "max_age_hours", "synchronous"}, where)
+    path = r.path(raw, "path", where, base=state_dir) or state_dir / "outbox.sqlite"
+    synchronous = (r.get(raw, "synchronous", str, where) or "full").lower()
+    if synchronous not in ("full", "normal"):
+        r.bad(f"{where}.synchronous", "must be full or normal")
+    return OutboxConfig(
+        path=path,
+        max_events=r.positive(raw, "max_events", where, 100_000),
+        max_bytes=r.positive(raw, "max_bytes", where, 64 * 1024 * 1024),
+        max_age=r.positive(raw, "max_age_hours", where, 168.0) * 3600.0,
+        synchronous=synchronous,
+    )
+
+
+def _read_gps(r: _Reader, raw: dict[str, Any]) -> GpsSection | None:
+    if not raw:
+        return None
+    where = "$.gps"
+    r.unknown_keys(raw, {"port", "baudrate"}, where)
+    port = r.get(raw, "port", str, where)
+    if not port:
+        r.bad(f"{where}.port", "required (/dev/ttyACM0, socket://host:port, a file)")
+        return None
+    # a plain relative file name (replay on a bench) is resolved like every other path
+    if "://" not in port and not port.startswith("/"):
+        port = str(r.base / port)
+    return GpsSection(port=port, baudrate=r.positive(raw, "baudrate", where, 9600))
+
+
+_TOP_KEYS = {"vin", "fleet_id", "state_dir", "monitors_file", "clock", "log_level"}
+_TOP_KEYS |= {"can", "gps", "mqtt", "outbox"}
+
+
+def parse_config(
+    doc: Mapping[str, Any], base: Path, env: Mapping[str, str] | None = None
+) -> AgentConfig:
+    """Validate a parsed TOML document; raise ConfigError with every problem."""
+    env = os.environ if env is None else env
+    r = _Reader(base)
+    r.unknown_keys(doc, _TOP_KEYS, "$")
+    vin = r.get(doc, "vin", str, "$") or ""
+    if not valid_topic_level(vin):
+        r.bad("$.vin", "required: 1-64 characters of A-Z a-z 0-9 _ . : -")
+    fleet_id = r.get(doc, "fleet_id", str, "$")
+    if fleet_id is not None and not valid_topic_level(fleet_id):
+        r.bad("$.fleet_id", "1-64 characters of A-Z a-z 0-9 _ . : -")
+    state_text = env.get("STATE_DIRECTORY", "").split(":")[0]
+    state_dir = r.path(doc, "state_dir", "$") or (Path(state_text) if state_text else base)
+    clock = r.get(doc, "clock", str, "$") or "auto"
+    if clock not in _CLOCK_POLICIES:
+        r.bad("$.clock", f"one of {', '.join(_CLOCK_POLICIES)}")
+    log_level = (r.get(doc, "log_level", str, "$") or "info").lower()
+    if log_level not in _LOG_LEVELS:
+        r.bad("$.log_level", f"one of {', '.join(_LOG_LEVELS)}")
+    buses_raw = doc.get("can", [])
+    if not isinstance(buses_raw, list):
+        r.bad("$.can", "expected an array of tables ([[can]])")
+        buses_raw = []
+    buses = [b for i, raw in enumerate(buses_raw) if (b := _read_bus(r, raw, i)) is not None]
+    names = [b.name for b in buses]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        r.bad("$.can", f"bus name {dup!r} used twice")
+    mqtt_raw = r.table(doc, "mqtt")
+    prefix = r.get(mqtt_raw, "topic_prefix", str, "$.mqtt") or DEFAULT_PREFIX
+    if (
+        not prefix
+        or prefix.startswith("/")
+        or prefix.endswith("/")
+        or "+" in prefix
+        or "#" in prefix
+    ):
+        r.bad("$.mqtt.topic_prefix", "no leading/trailing '/', no wildcards")
+    config = AgentConfig(
+        vin=vin,
+        fleet_id=fleet_id,
+        buses=tuple(buses),
+        gps=_read_gps(r, r.table(doc, "gps")),
+        mqtt=_read_mqtt(r, mqtt_raw, env),
+        outbox=_read_outbox(r, r.table(doc, "outbox"), state_dir),
+        monitors_file=r.existing(doc, "monitors_file", "$"),
+        clock=clock,
+        topic_prefix=prefix,
+        state_dir=state_dir,
+        log_level=log_level,
+    )
+    if r.problems:
+        raise ConfigError(r.problems, summary=_summary(r.problems))
+    return config
+
+
+def _summary(problems: list[Problem]) -> str:
+    lines = [f"configuration has {len(problems)} problem(s):"]
+    lines += [f"  {p}" for p in problems]
+    return "\n".join(lines)
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read and validate ``agent.toml``; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([Problem("$", f"cannot read {path}: {exc.strerror}")]) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem("$", f"{path} is not valid TOML: {exc}")]) from exc
+    config = parse_config(doc, path.resolve().parent, env)
+    logging.getLogger(__name__).debug("configuration read from %s", path)
+    return replace(config, source=path.resolve())
