@@ -1,0 +1,383 @@
+"""Building a ``Monitor`` from its JSON (``parse_monitor`` is the public entry, in ``model``).
+
+Every helper records problems in the shared ``Report`` and goes on, so one pass reports all.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agent.monitors.data import (
+    STATEFUL_OPS,
+    DataTrigger,
+    convert,
+    operands,
+    parse_data,
+)
+from agent.monitors.expr import Expr, ExprError, constant_value, names_of, parse_expression
+from agent.monitors.fields import Fields, Report
+from agent.monitors.model import (
+    ATTRIBUTE_TYPES,
+    DEFAULT_RETRY,
+    RETRY_POLICIES,
+    STATUSES,
+    VARIABLES,
+    Attribute,
+    BatchNotify,
+    Catalog,
+    Monitor,
+    RetryPolicy,
+    SubscribeParam,
+    Trigger,
+    Webhook,
+    and_of,
+    monitor_hash,
+)
+from agent.monitors.names import (
+    EXTENSION_TYPES,
+    PREVIOUS_ELIGIBLE,
+    STELLANTIS_NAMES,
+    allowed_ops,
+    stellantis_info,
+)
+from agent.monitors.schedule import parse_time
+from agent.monitors.zone import parse_zone
+
+MAX_TRIGGERS = 10  # Stellantis allows 5; more is an extension (the truth table stays small)
+_TRIGGER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
+_DBC_SIGNAL = re.compile(r"^[A-Z][A-Za-z0-9_]*\.[A-Za-z0-9_]+$")
+_TOP_KEYS = {
+    "label",
+    "subscribeParam",
+    "attributes",
+    "attributres",
+    "extendedEventParam",
+    "triggerParam",
+    "id",
+    "monitorId",
+    "status",
+}
+
+
+def build_monitor(
+    obj: object, monitor_id: str | None, catalog: Catalog | None, report: Report
+) -> Monitor | None:
+    fields = Fields.of(obj, "$", report)
+    if fields is None:
+        return None
+    inner = fields.obj.get("monitor")
+    if isinstance(inner, dict) and "triggerParam" not in fields.obj:
+        # the Stellantis ``Monitor`` resource: {monitorId, monitor: MonitorParameter, status}
+        wrapped = fields
+        fields = Fields(inner, "$.monitor", report)
+        monitor_id = monitor_id or wrapped.string("monitorId", "id")
+        status = wrapped.string("status") or fields.string("status") or "Running"
+    else:
+        fields.unknown(_TOP_KEYS, warn_only=True)
+        monitor_id = monitor_id or fields.string("id", "monitorId")
+        status = fields.string("status") or "Running"
+    if status not in STATUSES:
+        report.problem("$.status", f"must be one of {', '.join(STATUSES)}, got {status!r}")
+    label = fields.string("label", required=True)
+    subscribe = _subscribe(fields)
+    extended = _extended(fields, catalog)
+    attributes = _attributes(fields, "attributes", "attributres")
+    params = fields.child("triggerParam", required=True)
+    parsed = _trigger_param(params, catalog) if params is not None else None
+    if report.problems or parsed is None or label is None:
+        return None
+    triggers, bool_exp, expression = parsed
+    return Monitor(
+        id=monitor_id or f"m-{monitor_hash(fields.obj)[:16]}",
+        label=label,
+        triggers=triggers,
+        bool_exp=bool_exp,
+        expression=expression,
+        subscribe=subscribe or SubscribeParam(),
+        extended=extended,
+        attributes=attributes,
+        status=status,
+    )
+
+
+def _attributes(fields: Fields, *keys: str) -> tuple[Attribute, ...]:
+    found = fields.find(*keys)
+    if found is not None and found[0] == "attributres":
+        fields.report.warn(fields.at("attributres"), "read as attributes (spelling of the docs)")
+    out: list[Attribute] = []
+    for path, item in fields.array(*keys) or []:
+        attr = Fields.of(item, path, fields.report)
+        if attr is None:
+            continue
+        attr.unknown({"type", "key", "value"})
+        kind = attr.string("type", required=True)
+        key = attr.string("key", required=True)
+        value = attr.string("value", required=True)
+        if kind is not None and kind not in ATTRIBUTE_TYPES:
+            fields.report.problem(attr.at("type"), f"must be Header, Body or Query, got {kind!r}")
+            continue
+        if kind is None or key is None or value is None:
+            continue
+        if value.startswith("$") and value[1:].lower() not in VARIABLES:
+            fields.report.warn(attr.at("value"), f"unknown variable {value!r}, sent as is")
+        out.append(Attribute(kind, key, value))
+    return tuple(out)
+
+
+def _subscribe(fields: Fields) -> SubscribeParam | None:
+    sub = fields.child("subscribeParam")
+    if sub is None:
+        return None
+    report = sub.report
+    sub.unknown({"refreshEvent", "retryPolicy", "batchNotify", "callback", "callbackAttributes"})
+    refresh = sub.integer("refreshEvent", minimum=1)
+    if refresh is not None and refresh < 60:
+        report.warn(sub.at("refreshEvent"), "below the Stellantis minimum of 60 s; accepted")
+    retry = _retry(sub)
+    batch = None
+    batch_fields = sub.child("batchNotify")
+    if batch_fields is not None:
+        batch_fields.unknown({"size", "timeWindow"})
+        size = batch_fields.integer("size", required=True, minimum=1)
+        window = batch_fields.integer("timeWindow", minimum=5)
+        batch = None if size is None else BatchNotify(size, 60 if window is None else window)
+    webhook = _webhook(sub)
+    callback_attributes: tuple[Attribute, ...] = ()
+    channels = sub.child("callbackAttributes")
+    if channels is not None:
+        channels.unknown({"webhook", "websocket", "pushnotif"})
+        for channel in ("webhook", "websocket", "pushnotif"):
+            callback_attributes += _attributes(channels, channel)
+    return SubscribeParam(refresh, retry, batch, webhook, callback_attributes)
+
+
+def _retry(sub: Fields) -> RetryPolicy:
+    retry = sub.child("retryPolicy")
+    if retry is None:
+        return DEFAULT_RETRY
+    retry.unknown({"policy", "retryNumber", "maxRetryNumber", "retryDelay"})
+    policy = retry.string("policy", required=True)
+    if policy is not None and policy not in RETRY_POLICIES:
+        sub.report.problem(retry.at("policy"), f"must be None, Bounded or Always, got {policy!r}")
+        policy = None
+    number = retry.integer("retryNumber", "maxRetryNumber", minimum=1)
+    delay = retry.integer("retryDelay", minimum=1)
+    return RetryPolicy(policy or "None", 3 if number is None else number, delay or 10)
+
+
+def _webhook(sub: Fields) -> Webhook | None:
+    callback = sub.child("callback")
+    if callback is None:
+        return None
+    if "webhook" in callback.obj:
+        callback.unknown({"webhook"})
+        hook = callback.child("webhook")
+        if hook is None:
+            return None
+    else:  # reference §7.5: target/name directly under callback
+        hook = callback
+    hook.unknown({"target", "name", "attributes", "attributres"})
+    target = hook.string("target", required=True)
+    name = hook.string("name", required=True)
+    attributes = _attributes(hook, "attributes", "attributres")
+    if target is not None:
+        lowered = target.lower()
+        if lowered.startswith("http://"):
+            sub.report.warn(hook.at("target"), "plain http: the backend refuses it (HTTPS only)")
+        elif not lowered.startswith("https://"):
+            sub.report.problem(hook.at("target"), f"not an http(s) URL: {target!r}")
+            return None
+    if target is None or name is None:
+        return None
+    return Webhook(target, name, attributes)
+
+
+def _extended(fields: Fields, catalog: Catalog | None) -> tuple[str, ...]:
+    out: list[str] = []
+    for path, item in fields.array("extendedEventParam") or []:
+        if not isinstance(item, str):
+            fields.report.problem(path, "expected a string")
+            continue
+        known = (
+            item in EXTENSION_TYPES
+            or item.startswith("vehicle.telemetry.")
+            or stellantis_info(item) is not None
+            or (catalog is not None and catalog.describe(item) is not None)
+        )
+        if not known:
+            fields.report.warn(path, f"{item!r} is not available here; it will be left out")
+        out.append(item)
+    return tuple(out)
+
+
+def _trigger_param(
+    params: Fields, catalog: Catalog | None
+) -> tuple[tuple[Trigger, ...], str, Expr] | None:
+    report = params.report
+    old = params.has("timeZoneTriggers", "dataTriggers")
+    new = params.has("triggers", "boolExp", "bool.exp")
+    if old and new:
+        report.problem(
+            params.path, "mixes the v2 form (timeZoneTriggers/dataTriggers) with triggers/boolExp"
+        )
+        return None
+    if old:
+        return _v2_triggers(params, catalog)
+    params.unknown({"triggers", "boolExp", "bool.exp"})
+    items = params.array("triggers", required=True)
+    if "bool.exp" in params.obj:
+        report.warn(params.at("bool.exp"), "read as boolExp (quickstart spelling)")
+    text = params.string("boolExp", "bool.exp", required=True)
+    if items is not None and not 1 <= len(items) <= MAX_TRIGGERS:
+        report.problem(params.at("triggers"), f"needs 1 to {MAX_TRIGGERS} triggers")
+    triggers, declared = _triggers(items or [], catalog, report)
+    if text is None or items is None:
+        return None
+    return _expression(params, text, triggers, declared)
+
+
+def _triggers(
+    items: list[tuple[str, object]], catalog: Catalog | None, report: Report
+) -> tuple[dict[str, Trigger], set[str]]:
+    """Valid triggers by name, and every declared name (valid or not)."""
+    triggers: dict[str, Trigger] = {}
+    declared: set[str] = set()
+    for path, item in items:
+        fields = Fields.of(item, path, report)
+        if fields is None:
+            continue
+        fields.unknown({"name", "zone", "time", "data"})
+        name = fields.string("name", required=True)
+        if name is not None and not _TRIGGER_NAME.match(name):
+            report.problem(fields.at("name"), f"{name!r} is not a valid trigger name")
+            name = None
+        elif name is not None and name in declared:
+            report.problem(fields.at("name"), f"duplicate trigger name {name!r}")
+            name = None
+        if name is not None:
+            declared.add(name)
+        kinds = [k for k in ("zone", "time", "data") if k in fields.obj]
+        if len(kinds) != 1:
+            report.problem(path, "needs exactly one of zone, time, data")
+            continue
+        trigger = _one_trigger(name or "?", kinds[0], fields, catalog)
+        if trigger is not None and name is not None:
+            triggers[name] = trigger
+    return triggers, declared
+
+
+def _one_trigger(name: str, kind: str, fields: Fields, catalog: Catalog | None) -> Trigger | None:
+    body = fields.child(kind)
+    if body is None:
+        return None
+    if kind == "zone":
+        return parse_zone(name, body)
+    if kind == "time":
+        return parse_time(name, body)
+    trigger = parse_data(name, body)
+    if trigger is not None and not check_data(trigger, body, catalog):
+        return None
+    return trigger
+
+
+def check_data(trigger: DataTrigger, body: Fields, catalog: Catalog | None) -> bool:
+    """The data name, operator and values against the catalog (or the Stellantis table)."""
+    report = body.report
+    before = len(report.problems)
+    info = catalog.describe(trigger.data) if catalog is not None else stellantis_info(trigger.data)
+    if info is None:
+        if catalog is None and _DBC_SIGNAL.match(trigger.data):
+            report.warn(
+                body.at("data"), f"{trigger.data!r} looks like a DBC signal; the vehicle checks it"
+            )
+            return True
+        where = "this vehicle does not provide" if catalog is not None else "unknown data name"
+        report.problem(body.at("data"), f"{where} {trigger.data!r}")
+        return False
+    ops = allowed_ops(trigger.data, info, from_table=catalog is None)
+    if trigger.op not in ops:
+        report.problem(
+            body.at("op"),
+            f"{trigger.op} is not allowed for {trigger.data} (allowed: {', '.join(sorted(ops))})",
+        )
+        return False
+    try:
+        values = operands(trigger, info)
+    except ValueError as exc:
+        report.problem(body.at("value"), str(exc))
+        return False
+    if trigger.op == "between" and float(values[0]) > float(values[1]):  # type: ignore[arg-type]
+        report.problem(body.at("value"), "between needs low <= high")
+    if trigger.previous is not None:
+        if (
+            catalog is None
+            and trigger.data not in PREVIOUS_ELIGIBLE
+            and trigger.data in STELLANTIS_NAMES
+        ):
+            report.warn(
+                body.at("previous"), f"Stellantis does not define previous for {trigger.data}"
+            )
+        for text in trigger.previous.values:
+            try:
+                convert(text, info)
+            except ValueError as exc:
+                report.problem(f"{body.at('previous')}.value", str(exc))
+    if trigger.min_duration_s and trigger.op in STATEFUL_OPS - {"risesBy", "fallsBy"}:
+        report.problem(body.at("minDurationSeconds"), "does not apply to onChange")
+    return len(report.problems) == before
+
+
+def _expression(
+    params: Fields, text: str, triggers: dict[str, Trigger], declared: set[str]
+) -> tuple[tuple[Trigger, ...], str, Expr] | None:
+    report = params.report
+    path = params.at("boolExp")
+    try:
+        parsed = parse_expression(text)
+    except ExprError as exc:
+        report.problem(path, str(exc))
+        return None
+    if parsed.closed_parens:
+        report.warn(path, f"{parsed.closed_parens} missing ')' added at the end")
+        text = text.rstrip() + ")" * parsed.closed_parens
+    used = names_of(parsed.expr)
+    for name in sorted(used - declared):
+        report.problem(path, f"names {name!r}, which is not a trigger")
+    for name in sorted(declared - used):
+        report.warn(path, f"trigger {name!r} is not used")
+    if used <= declared and (constant := constant_value(parsed.expr)) is not None:
+        report.problem(path, f"is always {'true' if constant else 'false'}")
+    if report.problems:
+        return None
+    return tuple(triggers.values()), text, parsed.expr
+
+
+def _v2_triggers(
+    params: Fields, catalog: Catalog | None
+) -> tuple[tuple[Trigger, ...], str, Expr] | None:
+    report = params.report
+    report.warn(params.path, "deprecated v2 form: every trigger is ANDed")
+    params.unknown({"timeZoneTriggers", "dataTriggers"})
+    triggers: dict[str, Trigger] = {}
+    tz = params.child("timeZoneTriggers")
+    if tz is not None:
+        tz.unknown({"zoneTrigger", "timeTrigger"})
+        zone = tz.child("zoneTrigger")
+        if zone is not None and (z := parse_zone("zone", zone)) is not None:
+            triggers["zone"] = z
+        time = tz.child("timeTrigger")
+        if time is not None and (t := parse_time("time", time)) is not None:
+            triggers["time"] = t
+    for index, (path, item) in enumerate(params.array("dataTriggers") or []):
+        body = Fields.of(item, path, report)
+        if body is None:
+            continue
+        name = f"data{index + 1}"
+        trigger = parse_data(name, body)
+        if trigger is not None and check_data(trigger, body, catalog):
+            triggers[name] = trigger
+    if not triggers:
+        report.problem(params.path, "has no trigger")
+    if report.problems:
+        return None
+    return tuple(triggers.values()), " & ".join(triggers), and_of(list(triggers))

@@ -1,0 +1,221 @@
+"""``boolExp``: a real parser (no ``eval``) and a three-valued evaluator.
+
+Grammar (reference §1.4; precedence, which Stellantis leaves open, is ``!`` over ``&`` over ``|``)::
+
+    or   := and ('|' and)*
+    and  := not ('&' not)*
+    not  := '!' not | atom
+    atom := NAME | '(' or ')'
+
+NAME is a trigger name: a run of letters, digits, ``.``, ``_`` and ``-``. Missing closing
+parentheses at the very end (the published examples have them, reference §7.6) are added and
+reported back as a count, so the caller can warn. Anything else malformed raises ``ExprError``.
+
+Evaluation is Kleene's three-valued logic: ``True``, ``False`` or ``None`` (unknown).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+Truth = bool | None
+
+_TOKEN = re.compile(r"\s*(?:([A-Za-z0-9_.\-]+)|([&|!()])|(\S))")
+
+
+class ExprError(ValueError):
+    """A malformed expression; ``position`` is the 0-based character offset."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(f"{message} at character {position + 1}")
+        self.position = position
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    operand: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    operands: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    operands: tuple[Expr, ...]
+
+
+Expr = Name | Not | And | Or
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    expr: Expr
+    closed_parens: int  # closing parentheses added at the end
+
+
+def _tokens(text: str) -> list[tuple[str, str, int]]:
+    """(kind, text, position) with kind "name" or "op"; raises on a stray character."""
+    out: list[tuple[str, str, int]] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:  # only trailing whitespace is left
+            break
+        if match.group(1):
+            out.append(("name", match.group(1), match.start(1)))
+        elif match.group(2):
+            out.append(("op", match.group(2), match.start(2)))
+        elif match.group(3):
+            raise ExprError(f"unexpected character {match.group(3)!r}", match.start(3))
+        pos = match.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokens(text)
+        self.index = 0
+        self.closed = 0
+
+    def peek(self) -> tuple[str, str, int] | None:
+        return self.tokens[self.index] if self.index < len(self.tokens) else None
+
+    def take_op(self, op: str) -> bool:
+        token = self.peek()
+        if token is not None and token == ("op", op, token[2]):
+            self.index += 1
+            return True
+        return False
+
+    def parse(self) -> Parsed:
+        if not self.tokens:
+            raise ExprError("empty expression", 0)
+        expr = self.parse_or()
+        token = self.peek()
+        if token is not None:
+            what = "unbalanced ')'" if token[1] == ")" else f"unexpected {token[1]!r}"
+            raise ExprError(what, token[2])
+        return Parsed(expr, self.closed)
+
+    def parse_or(self) -> Expr:
+        operands = [self.parse_and()]
+        while self.take_op("|"):
+            operands.append(self.parse_and())
+        return operands[0] if len(operands) == 1 else Or(tuple(operands))
+
+    def parse_and(self) -> Expr:
+        operands = [self.parse_not()]
+        while self.take_op("&"):
+            operands.append(self.parse_not())
+        return operands[0] if len(operands) == 1 else And(tuple(operands))
+
+    def parse_not(self) -> Expr:
+        if self.take_op("!"):
+            return Not(self.parse_not())
+        return self.parse_atom()
+
+    def parse_atom(self) -> Expr:
+        token = self.peek()
+        if token is None:
+            raise ExprError("expression ends where a trigger name is expected", len(self.text))
+        kind, text, position = token
+        if kind == "name":
+            self.index += 1
+            return Name(text)
+        if text != "(":
+            raise ExprError(f"expected a trigger name or '(', got {text!r}", position)
+        self.index += 1
+        inner = self.parse_or()
+        if self.take_op(")"):
+            return inner
+        if self.peek() is None:  # missing ')' at the very end: tolerated (reference §7.6)
+            self.closed += 1
+            return inner
+        bad = self.peek()
+        assert bad is not None
+        raise ExprError(f"expected ')', got {bad[1]!r}", bad[2])
+
+
+def parse_expression(text: str) -> Parsed:
+    """Parse a boolExp; raises ``ExprError``."""
+    return _Parser(text).parse()
+
+
+def names_of(expr: Expr) -> set[str]:
+    if isinstance(expr, Name):
+        return {expr.name}
+    if isinstance(expr, Not):
+        return names_of(expr.operand)
+    out: set[str] = set()
+    for operand in expr.operands:
+        out |= names_of(operand)
+    return out
+
+
+def evaluate(expr: Expr, values: Mapping[str, Truth] | Callable[[str], Truth]) -> Truth:
+    """Three-valued (Kleene) value of ``expr``; a name missing from ``values`` is unknown."""
+    lookup = values if callable(values) else values.get
+    return _eval(expr, lookup)
+
+
+def _eval(expr: Expr, lookup: Callable[[str], Truth]) -> Truth:
+    if isinstance(expr, Name):
+        return lookup(expr.name)
+    if isinstance(expr, Not):
+        inner = _eval(expr.operand, lookup)
+        return None if inner is None else not inner
+    if isinstance(expr, And):
+        result: Truth = True
+        for operand in expr.operands:
+            value = _eval(operand, lookup)
+            if value is False:
+                return False
+            if value is None:
+                result = None
+        return result
+    result = False
+    for operand in expr.operands:
+        value = _eval(operand, lookup)
+        if value is True:
+            return True
+        if value is None:
+            result = None
+    return result
+
+
+def constant_value(expr: Expr) -> bool | None:
+    """True or False when every assignment of the triggers gives that value; else None."""
+    names = sorted(names_of(expr))
+    seen: set[bool] = set()
+    for bits in itertools.product((False, True), repeat=len(names)):
+        value = evaluate(expr, dict(zip(names, bits, strict=True)))
+        assert value is not None
+        seen.add(value)
+        if len(seen) == 2:
+            return None
+    return seen.pop()
+
+
+def to_text(expr: Expr) -> str:
+    """Canonical text with explicit parentheses around every compound operand."""
+    if isinstance(expr, Name):
+        return expr.name
+    if isinstance(expr, Not):
+        inner = to_text(expr.operand)
+        return f"!{inner}" if isinstance(expr.operand, Name | Not) else f"!({inner})"
+    joiner = " & " if isinstance(expr, And) else " | "
+    parts = [
+        to_text(op) if isinstance(op, Name | Not) else f"({to_text(op)})" for op in expr.operands
+    ]
+    return joiner.join(parts)
