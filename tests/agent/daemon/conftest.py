@@ -18,6 +18,31 @@ from agent.wire import uuid7
 VIN = "VF3DAEMON00000001"
 
 
+def oil_monitor(threshold: str = "130", **extra: object) -> dict[str, Any]:
+    """A valid monitor for the demo vehicle: oil temperature above a threshold."""
+    body: dict[str, Any] = {
+        "label": f"oil above {threshold}",
+        "subscribeParam": {
+            "callback": {"webhook": {"target": "https://example.com/hook", "name": "h"}}
+        },
+        "triggerParam": {
+            "triggers": [
+                {
+                    "name": "oil",
+                    "data": {
+                        "data": "vehicle.engines.thermic.oil.temp",
+                        "op": "greaterThan",
+                        "value": [threshold],
+                    },
+                }
+            ],
+            "boolExp": "oil",
+        },
+    }
+    body.update(extra)
+    return body
+
+
 def make_event(seq: int, monitor_id: str = "oil-hot", vin: str = VIN) -> Event:
     return Event(
         event_id=uuid7(),

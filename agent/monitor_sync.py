@@ -1,0 +1,251 @@
+"""Monitors from the local file and from MQTT, merged, validated and applied without a restart.
+
+Three layers, keyed by monitor id (``parse_monitor`` takes the id from the topic for pushed
+monitors, and from the object's ``id``/``monitorId`` or a hash of it for the local file):
+
+1. **vehicle**: ``{prefix}/vehicles/{vin}/monitors/{id}`` (retained, from the backend)
+2. **fleet**: ``{prefix}/fleets/{fleetId}/monitors/{id}`` (retained, from the backend)
+3. **local**: the ``monitors_file`` of ``agent.toml`` (reloaded on SIGHUP)
+
+Merge rule: for each id the highest layer that holds a valid definition runs (vehicle over fleet
+over local). A pushed monitor with the id of a local one replaces it while it exists; deleting it
+(an empty retained payload) brings the lower layer's definition back. A definition that fails
+validation is rejected and reported; it does not replace the layer's previous valid definition,
+which keeps running. A ``Paused`` monitor is applied (reported ``applied``) but not evaluated: it
+is taken out of the engine, so it never fires, and its fired state is kept.
+
+Every decision is reported on ``{prefix}/vehicles/{vin}/monitors/{id}/state`` (retained):
+``applied`` with the hash of the definition that runs, or ``rejected`` with every reason. When no
+layer holds the id any more, the retained state is cleared (empty payload).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from agent.errors import Problem
+from agent.monitors.model import Catalog, Monitor, monitor_hash, parse_monitor
+from agent.wire import Topics, monitor_state_to_json, valid_topic_level
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("vehicle", "fleet", "local")
+
+
+class MonitorTarget(Protocol):
+    """The part of the engine that monitor sync drives."""
+
+    def set_monitor(self, monitor: Monitor) -> None: ...
+
+    def remove_monitor(self, monitor_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    monitor: Monitor
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The last decision about one id, as reported on its state topic."""
+
+    applied: bool
+    hash: str
+    reasons: tuple[Problem, ...] = ()
+
+
+def read_monitors_file(path: Path) -> list[object]:
+    """The JSON of a monitors file: one monitor object or an array of them."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    return list(doc) if isinstance(doc, list) else [doc]
+
+
+class MonitorSync:
+    """Main-loop side; ``publish(topic, payload)`` sends a retained QoS 1 message (or gives up)."""
+
+    def __init__(
+        self,
+        vin: str,
+        fleet_id: str | None,
+        topics: Topics,
+        *,
+        catalog: Catalog,
+        engine: MonitorTarget,
+        publish: Callable[[str, bytes], object],
+        clock: Callable[[], float],
+    ) -> None:
+        self.vin = vin
+        self.fleet_id = fleet_id
+        self.topics = topics
+        self.catalog = catalog
+        self.engine = engine
+        self._publish = publish
+        self._clock = clock
+        self._layers: dict[str, dict[str, Definition]] = {name: {} for name in LAYERS}
+        self._running: dict[str, Definition] = {}  # what the engine has (or has paused)
+        self._verdicts: dict[str, Verdict] = {}
+        self.counters: dict[str, int] = {"applied": 0, "rejected": 0, "removed": 0}
+        self.counters |= {"skipped_foreign_topic": 0, "skipped_unchanged": 0}
+
+    def subscriptions(self) -> tuple[str, ...]:
+        subs = [self.topics.vehicle_monitors(self.vin)]
+        if self.fleet_id:
+            subs.append(self.topics.fleet_monitors(self.fleet_id))
+        return tuple(subs)
+
+    def applied(self) -> list[str]:
+        """Ids of the monitors that run (paused ones included)."""
+        return sorted(self._running)
+
+    def verdict(self, monitor_id: str) -> Verdict | None:
+        return self._verdicts.get(monitor_id)
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def on_message(self, topic: str, payload: bytes) -> bool:
+        """A pushed definition (or deletion); True when the set of running monitors changed."""
+        located = self._locate(topic)
+        if located is None:
+            self.counters["skipped_foreign_topic"] += 1
+            return False
+        layer, monitor_id = located
+        if not payload:
+            return self._remove(layer, monitor_id)
+        try:
+            obj = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self._reject(monitor_id, "", [Problem("$", f"not JSON: {exc}")])
+            return False
+        return self._offer(layer, monitor_id, obj)
+
+    def load_local(self, definitions: Iterable[object]) -> bool:
+        """Replace the local layer (start-up and SIGHUP); True when the running set changed."""
+        offered: dict[str, Definition] = {}
+        for index, obj in enumerate(definitions):
+            parsed = parse_monitor(obj, catalog=self.catalog)
+            if parsed.monitor is None:
+                monitor_id = _local_id(obj, index)
+                self._reject(monitor_id, monitor_hash(obj), parsed.problems)
+                continue
+            offered[parsed.monitor.id] = Definition(parsed.monitor, monitor_hash(obj))
+        gone = set(self._layers["local"]) - set(offered)
+        self._layers["local"] = offered
+        changed = False
+        for monitor_id in sorted(gone | set(offered)):
+            changed |= self._settle(monitor_id)
+        return changed
+
+    def on_connected(self) -> None:
+        """Publish every verdict again (retained states may be gone after a broker restart)."""
+        for monitor_id, verdict in self._verdicts.items():
+            self._send(monitor_id, verdict)
+
+    # -- merging ---------------------------------------------------------------------------------
+
+    def _locate(self, topic: str) -> tuple[str, str] | None:
+        vehicle = self.topics.vehicle_monitor(self.vin, "")
+        fleet = self.topics.fleet_monitor(self.fleet_id, "") if self.fleet_id else None
+        if topic.startswith(vehicle):
+            layer, monitor_id = "vehicle", topic[len(vehicle) :]
+        elif fleet is not None and topic.startswith(fleet):
+            layer, monitor_id = "fleet", topic[len(fleet) :]
+        else:
+            return None
+        return (layer, monitor_id) if valid_topic_level(monitor_id) else None
+
+    def _offer(self, layer: str, monitor_id: str, obj: object) -> bool:
+        digest = monitor_hash(obj)
+        current = self._layers[layer].get(monitor_id)
+        if current is not None and current.hash == digest:
+            self.counters["skipped_unchanged"] += 1
+            running = self._running.get(monitor_id)
+            self._verdicts[monitor_id] = Verdict(True, running.hash if running else digest)
+            self._send(monitor_id, self._verdicts[monitor_id])
+            return False
+        parsed = parse_monitor(obj, monitor_id=monitor_id, catalog=self.catalog)
+        if parsed.monitor is None:
+            self._reject(monitor_id, digest, parsed.problems)
+            return False
+        for warning in parsed.warnings:
+            log.warning("monitor %s: %s", monitor_id, warning)
+        self._layers[layer][monitor_id] = Definition(parsed.monitor, digest)
+        return self._settle(monitor_id)
+
+    def _remove(self, layer: str, monitor_id: str) -> bool:
+        if self._layers[layer].pop(monitor_id, None) is None:
+            if monitor_id not in self._running and monitor_id in self._verdicts:
+                del self._verdicts[monitor_id]
+                self._clear_state(monitor_id)  # a rejected one, never applied
+            return False
+        return self._settle(monitor_id)
+
+    def _settle(self, monitor_id: str) -> bool:
+        """Make the engine run the highest valid layer's definition of ``monitor_id``."""
+        wanted = next(
+            (self._layers[n][monitor_id] for n in LAYERS if monitor_id in self._layers[n]), None
+        )
+        running = self._running.get(monitor_id)
+        if wanted is None:
+            if running is None:
+                return False
+            self._running.pop(monitor_id)
+            self.engine.remove_monitor(monitor_id)
+            self._verdicts.pop(monitor_id, None)
+            self.counters["removed"] += 1
+            log.info("monitor %s removed", monitor_id)
+            self._clear_state(monitor_id)
+            return True
+        if running is not None and running.hash == wanted.hash:
+            return False
+        self._running[monitor_id] = wanted
+        if wanted.monitor.paused:
+            self.engine.remove_monitor(monitor_id)
+        else:
+            self.engine.set_monitor(wanted.monitor)
+        self.counters["applied"] += 1
+        log.info("monitor %s applied (%s, %s)", monitor_id, wanted.monitor.status, wanted.hash[:12])
+        self._verdicts[monitor_id] = Verdict(True, wanted.hash)
+        self._send(monitor_id, self._verdicts[monitor_id])
+        return True
+
+    def _reject(self, monitor_id: str, digest: str, problems: list[Problem]) -> None:
+        self.counters["rejected"] += 1
+        log.warning("monitor %s rejected: %s", monitor_id, "; ".join(str(p) for p in problems))
+        self._verdicts[monitor_id] = Verdict(False, digest, tuple(problems))
+        self._send(monitor_id, self._verdicts[monitor_id])
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def _send(self, monitor_id: str, verdict: Verdict) -> None:
+        payload = monitor_state_to_json(
+            monitor_id=monitor_id,
+            applied=verdict.applied,
+            at=datetime.fromtimestamp(self._clock(), UTC),
+            definition_hash=verdict.hash,
+            reasons=[{"path": p.path, "message": p.message} for p in verdict.reasons],
+        )
+        self._publish(self.topics.monitor_state(self.vin, monitor_id), payload)
+
+    def _clear_state(self, monitor_id: str) -> None:
+        self._publish(self.topics.monitor_state(self.vin, monitor_id), b"")
+
+
+def _local_id(obj: object, index: int) -> str:
+    if isinstance(obj, dict):
+        for key in ("id", "monitorId"):
+            value = obj.get(key)
+            if isinstance(value, str) and valid_topic_level(value):
+                return value
+    return f"local-{index}"
