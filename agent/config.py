@@ -9,16 +9,18 @@ Example: ``docs/agent.example.toml``.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from agent.dbc import BusSpec
 from agent.errors import ConfigError, Problem
+from agent.sources.can import BusConfig
+from agent.sources.gps import GpsConfig, ReplayPace
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -37,27 +39,6 @@ _CAN_KEYS = {
     "signal_map",
     "receive_own_messages",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class CanBus:
-    """One CAN bus with its DBC set. ``bus_config()``/``bus_spec()`` give the CAN module's types."""
-
-    name: str
-    interface: str
-    channel: str
-    bitrate: int | None = None
-    fd: bool = False
-    data_bitrate: int | None = None
-    dbc_files: tuple[Path, ...] = ()
-    signal_map: Path | None = None
-    receive_own_messages: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class GpsSection:
-    port: str
-    baudrate: int = 9600
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +73,8 @@ class OutboxConfig:
 class AgentConfig:
     vin: str
     fleet_id: str | None
-    buses: tuple[CanBus, ...]
-    gps: GpsSection | None
+    buses: tuple[BusConfig, ...]
+    gps: GpsConfig | None
     mqtt: MqttConfig
     outbox: OutboxConfig
     monitors_file: Path | None
@@ -102,11 +83,11 @@ class AgentConfig:
     state_dir: Path
     log_level: str = "info"
     source: Path | None = None  # the file it was read from
+    dbc: tuple[BusSpec, ...] = ()  # the DBC set of each bus, same order as ``buses``
 
-    def bus_specs(self) -> list[Any]:
-        """``agent.dbc.BusSpec`` for each bus (imported lazily: the CAN module owns the type)."""
-        bus_spec = importlib.import_module("agent.dbc").BusSpec
-        return [bus_spec(b.name, b.dbc_files, b.signal_map) for b in self.buses]
+    def bus_specs(self) -> list[BusSpec]:
+        """The DBC set and signal map of each bus, for ``agent.dbc.load_vehicle``."""
+        return list(self.dbc)
 
 
 class _Reader:
@@ -176,7 +157,7 @@ class _Reader:
         return value
 
 
-def _read_bus(r: _Reader, raw: Any, index: int) -> CanBus | None:
+def _read_bus(r: _Reader, raw: Any, index: int) -> tuple[BusConfig, BusSpec] | None:
     where = f"$.can[{index}]"
     if not isinstance(raw, dict):
         r.bad(where, "expected a table ([[can]])")
@@ -201,17 +182,16 @@ def _read_bus(r: _Reader, raw: Any, index: int) -> CanBus | None:
     data_bitrate = r.get(raw, "data_bitrate", int, where)
     if data_bitrate is not None and not fd:
         r.bad(f"{where}.data_bitrate", "only meaningful with fd = true")
-    return CanBus(
+    bus = BusConfig(
         name=name,
         interface=interface,
         channel=channel,
         bitrate=r.get(raw, "bitrate", int, where),
         fd=fd,
         data_bitrate=data_bitrate,
-        dbc_files=tuple(dbc_files),
-        signal_map=r.existing(raw, "signal_map", where),
         receive_own_messages=bool(r.get(raw, "receive_own_messages", bool, where)),
     )
+    return bus, BusSpec(name, tuple(dbc_files), r.existing(raw, "signal_map", where))
 
 
 def _read_password(r: _Reader, raw: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
@@ -279,19 +259,24 @@ def _read_outbox(r: _Reader, raw: dict[str, Any], state_dir: Path) -> OutboxConf
     )
 
 
-def _read_gps(r: _Reader, raw: dict[str, Any]) -> GpsSection | None:
+def _read_gps(r: _Reader, raw: dict[str, Any]) -> GpsConfig | None:
     if not raw:
         return None
     where = "$.gps"
-    r.unknown_keys(raw, {"port", "baudrate"}, where)
-    port = r.get(raw, "port", str, where)
-    if not port:
-        r.bad(f"{where}.port", "required (/dev/ttyACM0, socket://host:port, a file)")
-        return None
+    r.unknown_keys(raw, {"port", "baudrate", "replay_pace"}, where)
+    port = r.get(raw, "port", str, where) or ""
     # a plain relative file name (replay on a bench) is resolved like every other path
-    if "://" not in port and not port.startswith("/"):
+    if port and "://" not in port and not port.startswith("/"):
         port = str(r.base / port)
-    return GpsSection(port=port, baudrate=r.positive(raw, "baudrate", where, 9600))
+    pace = r.get(raw, "replay_pace", str, where) or "realtime"
+    config = GpsConfig(
+        port=port,
+        baudrate=r.get(raw, "baudrate", int, where) or 9600,
+        replay_pace=cast(ReplayPace, pace),
+    )
+    for problem in config.problems(where):
+        r.bad(problem.path, problem.message)
+    return config
 
 
 _TOP_KEYS = {"vin", "fleet_id", "state_dir", "monitors_file", "clock", "log_level"}
@@ -323,8 +308,8 @@ def parse_config(
     if not isinstance(buses_raw, list):
         r.bad("$.can", "expected an array of tables ([[can]])")
         buses_raw = []
-    buses = [b for i, raw in enumerate(buses_raw) if (b := _read_bus(r, raw, i)) is not None]
-    names = [b.name for b in buses]
+    pairs = [b for i, raw in enumerate(buses_raw) if (b := _read_bus(r, raw, i)) is not None]
+    names = [bus.name for bus, _ in pairs]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         r.bad("$.can", f"bus name {dup!r} used twice")
     mqtt_raw = r.table(doc, "mqtt")
@@ -340,7 +325,8 @@ def parse_config(
     config = AgentConfig(
         vin=vin,
         fleet_id=fleet_id,
-        buses=tuple(buses),
+        buses=tuple(bus for bus, _ in pairs),
+        dbc=tuple(spec for _, spec in pairs),
         gps=_read_gps(r, r.table(doc, "gps")),
         mqtt=_read_mqtt(r, mqtt_raw, env),
         outbox=_read_outbox(r, r.table(doc, "outbox"), state_dir),

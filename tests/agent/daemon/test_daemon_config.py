@@ -70,6 +70,7 @@ max_age_hours = 2
     assert config.outbox.max_events == 10
     assert config.outbox.max_age == 7200.0
     bus = config.buses[0]
+    assert config.bus_specs()[0].name == "body"
     assert (bus.name, bus.channel, bus.bitrate, bus.fd, bus.data_bitrate) == (
         "body",
         "can0",
@@ -77,8 +78,8 @@ max_age_hours = 2
         True,
         2000000,
     )
-    assert bus.dbc_files == (tmp_path / "dbc" / "car.dbc",)
-    assert bus.signal_map == tmp_path / "dbc" / "car.map.toml"
+    assert config.bus_specs()[0].dbc_files == (tmp_path / "dbc" / "car.dbc",)
+    assert config.bus_specs()[0].signal_map == tmp_path / "dbc" / "car.map.toml"
     assert config.gps is not None and config.gps.baudrate == 4800
     assert config.mqtt.tls is True and config.mqtt.port == 8883
     assert config.mqtt.protocol == "3.1.1"
