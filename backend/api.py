@@ -1,0 +1,381 @@
+"""The monitor API (Starlette): Stellantis-style monitor resources for fleets and vehicles,
+delivery history and dead letters, ``/healthz``, ``/metrics`` and ``/openapi.json``.
+
+Errors are ``xError``-like bodies (reference §2): ``{code, uuid, message, timestamp, problems}``
+with ``code`` = HTTP status x 100. Authentication: ``Authorization: Bearer <token>``; 401 when
+missing or unknown, 403 when the token lacks the operation's scope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from agent.errors import Problem
+from agent.wire import format_date, uuid7, valid_topic_level
+from backend.config import ApiToken
+from backend.errors import ApiProblem
+from backend.metrics import Metrics
+from backend.monitors import validate
+from backend.openapi import openapi_document
+from backend.publisher import MonitorChannel
+from backend.records import DeliveryView, MonitorRecord, Store
+
+HAL = "application/hal+json"
+_RANGE = re.compile(r"^(\d+)-(\d*)$")
+MAX_PAGE = 60
+SCOPE_PATH = {"fleet": "fleets", "vehicle": "vehicles"}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    store: Store
+    channel: MonitorChannel
+    metrics: Metrics
+    tokens: tuple[ApiToken, ...]
+    allow_insecure_http: bool = False
+    base_url: str = ""
+    clock: Callable[[], float] = time.time
+    max_age: float = 3 * 24 * 3600.0
+
+
+def _iso(moment: float | None) -> str | None:
+    return None if moment is None else format_date(datetime.fromtimestamp(moment, tz=UTC))
+
+
+def error_body(status: int, message: str, problems: tuple[Problem, ...] = ()) -> dict[str, Any]:
+    return {
+        "code": status * 100,
+        "uuid": str(uuid.uuid4()),
+        "message": message,
+        "timestamp": format_date(datetime.now(tz=UTC)),
+        "problems": [{"path": p.path, "message": p.message} for p in problems],
+    }
+
+
+def _hal(body: object, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type=HAL)
+
+
+# -- request pieces ---------------------------------------------------------------------------
+
+
+def _authorize(ctx: ApiContext, request: Request, scope: str) -> None:
+    header = request.headers.get("authorization", "")
+    kind, _, token = header.partition(" ")
+    found = next((t for t in ctx.tokens if kind.lower() == "bearer" and t.token == token), None)
+    if found is None:
+        raise ApiProblem(401, "missing or invalid bearer token")
+    if scope not in found.scopes:
+        raise ApiProblem(403, f"the token lacks the scope {scope!r}")
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiProblem(400, "the body is not JSON", (Problem("$", str(exc)),)) from exc
+
+
+def _paging(request: Request) -> tuple[int, int]:
+    """``indexRange`` (``\\d+-\\d*``, default ``0-``) and ``pageSize`` (1-60, default 60)."""
+    problems = []
+    size_text = request.query_params.get("pageSize", str(MAX_PAGE))
+    size = int(size_text) if size_text.isdigit() else 0
+    if not 1 <= size <= MAX_PAGE:
+        problems.append(Problem("pageSize", f"must be an integer from 1 to {MAX_PAGE}"))
+    match = _RANGE.match(request.query_params.get("indexRange", "0-"))
+    if match is None:
+        problems.append(Problem("indexRange", "must look like 'start-' or 'start-end'"))
+    if problems or match is None:
+        raise ApiProblem(400, "invalid paging parameters", tuple(problems))
+    start = int(match.group(1))
+    if match.group(2):
+        end = int(match.group(2))
+        if end < start:
+            raise ApiProblem(400, "invalid paging", (Problem("indexRange", "end before start"),))
+        size = min(size, end - start + 1)
+    return start, size
+
+
+def _owner(request: Request) -> tuple[str, str]:
+    if "fleetId" in request.path_params:
+        scope, owner = "fleet", request.path_params["fleetId"]
+    else:
+        scope, owner = "vehicle", request.path_params["vin"]
+    if not valid_topic_level(owner):
+        raise ApiProblem(400, f"invalid {scope} id", (Problem("path", f"{owner!r} is not valid"),))
+    return scope, owner
+
+
+def _existing(ctx: ApiContext, request: Request) -> MonitorRecord:
+    scope, owner = _owner(request)
+    record = ctx.store.get_monitor(request.path_params["monitorId"])
+    if record is None or record.scope != scope or record.owner != owner:
+        raise ApiProblem(404, "no such monitor")
+    return record
+
+
+def _checked(ctx: ApiContext, body: Any, monitor_id: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiProblem(400, "invalid monitor", (Problem("$", "must be a JSON object"),))
+    checked = validate(body, monitor_id, allow_insecure_http=ctx.allow_insecure_http)
+    if checked.problems:
+        raise ApiProblem(400, "invalid monitor", tuple(checked.problems))
+    definition = dict(body)
+    definition.pop("status", None)
+    return definition
+
+
+# -- representations --------------------------------------------------------------------------
+
+
+def _links(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
+    owner = f"{ctx.base_url}/{SCOPE_PATH[record.scope]}/{record.owner}"
+    me = f"{owner}/monitors/{record.monitor_id}"
+    return {
+        "self": {"href": me},
+        "monitor": {"href": me},
+        record.scope: {"href": owner},
+        "deliveries": {"href": f"{ctx.base_url}/monitors/{record.monitor_id}/deliveries"},
+    }
+
+
+def monitor_ref(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
+    return {
+        "monitorId": record.monitor_id,
+        "status": record.status,
+        "createdAt": _iso(record.created_at),
+        "updatedAt": _iso(record.updated_at),
+        "_links": _links(ctx, record),
+    }
+
+
+def monitor_view(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
+    vehicles = [
+        {
+            "vin": s.vin,
+            "state": s.state,
+            "reasons": s.reasons,
+            "hash": s.definition_hash,
+            "at": s.at,
+        }
+        for s in ctx.store.vehicle_states(record.monitor_id)
+    ]
+    return {**monitor_ref(ctx, record), "monitor": record.definition, "vehicles": vehicles}
+
+
+def delivery_view(view: DeliveryView) -> dict[str, Any]:
+    return {
+        "deliveryId": view.delivery_id,
+        "monitorId": view.monitor_id,
+        "state": view.state,
+        "url": view.url,
+        "eventIds": view.event_ids,
+        "attemptCount": view.attempts,
+        "createdAt": _iso(view.created_at),
+        "nextAttemptAt": _iso(view.next_at),
+        "deliveredAt": _iso(view.delivered_at),
+        "reason": view.reason,
+        "attempts": [
+            {
+                "number": a.number,
+                "startedAt": _iso(a.started_at),
+                "durationMs": round(a.duration * 1000, 1),
+                "outcome": a.outcome,
+                "statusCode": a.status_code,
+                "error": a.error,
+            }
+            for a in view.history
+        ],
+    }
+
+
+def collection(
+    request: Request, key: str, items: list[Any], total: int, *, start: int, size: int
+) -> dict[str, Any]:
+    base = str(request.url.replace(query="")).rstrip("?")
+
+    def link(offset: int) -> dict[str, str]:
+        return {"href": f"{base}?indexRange={offset}-&pageSize={size}"}
+
+    last = max(0, (total - 1) // size * size)
+    links = {"self": link(start), "first": link(0), "last": link(last)}
+    if start + size < total:
+        links["next"] = link(start + size)
+    if start > 0:
+        links["prev"] = link(max(0, start - size))
+    return {
+        "_links": links,
+        "total": total,
+        "totalPage": (total + size - 1) // size,
+        "currentPage": start // size,
+        "_embedded": {key: items},
+    }
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+Handler = Callable[[ApiContext, Request], Awaitable[Response]]
+
+
+async def create_monitor(ctx: ApiContext, request: Request) -> Response:
+    scope, owner = _owner(request)
+    now = ctx.clock()
+    monitor_id = uuid7(int(now * 1000))
+    definition = _checked(ctx, await _json_body(request), monitor_id)
+    record = MonitorRecord(monitor_id, scope, owner, definition, "Running", now, now)
+    ctx.store.create_monitor(record)
+    await asyncio.to_thread(ctx.channel.publish, record)
+    return _hal(monitor_ref(ctx, record), 202)
+
+
+async def list_monitors(ctx: ApiContext, request: Request) -> Response:
+    scope, owner = _owner(request)
+    start, size = _paging(request)
+    records, total = ctx.store.list_monitors(scope, owner, start, size)
+    items = [monitor_view(ctx, r) for r in records]
+    return _hal(collection(request, "monitors", items, total, start=start, size=size))
+
+
+async def read_monitor(ctx: ApiContext, request: Request) -> Response:
+    return _hal(monitor_view(ctx, _existing(ctx, request)))
+
+
+async def replace_monitor(ctx: ApiContext, request: Request) -> Response:
+    record = _existing(ctx, request)
+    definition = _checked(ctx, await _json_body(request), record.monitor_id)
+    ctx.store.replace_monitor(record.monitor_id, definition, ctx.clock())
+    fresh = ctx.store.get_monitor(record.monitor_id) or record
+    await asyncio.to_thread(ctx.channel.publish, fresh)
+    return _hal(monitor_ref(ctx, fresh), 202)
+
+
+async def delete_monitor(ctx: ApiContext, request: Request) -> Response:
+    record = _existing(ctx, request)
+    ctx.store.delete_monitor(record.monitor_id, ctx.clock())
+    await asyncio.to_thread(ctx.channel.clear, record)
+    return Response(status_code=204)
+
+
+async def set_status(ctx: ApiContext, request: Request) -> Response:
+    record = _existing(ctx, request)
+    body = await _json_body(request)
+    status = body.get("status") if isinstance(body, dict) else None
+    if status not in ("Running", "Paused"):
+        problem = Problem("$.status", "must be 'Running' or 'Paused'")
+        raise ApiProblem(400, "invalid status", (problem,))
+    ctx.store.set_monitor_status(record.monitor_id, status, ctx.clock())
+    fresh = ctx.store.get_monitor(record.monitor_id) or record
+    await asyncio.to_thread(ctx.channel.publish, fresh)
+    return _hal(monitor_ref(ctx, fresh), 202)
+
+
+def _monitor_by_id(ctx: ApiContext, request: Request) -> MonitorRecord:
+    record = ctx.store.get_monitor(request.path_params["monitorId"])
+    if record is None:
+        raise ApiProblem(404, "no such monitor")
+    return record
+
+
+async def list_deliveries(ctx: ApiContext, request: Request) -> Response:
+    record = _monitor_by_id(ctx, request)
+    start, size = _paging(request)
+    state = request.query_params.get("state")
+    if state is not None and state not in ("open", "pending", "delivered", "dead"):
+        problem = Problem("state", "one of open, pending, delivered, dead")
+        raise ApiProblem(400, "invalid state filter", (problem,))
+    if request.url.path.endswith("/dead-letters"):
+        state = "dead"
+    views, total = ctx.store.deliveries(record.monitor_id, state, start, size)
+    items = [delivery_view(v) for v in views]
+    return _hal(collection(request, "deliveries", items, total, start=start, size=size))
+
+
+async def read_delivery(ctx: ApiContext, request: Request) -> Response:
+    view = ctx.store.get_delivery(request.path_params["deliveryId"])
+    if view is None:
+        raise ApiProblem(404, "no such delivery")
+    return _hal(delivery_view(view))
+
+
+async def resend_delivery(ctx: ApiContext, request: Request) -> Response:
+    delivery_id = request.path_params["deliveryId"]
+    if ctx.store.get_delivery(delivery_id) is None:
+        raise ApiProblem(404, "no such delivery")
+    if not ctx.store.resend(delivery_id, ctx.clock(), ctx.max_age):
+        raise ApiProblem(409, "only a dead-lettered delivery can be re-sent")
+    view = ctx.store.get_delivery(delivery_id)
+    assert view is not None
+    return _hal(delivery_view(view), 202)
+
+
+# -- the app ----------------------------------------------------------------------------------
+
+
+def _endpoint(ctx: ApiContext, handler: Handler, scope: str) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            _authorize(ctx, request, scope)
+            return await handler(ctx, request)
+        except ApiProblem as exc:
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            body = error_body(exc.status, exc.message, exc.problems)
+            return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    return endpoint
+
+
+def build_api(ctx: ApiContext) -> Starlette:
+    def r(path: str, handler: Handler, scope: str, methods: list[str]) -> Route:
+        return Route(path, _endpoint(ctx, handler, scope), methods=methods)
+
+    routes: list[Route] = []
+    for owner in ("/fleets/{fleetId}", "/vehicles/{vin}"):
+        one = owner + "/monitors/{monitorId}"
+        routes += [
+            r(owner + "/monitors", create_monitor, "monitors:write", ["POST"]),
+            r(owner + "/monitors", list_monitors, "monitors:read", ["GET"]),
+            r(one, read_monitor, "monitors:read", ["GET"]),
+            r(one, replace_monitor, "monitors:write", ["PUT"]),
+            r(one, delete_monitor, "monitors:write", ["DELETE"]),
+            r(one + "/status", set_status, "monitors:write", ["PUT"]),
+        ]
+    routes += [
+        r("/monitors/{monitorId}/deliveries", list_deliveries, "deliveries:read", ["GET"]),
+        r("/monitors/{monitorId}/dead-letters", list_deliveries, "deliveries:read", ["GET"]),
+        r("/deliveries/{deliveryId}", read_delivery, "deliveries:read", ["GET"]),
+        r("/deliveries/{deliveryId}/resend", resend_delivery, "deliveries:write", ["POST"]),
+    ]
+    document = openapi_document()
+
+    async def openapi(_request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def healthz(_request: Request) -> Response:
+        ctx.store.depth()  # the store answers
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(_request: Request) -> Response:
+        ctx.metrics.set_depth(ctx.store.depth())
+        return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    routes += [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,147 @@
+"""The composition root: builds the stores, ingest, dispatcher and API of one process.
+
+``roles`` picks what this process runs (``ingest``, ``dispatcher``, ``api``); several processes
+can share one store file and one broker (the shared subscription spreads events; the dispatcher
+leases deliveries, so two dispatchers never send the same attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from agent.wire import Topics
+from backend.api import ApiContext, build_api
+from backend.config import BackendConfig
+from backend.dispatcher import Dispatcher
+from backend.ingest import EventIntake, MqttIngest
+from backend.metrics import Metrics
+from backend.publisher import MqttMonitorChannel
+from backend.records import VehicleMonitorState
+from backend.signing import secret_key
+from backend.store import SqliteStore
+from backend.webhooks import HttpxSender, WebhookSender, tls_context
+
+log = logging.getLogger(__name__)
+ROLES = ("ingest", "dispatcher", "api")
+
+
+@dataclass
+class Backend:
+    config: BackendConfig
+    roles: frozenset[str] = frozenset(ROLES)
+    clock: Callable[[], float] = time.time
+    sender: WebhookSender | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    dispatcher: Dispatcher | None = None
+    ingest: MqttIngest | None = None
+    server: uvicorn.Server | None = None
+
+    def _secret_for(self, callback_name: str) -> bytes:
+        return secret_key(self.config.webhooks.secret_for(callback_name))
+
+    def _build_dispatcher(self) -> Dispatcher:
+        hooks = self.config.webhooks
+        sender = self.sender or HttpxSender(
+            verify=tls_context(hooks.ca_bundle),
+            connect_timeout=hooks.connect_timeout,
+            timeout=hooks.timeout,
+            allow_insecure_http=hooks.allow_insecure_http,
+        )
+        d = self.config.dispatcher
+        return Dispatcher(
+            SqliteStore(self.config.store_path),
+            sender,
+            self._secret_for,
+            per_endpoint=hooks.per_endpoint_concurrency,
+            claim_batch=d.claim_batch,
+            lease=d.lease,
+            poll_interval=d.poll_interval,
+            max_age=d.max_age,
+            none_delay=d.none_retry_delay,
+            clock=self.clock,
+            metrics=self.metrics,
+        )
+
+    def _build_ingest(self, topics: Topics) -> MqttIngest:
+        store = SqliteStore(self.config.store_path, durable=True)
+        wake = self.dispatcher.wake if self.dispatcher is not None else (lambda: None)
+        return MqttIngest(
+            self.config.mqtt,
+            topics,
+            EventIntake(store, topics),
+            store,
+            metrics=self.metrics,
+            on_committed=wake,
+            clock=self.clock,
+        )
+
+    def _build_api(self, topics: Topics) -> tuple[uvicorn.Server, MqttMonitorChannel]:
+        store = SqliteStore(self.config.store_path)
+
+        def on_state(_topic: str, state: VehicleMonitorState | None, vin: str, mid: str) -> None:
+            if state is None:
+                store.clear_vehicle_state(mid, vin)
+            else:
+                store.set_vehicle_state(state)
+
+        channel = MqttMonitorChannel(
+            self.config.mqtt,
+            topics,
+            live_monitors=store.live_monitors,
+            on_state=on_state,
+            on_bad_state=lambda reason: self.metrics.skipped.labels(reason=reason).inc(),
+        )
+        ctx = ApiContext(
+            store=store,
+            channel=channel,
+            metrics=self.metrics,
+            tokens=self.config.api.tokens,
+            allow_insecure_http=self.config.webhooks.allow_insecure_http,
+            base_url=self.config.api.base_url,
+            clock=self.clock,
+            max_age=self.config.dispatcher.max_age,
+        )
+        server_config = uvicorn.Config(
+            build_api(ctx),
+            host=self.config.api.host,
+            port=self.config.api.port,
+            log_level="warning",
+            lifespan="off",
+        )
+        return uvicorn.Server(server_config), channel
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run the configured roles until ``stop`` is set, then shut down cleanly."""
+        SqliteStore(self.config.store_path).close()  # migrate once, before the roles start
+        topics = Topics(self.config.topic_prefix)
+        tasks: list[asyncio.Task[None]] = []
+        channel = None
+        if "dispatcher" in self.roles:
+            self.dispatcher = self._build_dispatcher()
+            tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
+        if "ingest" in self.roles:
+            self.ingest = self._build_ingest(topics)
+            self.ingest.start()
+        if "api" in self.roles:
+            self.server, channel = self._build_api(topics)
+            channel.start()
+            tasks.append(asyncio.create_task(self.server.serve()))
+        log.info("edgemon-backend running: %s", ", ".join(sorted(self.roles)))
+        try:
+            await stop.wait()
+        finally:
+            if self.server is not None:
+                self.server.should_exit = True
+            if self.ingest is not None:
+                await asyncio.to_thread(self.ingest.stop)
+            if channel is not None:
+                await asyncio.to_thread(channel.stop)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.dispatcher is not None:
+                await self.dispatcher.sender.close()

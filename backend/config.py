@@ -1,0 +1,234 @@
+"""Backend configuration: one TOML file, validated once, every problem reported together.
+
+See ``backend.example.toml`` for every key. The result is a tree of frozen dataclasses; nothing
+downstream sees the raw TOML.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import Problem
+from agent.wire import DEFAULT_PREFIX
+from backend.errors import ConfigError
+from backend.retry import MAX_AGE, NONE_RETRY_DELAY
+from backend.signing import SecretError, secret_key
+
+SCOPES = ("monitors:read", "monitors:write", "deliveries:read", "deliveries:write")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    token: str
+    scopes: frozenset[str] = frozenset(SCOPES)
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tokens: tuple[ApiToken, ...] = ()
+    base_url: str = ""  # for _links; empty = relative links
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "edgemon-backend"
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive: int = 30
+    share_group: str = "edgemon"
+    session_expiry: int = 3600  # seconds the broker keeps unacknowledged messages for us
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    default_secret: str
+    secrets: dict[str, str] = field(default_factory=dict)  # callback name -> whsec_ secret
+    ca_bundle: Path | None = None
+    allow_insecure_http: bool = False
+    connect_timeout: float = 5.0
+    timeout: float = 10.0
+    per_endpoint_concurrency: int = 8
+
+    def secret_for(self, callback_name: str) -> str:
+        return self.secrets.get(callback_name, self.default_secret)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherConfig:
+    poll_interval: float = 0.2
+    max_age: float = MAX_AGE
+    none_retry_delay: float = NONE_RETRY_DELAY
+    lease: float = 120.0
+    claim_batch: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    store_path: Path
+    webhooks: WebhookConfig
+    topic_prefix: str = DEFAULT_PREFIX
+    api: ApiConfig = ApiConfig()
+    mqtt: MqttConfig = MqttConfig()
+    dispatcher: DispatcherConfig = DispatcherConfig()
+
+
+class _Reader:
+    """Typed access to one TOML table that records problems instead of raising."""
+
+    def __init__(self, table: Any, path: str, problems: list[Problem]) -> None:
+        self.path = path
+        self.problems = problems
+        if not isinstance(table, dict):
+            problems.append(Problem(path, "must be a table"))
+            table = {}
+        self.table: dict[str, Any] = table
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        value = self.table.get(key, default)
+        if value is default:
+            return default
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            self.problems.append(Problem(f"{self.path}.{key}", f"has the wrong type: {value!r}"))
+            return default
+        return value
+
+    def positive(self, key: str, kind: type, default: Any) -> Any:
+        value = self.get(key, kind, default)
+        if value is not None and value <= 0:
+            self.problems.append(Problem(f"{self.path}.{key}", "must be > 0"))
+            return default
+        return value
+
+    def path_value(self, key: str, base: Path, must_exist: bool = False) -> Path | None:
+        text = self.get(key, str, None)
+        if not text:
+            return None
+        found = (base / text).resolve() if not Path(text).is_absolute() else Path(text)
+        if must_exist and not found.exists():
+            self.problems.append(Problem(f"{self.path}.{key}", f"file {found} does not exist"))
+        return found
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self.table.get(key, {}), f"{self.path}.{key}", self.problems)
+
+
+def _api(r: _Reader) -> ApiConfig:
+    tokens = []
+    for i, raw in enumerate(r.get("tokens", list, [])):
+        item = _Reader(raw, f"{r.path}.tokens[{i}]", r.problems)
+        token = item.get("token", str, "")
+        if len(token) < 16:
+            r.problems.append(Problem(f"{item.path}.token", "a token needs 16 characters or more"))
+        scopes = item.get("scopes", list, list(SCOPES))
+        unknown = [s for s in scopes if s not in SCOPES]
+        if unknown:
+            r.problems.append(Problem(f"{item.path}.scopes", f"unknown scopes {unknown}"))
+        tokens.append(ApiToken(token, frozenset(scopes), item.get("name", str, "")))
+    return ApiConfig(
+        host=r.get("host", str, "127.0.0.1"),
+        port=r.get("port", int, 8080),
+        tokens=tuple(tokens),
+        base_url=r.get("base_url", str, "").rstrip("/"),
+    )
+
+
+def _mqtt(r: _Reader, base: Path) -> MqttConfig:
+    return MqttConfig(
+        host=r.get("host", str, "127.0.0.1"),
+        port=r.get("port", int, 1883),
+        client_id=r.get("client_id", str, "edgemon-backend"),
+        username=r.get("username", str, None),
+        password=r.get("password", str, None),
+        tls=r.get("tls", bool, False),
+        ca_file=r.path_value("ca_file", base, must_exist=True),
+        cert_file=r.path_value("cert_file", base, must_exist=True),
+        key_file=r.path_value("key_file", base, must_exist=True),
+        keepalive=r.positive("keepalive", int, 30),
+        share_group=r.get("share_group", str, "edgemon"),
+        session_expiry=r.positive("session_expiry", int, 3600),
+    )
+
+
+def _secret(r: _Reader, key: str, value: str) -> str:
+    try:
+        secret_key(value)
+    except SecretError as exc:
+        r.problems.append(Problem(f"{r.path}.{key}", str(exc)))
+    return value
+
+
+def _webhooks(r: _Reader, base: Path) -> WebhookConfig:
+    default = r.get("default_secret", str, "")
+    if not default:
+        r.problems.append(Problem(f"{r.path}.default_secret", "required (a whsec_ secret)"))
+    else:
+        _secret(r, "default_secret", default)
+    secrets_reader = r.sub("secrets")
+    secrets = {
+        str(name): _secret(secrets_reader, str(name), value) if isinstance(value, str) else ""
+        for name, value in secrets_reader.table.items()
+    }
+    return WebhookConfig(
+        default_secret=default,
+        secrets=secrets,
+        ca_bundle=r.path_value("ca_bundle", base, must_exist=True),
+        allow_insecure_http=r.get("allow_insecure_http", bool, False),
+        connect_timeout=r.positive("connect_timeout", float, 5.0),
+        timeout=r.positive("timeout", float, 10.0),
+        per_endpoint_concurrency=r.positive("per_endpoint_concurrency", int, 8),
+    )
+
+
+def _dispatcher(r: _Reader) -> DispatcherConfig:
+    return DispatcherConfig(
+        poll_interval=r.positive("poll_interval", float, 0.2),
+        max_age=r.positive("max_age", float, MAX_AGE),
+        none_retry_delay=r.positive("none_retry_delay", float, NONE_RETRY_DELAY),
+        lease=r.positive("lease", float, 120.0),
+        claim_batch=r.positive("claim_batch", int, 200),
+    )
+
+
+def config_from_dict(raw: dict[str, Any], base: Path) -> BackendConfig:
+    problems: list[Problem] = []
+    top = _Reader(raw, "$", problems)
+    store = top.sub("store")
+    store_path = store.path_value("path", base)
+    if store_path is None:
+        problems.append(Problem("$.store.path", "required (the SQLite file)"))
+    config = BackendConfig(
+        store_path=store_path or Path("backend.db"),
+        webhooks=_webhooks(top.sub("webhooks"), base),
+        topic_prefix=top.get("topic_prefix", str, DEFAULT_PREFIX).rstrip("/"),
+        api=_api(top.sub("api")),
+        mqtt=_mqtt(top.sub("mqtt"), base),
+        dispatcher=_dispatcher(top.sub("dispatcher")),
+    )
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: Path) -> BackendConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), f"cannot read: {exc.strerror}")]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Problem(str(path), f"not valid TOML: {exc}")]) from exc
+    return config_from_dict(raw, path.parent)

@@ -1,0 +1,206 @@
+"""The dispatcher: leases due deliveries from the store, sends them, records every attempt.
+
+Concurrency is per endpoint (``scheme://host:port``): at most ``per_endpoint`` requests in
+flight to one endpoint, and an endpoint at its limit is left out of the next claim, so a slow or
+dead endpoint only ever occupies its own slots. Results are written in groups, before each
+claim, so the next claim sees every retry state (a monitor in retry holds its later
+deliveries back, reference §4).
+
+The clock is injected (``clock``): tests step it with ``step()``. Signature timestamps use
+``wall`` (real time), since receivers check them against their own clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from backend.errors import DeliveryError
+from backend.metrics import Metrics
+from backend.records import Attempt, AttemptResult, ClaimedDelivery, Store
+from backend.retry import Schedule, next_attempt_at, parse_retry_after
+from backend.routing import webhook_body
+from backend.signing import signature_headers
+from backend.webhooks import Answer, WebhookRequest, WebhookSender
+
+log = logging.getLogger(__name__)
+
+
+def judge(
+    claim: ClaimedDelivery,
+    outcome: Answer | DeliveryError,
+    *,
+    started: float,
+    now: float,
+    max_age: float,
+    none_delay: float,
+) -> AttemptResult:
+    """What one attempt's answer means for the delivery. Pure."""
+    number = claim.tries + 1
+    status = outcome.status
+    duration = max(0.0, now - started)
+    if isinstance(outcome, Answer) and 200 <= outcome.status < 300:
+        attempt = Attempt(claim.delivery_id, number, started, duration, "delivered", status)
+        return AttemptResult(attempt, claim.monitor_id, "delivered")
+    error = str(outcome) if isinstance(outcome, DeliveryError) else f"HTTP {status}"
+    if status == 410:
+        attempt = Attempt(claim.delivery_id, number, started, duration, "gone", status, error)
+        reason = "410 Gone: the endpoint asked to stop; the monitor is Failed"
+        return AttemptResult(attempt, claim.monitor_id, "dead", reason=reason, gone=True)
+    if isinstance(outcome, DeliveryError) and not outcome.retryable:
+        attempt = Attempt(claim.delivery_id, number, started, duration, "refused", status, error)
+        return AttemptResult(attempt, claim.monitor_id, "dead", reason=error)
+    retry_after = None
+    if isinstance(outcome, Answer) and outcome.status in (429, 503):
+        retry_after = parse_retry_after(outcome.retry_after, now)
+    schedule = Schedule(
+        claim.policy, claim.retry_number, claim.retry_delay, max_age=max_age, none_delay=none_delay
+    )
+    attempt = Attempt(claim.delivery_id, number, started, duration, "failed", status, error)
+    nxt = next_attempt_at(schedule, claim.attempts + 1, claim.first_trigger, now, retry_after)
+    if nxt is None:
+        reason = f"gave up after {claim.attempts + 1} attempts ({claim.policy}): {error}"
+        return AttemptResult(attempt, claim.monitor_id, "dead", reason=reason)
+    return AttemptResult(attempt, claim.monitor_id, "pending", next_at=nxt, reason=error)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        sender: WebhookSender,
+        secret_for: Callable[[str], bytes],
+        *,
+        per_endpoint: int = 8,
+        claim_batch: int = 200,
+        lease: float = 120.0,
+        poll_interval: float = 0.2,
+        max_age: float = 3 * 24 * 3600.0,
+        none_delay: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        wall: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.secret_for = secret_for
+        self.per_endpoint = per_endpoint
+        self.claim_batch = claim_batch
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.max_age = max_age
+        self.none_delay = none_delay
+        self.clock = clock
+        self.wall = wall  # the signature's timestamp is always real time
+        self.metrics = metrics or Metrics()
+        self.in_flight: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._results: list[AttemptResult] = []
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- one step --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the results gathered since the last flush, in one transaction."""
+        if self._results:
+            results, self._results = self._results, []
+            self.store.record_results(results, self.clock())
+
+    def start_due(self) -> int:
+        """Flush, then lease due deliveries for every endpoint with a free slot; start them."""
+        self.flush()
+        now = self.clock()
+        claims = self.store.claim_due(
+            now, self.claim_batch, dict(self.in_flight), self.per_endpoint, now + self.lease
+        )
+        for claim in claims:
+            self.in_flight[claim.endpoint] += 1
+            task = asyncio.get_running_loop().create_task(self._attempt(claim))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claims)
+
+    async def step(self) -> int:
+        """Start what is due and wait for those attempts to finish (tests drive this)."""
+        started = self.start_due()
+        await self.drain()
+        return started
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self.flush()
+
+    # -- one attempt -----------------------------------------------------------------------
+
+    def _request(self, claim: ClaimedDelivery, timestamp: int) -> WebhookRequest:
+        body = webhook_body(claim.monitor_id, claim.body_attributes, claim.events)
+        key = self.secret_for(claim.callback_name)
+        signed = signature_headers(key, claim.delivery_id, timestamp, body)
+        return WebhookRequest(claim.url, (*claim.headers, *signed.items()), body)
+
+    async def _attempt(self, claim: ClaimedDelivery) -> None:
+        started = self.clock()
+        try:
+            outcome: Answer | DeliveryError = await self.sender.send(
+                self._request(claim, int(self.wall()))
+            )
+        except DeliveryError as exc:
+            outcome = exc
+        except Exception as exc:  # a bug in a sender must not kill the dispatcher
+            log.exception("webhook sender failed on %s", claim.delivery_id)
+            outcome = DeliveryError(f"internal error: {exc}")
+        finally:
+            self.in_flight[claim.endpoint] -= 1
+        now = self.clock()
+        result = judge(
+            claim,
+            outcome,
+            started=started,
+            now=now,
+            max_age=self.max_age,
+            none_delay=self.none_delay,
+        )
+        self._count(claim, result, now)
+        self._results.append(result)
+        if self._wake is not None:
+            self._wake.set()
+
+    def _count(self, claim: ClaimedDelivery, result: AttemptResult, now: float) -> None:
+        self.metrics.attempts.labels(outcome=result.attempt.outcome).inc()
+        if result.state == "delivered":
+            self.metrics.deliveries.labels(outcome="delivered").inc()
+            self.metrics.latency.observe(max(0.0, now - claim.received_at))
+        elif result.state == "dead":
+            self.metrics.deliveries.labels(outcome="dead").inc()
+            log.warning("delivery %s dead-lettered: %s", claim.delivery_id, result.reason)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Thread-safe: something new is in the store (ingest committed)."""
+        loop, event = self._loop, self._wake
+        if loop is not None and event is not None:
+            loop.call_soon_threadsafe(event.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        last_sweep = 0.0
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                if self.clock() - last_sweep >= 5.0:
+                    last_sweep = self.clock()
+                    self.store.expire(last_sweep, self.max_age)
+                    self.metrics.set_depth(self.store.depth())
+                self.start_due()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        finally:
+            await self.drain()

@@ -1,0 +1,156 @@
+"""The backend's side of the retained monitor topics.
+
+``MonitorChannel`` is the interface the API uses: publish (or clear) a monitor's retained
+definition for a vehicle or a fleet. ``MqttMonitorChannel`` implements it with paho; it also
+listens to the agents' retained ``…/monitors/{id}/state`` reports and writes them to the store,
+and on every (re)connection republishes every live monitor, so a definition stored while the
+broker was away still reaches the agents. ``MemoryMonitorChannel`` is the in-memory twin.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import paho.mqtt.client as mqtt
+
+from agent.wire import Topics, WireError, valid_topic_level
+from backend.broker import connect_properties, mqtt_client
+from backend.config import MqttConfig
+from backend.records import MonitorRecord, VehicleMonitorState
+
+log = logging.getLogger(__name__)
+
+
+class MonitorChannel(Protocol):
+    def publish(self, record: MonitorRecord) -> None: ...
+
+    def clear(self, record: MonitorRecord) -> None: ...
+
+
+def monitor_topic(topics: Topics, record: MonitorRecord) -> str:
+    if record.scope == "fleet":
+        return topics.fleet_monitor(record.owner, record.monitor_id)
+    return topics.vehicle_monitor(record.owner, record.monitor_id)
+
+
+def monitor_payload(record: MonitorRecord) -> bytes:
+    """The retained message: the definition plus the status (Paused/Failed: not firing)."""
+    body = dict(record.definition)
+    body["status"] = record.status
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def parse_state(topics: Topics, topic: str, payload: bytes) -> VehicleMonitorState | None:
+    """A ``…/vehicles/{vin}/monitors/{id}/state`` report; None for an empty (cleared) one."""
+    vin = topics.vin_of(topic)
+    parts = topic.split("/")
+    if len(parts) < 3 or parts[-1] != "state" or not valid_topic_level(parts[-2]):
+        raise WireError(f"not a monitor state topic: {topic!r}")
+    if not payload:
+        return None
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"monitor state is not JSON: {exc}") from exc
+    if not isinstance(obj, dict) or obj.get("state") not in ("applied", "rejected"):
+        raise WireError("monitor state needs 'state': applied|rejected")
+    reasons = obj.get("reasons") or []
+    if not isinstance(reasons, list):
+        raise WireError("'reasons' must be a list")
+    return VehicleMonitorState(
+        vin=vin,
+        monitor_id=parts[-2],
+        state=str(obj["state"]),
+        reasons=[{str(k): str(v) for k, v in r.items()} for r in reasons if isinstance(r, dict)],
+        definition_hash=str(obj.get("hash", "")),
+        at=str(obj.get("at", "")),
+    )
+
+
+@dataclass
+class MemoryMonitorChannel:
+    topics: Topics = field(default_factory=Topics)
+    retained: dict[str, bytes] = field(default_factory=dict)
+
+    def publish(self, record: MonitorRecord) -> None:
+        self.retained[monitor_topic(self.topics, record)] = monitor_payload(record)
+
+    def clear(self, record: MonitorRecord) -> None:
+        self.retained.pop(monitor_topic(self.topics, record), None)
+
+
+class MqttMonitorChannel:
+    def __init__(
+        self,
+        config: MqttConfig,
+        topics: Topics,
+        *,
+        live_monitors: Callable[[], list[MonitorRecord]],
+        on_state: Callable[[str, VehicleMonitorState | None, str, str], None],
+        on_bad_state: Callable[[str], None] = lambda _reason: None,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        self.topics = topics
+        self.config = config
+        self.live_monitors = live_monitors
+        self.on_state = on_state
+        self.on_bad_state = on_bad_state
+        self.publish_timeout = publish_timeout
+        self._client = mqtt_client(config, config.client_id + "-api", manual_ack=False)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        self._client.connect_async(
+            self.config.host,
+            self.config.port,
+            keepalive=self.config.keepalive,
+            clean_start=True,
+            properties=connect_properties(0),
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
+    ) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("MQTT connection refused: %s", rc)
+            return
+        client.subscribe(self.topics.all_monitor_states(), qos=1)
+        for record in self.live_monitors():
+            self._send(monitor_topic(self.topics, record), monitor_payload(record), wait=False)
+        self.connected.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            state = parse_state(self.topics, message.topic, bytes(message.payload))
+        except WireError as exc:
+            log.warning("bad monitor state on %s: %s", message.topic, exc)
+            self.on_bad_state("bad_monitor_state")
+            return
+        parts = message.topic.split("/")
+        self.on_state(message.topic, state, self.topics.vin_of(message.topic), parts[-2])
+
+    def _send(self, topic: str, payload: bytes, *, wait: bool = True) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        if wait and self.connected.is_set():
+            try:
+                info.wait_for_publish(self.publish_timeout)
+            except (RuntimeError, ValueError) as exc:  # queued; the reconnect republishes
+                log.warning("publish to %s not confirmed: %s", topic, exc)
+
+    def publish(self, record: MonitorRecord) -> None:
+        self._send(monitor_topic(self.topics, record), monitor_payload(record))
+
+    def clear(self, record: MonitorRecord) -> None:
+        self._send(monitor_topic(self.topics, record), b"")

@@ -1,0 +1,154 @@
+"""Backend fixtures: a trustme test CA, HTTPS receivers, a store, monitors and events."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.model import Event, EventValue, Extension
+from agent.wire import Topics, event_to_json, uuid7
+from backend.config import config_from_dict
+from backend.ingest import EventIntake
+from backend.records import MonitorRecord
+from backend.store import SqliteStore
+from tests.backend.backend_receiver import Receiver, TestCA
+
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+TOKEN = "test-token-0123456789"
+READ_ONLY = "read-only-token-0123456789"
+VIN = "VF3TEST0000000001"
+FLEET = "fleet-1"
+T0 = 1_800_000_000.0
+
+
+class ManualClock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA.create(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def receivers(test_ca: TestCA) -> Iterator[Callable[..., Receiver]]:
+    started: list[Receiver] = []
+
+    def make(tls: bool = True) -> Receiver:
+        receiver = Receiver(test_ca.server_context() if tls else None).start()
+        started.append(receiver)
+        return receiver
+
+    try:
+        yield make
+    finally:
+        for receiver in started:
+            receiver.stop()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "backend.db", durable=True)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def monitor_definition(
+    target: str,
+    *,
+    policy: str = "None",
+    retry_number: int = 3,
+    retry_delay: int = 10,
+    batch: tuple[int, int] | None = None,
+    attributes: list[dict[str, str]] | None = None,
+    name: str = "cb1",
+) -> dict[str, Any]:
+    subscribe: dict[str, Any] = {
+        "retryPolicy": {"policy": policy, "retryNumber": retry_number, "retryDelay": retry_delay},
+        "callback": {"webhook": {"target": target, "name": name, "attributes": attributes or []}},
+    }
+    if batch is not None:
+        subscribe["batchNotify"] = {"size": batch[0], "timeWindow": batch[1]}
+    return {
+        "label": "oil hot",
+        "subscribeParam": subscribe,
+        "extendedEventParam": ["vehicle.position"],
+        "triggerParam": {
+            "triggers": [
+                {
+                    "name": "hot",
+                    "data": {
+                        "data": "vehicle.engines.thermic.oil.temp",
+                        "op": "greaterThan",
+                        "value": ["130"],
+                    },
+                }
+            ],
+            "boolExp": "hot",
+        },
+    }
+
+
+def add_monitor(
+    store: SqliteStore, definition: dict[str, Any], *, monitor_id: str | None = None
+) -> str:
+    mid = monitor_id or uuid7()
+    store.create_monitor(MonitorRecord(mid, "vehicle", VIN, definition, "Running", T0, T0))
+    return mid
+
+
+def make_event(monitor_id: str, *, vin: str = VIN, at: float = T0, value: str = "131") -> Event:
+    return Event(
+        event_id=uuid7(int(at * 1000)),
+        seq=1,
+        vin=vin,
+        fleet_id=FLEET,
+        monitor_id=monitor_id,
+        event_date=datetime.fromtimestamp(at, tz=UTC),
+        refresh=False,
+        values=(EventValue("vehicle.engines.thermic.oil.temp", value, "129"),),
+        extensions=(Extension("vehicle.position", {"latitude": 48.85, "longitude": 2.35}),),
+    )
+
+
+def ingest_events(store: SqliteStore, events: list[Event], now: float) -> list[bool]:
+    """Route and commit events the way MQTT ingest does (without the broker)."""
+    intake = EventIntake(store, Topics())
+    topics = Topics()
+    prepared = [intake.prepare(topics.events(e.vin), event_to_json(e)) for e in events]
+    return store.commit_events(prepared, now)
+
+
+def backend_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "store": {"path": str(tmp_path / "backend.db")},
+        "api": {
+            "tokens": [
+                {"token": TOKEN},
+                {"token": READ_ONLY, "scopes": ["monitors:read", "deliveries:read"]},
+            ]
+        },
+        "webhooks": {"default_secret": SECRET},
+        "dispatcher": {"poll_interval": 0.05},
+    }
+    for key, value in overrides.items():
+        raw.setdefault(key, {}).update(value)
+    return raw
+
+
+def load(tmp_path: Path, **overrides: Any) -> Any:
+    return config_from_dict(backend_config(tmp_path, **overrides), tmp_path)

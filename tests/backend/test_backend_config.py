@@ -1,0 +1,51 @@
+"""Configuration: the example loads; every problem is reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.__main__ import main
+from backend.config import config_from_dict, load_config
+from backend.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_loads() -> None:
+    config = load_config(ROOT / "backend.example.toml")
+    assert config.api.port == 8080
+    assert len(config.api.tokens) == 2
+    assert config.webhooks.allow_insecure_http is False
+    assert config.dispatcher.max_age == 259200
+    assert config.store_path == ROOT / "var" / "backend.db"
+
+
+def test_every_problem_is_reported(tmp_path: Path) -> None:
+    raw = {
+        "api": {"port": "80", "tokens": [{"token": "short", "scopes": ["everything"]}]},
+        "webhooks": {"default_secret": "nope", "timeout": -1},
+        "mqtt": {"ca_file": "missing.pem"},
+    }
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(raw, tmp_path)
+    paths = {p.path for p in info.value.problems}
+    assert paths >= {
+        "$.store.path",
+        "$.api.port",
+        "$.api.tokens[0].token",
+        "$.api.tokens[0].scopes",
+        "$.webhooks.default_secret",
+        "$.webhooks.timeout",
+        "$.mqtt.ca_file",
+    }
+
+
+def test_cli_check_reports_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "backend.toml"
+    bad.write_text("[store]\n")
+    assert main(["check", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgemon-backend: ") and "$.store.path" in err
+    assert main(["check", "-c", str(ROOT / "backend.example.toml")]) == 0
