@@ -32,12 +32,12 @@ class Reply:
 
 
 @dataclass
-class TestCA:
+class CertAuthority:
     ca: trustme.CA
     ca_file: Path
 
     @classmethod
-    def create(cls, workdir: Path) -> TestCA:
+    def create(cls, workdir: Path) -> CertAuthority:
         ca = trustme.CA()
         ca_file = workdir / "test-ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))

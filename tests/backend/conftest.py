@@ -16,7 +16,7 @@ from backend.config import config_from_dict
 from backend.ingest import EventIntake
 from backend.records import MonitorRecord
 from backend.store import SqliteStore
-from tests.backend.backend_receiver import Receiver, TestCA
+from tests.backend.backend_receiver import CertAuthority, Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 TOKEN = "test-token-0123456789"
@@ -38,12 +38,12 @@ class ManualClock:
 
 
 @pytest.fixture(scope="session")
-def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
-    return TestCA.create(tmp_path_factory.mktemp("ca"))
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> CertAuthority:
+    return CertAuthority.create(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture
-def receivers(test_ca: TestCA) -> Iterator[Callable[..., Receiver]]:
+def receivers(test_ca: CertAuthority) -> Iterator[Callable[..., Receiver]]:
     started: list[Receiver] = []
 
     def make(tls: bool = True) -> Receiver:
