@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
