@@ -38,7 +38,18 @@ _CAN_KEYS = {
     "dbc",
     "signal_map",
     "receive_own_messages",
+    "replay",
+    "replay_speed",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CanReplay:
+    """A recorded log fed to a bus instead of the interface (test benches, demos)."""
+
+    bus: str
+    path: Path
+    speed: float = 1.0  # 1.0 = the recording's pace; 0 = as fast as possible
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +95,7 @@ class AgentConfig:
     log_level: str = "info"
     source: Path | None = None  # the file it was read from
     dbc: tuple[BusSpec, ...] = ()  # the DBC set of each bus, same order as ``buses``
+    can_replay: tuple[CanReplay, ...] = ()
 
     def bus_specs(self) -> list[BusSpec]:
         """The DBC set and signal map of each bus, for ``agent.dbc.load_vehicle``."""
@@ -157,7 +169,9 @@ class _Reader:
         return value
 
 
-def _read_bus(r: _Reader, raw: Any, index: int) -> tuple[BusConfig, BusSpec] | None:
+def _read_bus(
+    r: _Reader, raw: Any, index: int
+) -> tuple[BusConfig, BusSpec, CanReplay | None] | None:
     where = f"$.can[{index}]"
     if not isinstance(raw, dict):
         r.bad(where, "expected a table ([[can]])")
@@ -191,7 +205,12 @@ def _read_bus(r: _Reader, raw: Any, index: int) -> tuple[BusConfig, BusSpec] | N
         data_bitrate=data_bitrate,
         receive_own_messages=bool(r.get(raw, "receive_own_messages", bool, where)),
     )
-    return bus, BusSpec(name, tuple(dbc_files), r.existing(raw, "signal_map", where))
+    replay_path = r.existing(raw, "replay", where)
+    speed = r.get(raw, "replay_speed", float, where)
+    if speed is not None and speed < 0:
+        r.bad(f"{where}.replay_speed", "must be 0 (as fast as possible) or positive")
+    replay = CanReplay(name, replay_path, 1.0 if speed is None else speed) if replay_path else None
+    return bus, BusSpec(name, tuple(dbc_files), r.existing(raw, "signal_map", where)), replay
 
 
 def _read_password(r: _Reader, raw: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
@@ -309,7 +328,7 @@ def parse_config(
         r.bad("$.can", "expected an array of tables ([[can]])")
         buses_raw = []
     pairs = [b for i, raw in enumerate(buses_raw) if (b := _read_bus(r, raw, i)) is not None]
-    names = [bus.name for bus, _ in pairs]
+    names = [bus.name for bus, _, _ in pairs]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         r.bad("$.can", f"bus name {dup!r} used twice")
     mqtt_raw = r.table(doc, "mqtt")
@@ -325,8 +344,9 @@ def parse_config(
     config = AgentConfig(
         vin=vin,
         fleet_id=fleet_id,
-        buses=tuple(bus for bus, _ in pairs),
-        dbc=tuple(spec for _, spec in pairs),
+        buses=tuple(bus for bus, _, _ in pairs),
+        dbc=tuple(spec for _, spec, _ in pairs),
+        can_replay=tuple(replay for _, _, replay in pairs if replay is not None),
         gps=_read_gps(r, r.table(doc, "gps")),
         mqtt=_read_mqtt(r, mqtt_raw, env),
         outbox=_read_outbox(r, r.table(doc, "outbox"), state_dir),

@@ -11,8 +11,8 @@ Merge rule: for each id the highest layer that holds a valid definition runs (ve
 over local). A pushed monitor with the id of a local one replaces it while it exists; deleting it
 (an empty retained payload) brings the lower layer's definition back. A definition that fails
 validation is rejected and reported; it does not replace the layer's previous valid definition,
-which keeps running. A ``Paused`` monitor is applied (reported ``applied``) but not evaluated: it
-is taken out of the engine, so it never fires, and its fired state is kept.
+which keeps running. A ``Paused`` monitor is applied (reported ``applied``) but the engine does not
+evaluate it, so it never fires; its fired state is kept for when it runs again.
 
 Every decision is reported on ``{prefix}/vehicles/{vin}/monitors/{id}/state`` (retained):
 ``applied`` with the hash of the definition that runs, or ``rejected`` with every reason. When no
@@ -210,10 +210,7 @@ class MonitorSync:
         if running is not None and running.hash == wanted.hash:
             return False
         self._running[monitor_id] = wanted
-        if wanted.monitor.paused:
-            self.engine.remove_monitor(monitor_id)
-        else:
-            self.engine.set_monitor(wanted.monitor)
+        self.engine.set_monitor(wanted.monitor)  # the engine does not evaluate a paused one
         self.counters["applied"] += 1
         log.info("monitor %s applied (%s, %s)", monitor_id, wanted.monitor.status, wanted.hash[:12])
         self._verdicts[monitor_id] = Verdict(True, wanted.hash)

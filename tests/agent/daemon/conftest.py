@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -115,3 +117,59 @@ def collector_factory() -> Iterator[Callable[..., Collector]]:
     yield make
     for item in made:
         item.close()
+
+
+DEMO_DBC_DB = None
+
+
+def engine_frame(oil_temp: float) -> tuple[int, bytes]:
+    """An EngineData frame of the demo DBC with the given oil temperature (engine running)."""
+    import cantools
+
+    from agent.dbc import DEMO_DBC
+
+    global DEMO_DBC_DB  # noqa: PLW0603 - loaded once per test session
+    if DEMO_DBC_DB is None:
+        DEMO_DBC_DB = cantools.database.load_file(DEMO_DBC)
+    message = DEMO_DBC_DB.get_message_by_name("EngineData")
+    values = {signal.name: 0 for signal in message.signals}
+    values.update(OilTemp=oil_temp, EngineRunning=1, PowertrainStatus=2, EngineSpeed=800)
+    return message.frame_id, message.encode(values, strict=False)
+
+
+def agent_toml(
+    folder: Path,
+    port: int,
+    *,
+    can: str = "",
+    monitors: list[dict[str, Any]] | None = None,
+    mqtt_extra: str = "",
+) -> Path:
+    """An agent.toml for tests: the demo vehicle, a local broker, state in ``folder``."""
+    from agent.dbc import DEMO_DBC, DEMO_MAP
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f'vin = "{VIN}"',
+        'fleet_id = "fleet-1"',
+        f'state_dir = "{folder / "state"}"',
+    ]
+    if monitors is not None:
+        (folder / "monitors.json").write_text(json.dumps(monitors))
+        lines.append('monitors_file = "monitors.json"')
+    lines += [
+        "[[can]]",
+        'name = "can0"',
+        f'dbc = ["{DEMO_DBC}"]',
+        f'signal_map = "{DEMO_MAP}"',
+        can or 'interface = "virtual"\nchannel = "unused"',
+        "[mqtt]",
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        "reconnect_min = 0.1",
+        "reconnect_max = 0.5",
+        mqtt_extra,
+    ]
+    path = folder / "agent.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

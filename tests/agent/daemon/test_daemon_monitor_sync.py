@@ -133,15 +133,15 @@ def test_vehicle_over_fleet_over_local(parts, tmp_path: Path) -> None:  # type: 
     assert engine.monitors == {}
 
 
-def test_paused_monitor_leaves_the_engine(parts) -> None:  # type: ignore[no-untyped-def]
+def test_paused_monitor_is_handed_over_paused(parts) -> None:  # type: ignore[no-untyped-def]
     sync, engine, sent = parts
     _push(sync, "vehicle", "oil", oil_monitor())
     _push(sync, "vehicle", "oil", oil_monitor(status="Paused"))
-    assert "oil" not in engine.monitors
+    assert engine.monitors["oil"].paused
     assert sync.applied() == ["oil"]
     assert _state(sent, "oil")["state"] == "applied"  # type: ignore[index]
     _push(sync, "vehicle", "oil", oil_monitor(status="Running"))
-    assert "oil" in engine.monitors
+    assert not engine.monitors["oil"].paused
 
 
 def test_foreign_topics_are_counted(parts) -> None:  # type: ignore[no-untyped-def]

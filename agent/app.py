@@ -1,0 +1,394 @@
+"""The composition root of ``edgemon-agent run``: the only module that knows every stage.
+
+    CAN reader threads ─┐
+    GPS reader thread ──┼─> inbox (one queue) ─> main loop: decode -> state -> engine -> outbox
+    MQTT link threads ──┘                                   outbox -> pump -> MQTT (QoS 1)
+
+Every thread only puts values on ``inbox``; the main loop alone touches the decoder, the vehicle
+state, the engine, the outbox and monitor sync, so none of them needs a lock. A batch of inbox
+items is one outbox transaction (bursts are committed in groups), committed before the pump
+publishes any of it.
+
+Time. The engine runs on the trusted clock (``agent.clock``): system time once synchronised,
+GPS time before. Frame and fix timestamps (system clock) are shifted by the same offset, so
+staleness and event dates stay on one time line.
+
+Signals. SIGTERM/SIGINT (``request_stop``): readers stop, what is queued is processed and
+committed, the pump gets a few seconds to flush, the retained status goes offline, exit 0.
+SIGHUP (``request_reload``): the local monitors file is read again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent import __version__
+from agent.clock import TrustedClock, system_clock_synced
+from agent.config import AgentConfig, CanReplay
+from agent.dbc import load_vehicle
+from agent.decode import Decoder
+from agent.errors import SourceError
+from agent.model import Event, Fix, Frame
+from agent.monitor_sync import MonitorSync, read_monitors_file
+from agent.monitors.engine import Engine, FiredState
+from agent.outbox import Outbox
+from agent.publisher import Acked, Connected, EventPump, LinkEvent, MqttLink, Received, Will
+from agent.sdnotify import Notifier
+from agent.sources.can import BusConfig, CanSource, read_log
+from agent.sources.gps import GpsSource
+from agent.state import VehicleState
+from agent.wire import Topics, status_to_json
+
+log = logging.getLogger(__name__)
+
+BATCH = 512  # inbox items handled per outbox transaction, at most
+STATUS_PERIOD = 60.0
+HOUSEKEEPING_PERIOD = 30.0
+FLUSH_SECONDS = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    action: str  # "stop" | "reload"
+
+
+Item = Frame | Fix | LinkEvent | Control
+
+
+class CanReader:
+    """One thread per bus: a live python-can bus, or a recorded log replayed as if live."""
+
+    def __init__(
+        self, bus: BusConfig, replay: CanReplay | None, put: Callable[[Item], None]
+    ) -> None:
+        self.bus = bus
+        self.replay = replay
+        self._put = put
+        self._stop = threading.Event()
+        self.source = CanSource(bus) if replay is None else None
+        self._thread = threading.Thread(target=self._run, name=f"can-{bus.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(3.0)
+        if self.source is not None:
+            self.source.close()
+
+    def set_filters(self, filters: list[dict[str, int | bool]]) -> None:
+        if self.source is not None:
+            self.source.set_filters(filters)
+
+    def _run(self) -> None:
+        try:
+            if self.replay is not None:
+                self._replay(self.replay)
+            else:
+                self._live()
+        except SourceError as exc:
+            log.error("CAN bus %s: %s", self.bus.name, exc)
+
+    def _live(self) -> None:
+        assert self.source is not None
+        delay = 0.5
+        while not self._stop.is_set() and not self.source.is_open:
+            try:
+                self.source.open()
+            except SourceError as exc:
+                log.error("%s; retrying in %.0f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+        while not self._stop.is_set():
+            frame = self.source.recv(0.25)
+            if frame is not None:
+                self._put(frame)
+
+    def _replay(self, replay: CanReplay) -> None:
+        """Recorded frames, re-stamped to the time they are replayed (their gaps kept)."""
+        first: float | None = None
+        start = time.time()
+        for frame in read_log(replay.path, bus=self.bus.name):
+            if self._stop.is_set():
+                return
+            first = frame.timestamp if first is None else first
+            due = start + (frame.timestamp - first) / replay.speed if replay.speed else time.time()
+            if due > time.time():
+                self._stop.wait(due - time.time())
+            self._put(replace(frame, timestamp=max(due, time.time())))
+        log.info("CAN bus %s: replay of %s finished", self.bus.name, replay.path)
+
+
+class Agent:
+    """Builds every stage from the configuration; ``run()`` is the main loop."""
+
+    def __init__(self, config: AgentConfig, *, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.topics = Topics(config.topic_prefix)
+        self.vehicle = load_vehicle(config.bus_specs())
+        self.decoder = Decoder(self.vehicle)
+        self.state = VehicleState()
+        self.clock = TrustedClock(config.clock)  # type: ignore[arg-type]
+        self.outbox = Outbox(
+            config.outbox.path,
+            max_events=config.outbox.max_events,
+            max_bytes=config.outbox.max_bytes,
+            max_age=config.outbox.max_age,
+            synchronous=config.outbox.synchronous,
+            fired_type=FiredState,
+            clock=self.now,
+        )
+        self.engine = Engine(
+            config.vin, config.fleet_id, self.vehicle.catalog, self.outbox, self.outbox
+        )
+        self.sync = MonitorSync(
+            config.vin,
+            config.fleet_id,
+            self.topics,
+            catalog=self.vehicle.catalog,
+            engine=self.engine,
+            publish=self._publish_retained,
+            clock=self.now,
+        )
+        self.link = MqttLink(
+            config.mqtt,
+            config.mqtt.client_id or f"edgemon-{config.vin}",
+            self.inbox.put,
+            subscriptions=self.sync.subscriptions(),
+            will=Will(self.topics.status(config.vin), self._status(online=False)),
+        )
+        self.pump = EventPump(self.outbox, self.link, self.topics, config.mqtt.max_inflight)
+        replays = {r.bus: r for r in config.can_replay}
+        self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
+        self.gps = GpsSource(config.gps, self._on_fix) if config.gps else None
+        self._stopping = False
+        self.events_committed = 0
+
+    # -- called from other threads / signal handlers ---------------------------------------------
+
+    def request_stop(self) -> None:
+        self.inbox.put(Control("stop"))
+
+    def request_reload(self) -> None:
+        self.inbox.put(Control("reload"))
+
+    def _on_fix(self, fix: Fix) -> None:
+        self.inbox.put(fix)
+
+    # -- time ------------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock.now(time.time())
+
+    def _offset(self) -> float:
+        system = time.time()
+        return self.clock.now(system) - system
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """The main loop, until ``request_stop``; always stops what it started."""
+        try:
+            self._start()
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _loop(self) -> None:
+        next_status = next_housekeeping = next_watchdog = 0.0
+        while not self._stopping:
+            wait = self._wait_time(next_status, next_housekeeping, next_watchdog)
+            self._step(wait)
+            mono = time.monotonic()
+            if mono >= next_watchdog and self.notifier.watchdog_interval:
+                self.notifier.watchdog()
+                next_watchdog = mono + self.notifier.watchdog_interval
+            if mono >= next_status:
+                self._publish_status()
+                next_status = mono + STATUS_PERIOD
+            if mono >= next_housekeeping:
+                self._housekeeping()
+                next_housekeeping = mono + HOUSEKEEPING_PERIOD
+
+    def _start(self) -> None:
+        self.clock.set_system_synced(system_clock_synced())
+        self._load_local_monitors()
+        self._apply_wanted_names()
+        for reader in self.readers:
+            reader.start()
+        if self.gps is not None:
+            self.gps.start()
+        self.link.start()
+        applied = len(self.sync.applied())
+        log.info(
+            "agent up: vin %s, %d bus(es), %d monitor(s), outbox depth %d",
+            self.config.vin,
+            len(self.readers),
+            applied,
+            self.outbox.depth(),
+        )
+        self.notifier.ready(f"running; {applied} monitor(s); outbox {self.outbox.depth()}")
+
+    def _wait_time(self, *deadlines: float) -> float:
+        mono = time.monotonic()
+        wait = min([0.5, *(d - mono for d in deadlines if d)])
+        engine_deadline = self.engine.next_deadline()
+        if engine_deadline is not None:
+            wait = min(wait, engine_deadline - self.now())
+        return max(0.0, wait)
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping("flushing the outbox")
+        for reader in self.readers:
+            reader.stop()
+        if self.gps is not None:
+            self.gps.stop(2.0)
+        self._step(0.0)  # what the readers queued before they stopped
+        deadline = time.monotonic() + FLUSH_SECONDS
+        while self.outbox.depth() and self.link.connected and time.monotonic() < deadline:
+            self._step(0.05)
+        self.link.stop((self.topics.status(self.config.vin), self._status(online=False)))
+        log.info("agent stopped; %d event(s) left in the outbox", self.outbox.depth())
+        self.outbox.close()
+
+    # -- the main loop's step --------------------------------------------------------------------
+
+    def _step(self, wait: float) -> None:
+        """Take a batch from the inbox, commit what it produced, then publish."""
+        events: list[Event] = []
+        acks: list[Acked] = []
+        try:
+            item: Item | None = (
+                self.inbox.get(timeout=wait) if wait > 0 else self.inbox.get_nowait()
+            )
+        except queue.Empty:
+            item = None
+        handled = 0
+        offset = self._offset()
+        while item is not None and handled < BATCH:
+            handled += 1
+            if isinstance(item, Acked):
+                acks.append(item)
+            else:
+                events += self._handle(item, offset)
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                item = None
+        if item is not None:
+            self.inbox.put(item)  # over the batch size: next step
+        events += self.engine.tick(self.state, self.now())
+        self._commit(events)
+        self.pump.handle_acks(acks)
+        self.pump.fill()
+
+    def _handle(self, item: Item, offset: float) -> list[Event]:
+        if isinstance(item, Frame):
+            frame = replace(item, timestamp=item.timestamp + offset) if offset else item
+            names = self.decoder.feed(frame, self.state)
+            return self.engine.on_change(names, self.state, frame.timestamp) if names else []
+        if isinstance(item, Fix):
+            self.clock.observe_fix(item, time.time())
+            fix = replace(item, timestamp=item.timestamp + offset) if offset else item
+            self.state.update_fix(fix)
+            return self.engine.on_fix(self.state, self.now())
+        if isinstance(item, Control):
+            self._control(item)
+        elif isinstance(item, Received):
+            if self.sync.on_message(item.topic, item.payload):
+                self._apply_wanted_names()
+        else:
+            self.pump.handle(item)
+            if isinstance(item, Connected):
+                self._publish_status()
+                self.sync.on_connected()
+        return []
+
+    def _control(self, item: Control) -> None:
+        if item.action == "stop":
+            log.info("stop requested")
+            self._stopping = True
+        elif item.action == "reload":
+            log.info("reloading the local monitors file")
+            self._load_local_monitors()
+            self._apply_wanted_names()
+
+    def _commit(self, events: list[Event]) -> None:
+        self.outbox.append(events, self.now())
+        self.events_committed += len(events)
+
+    # -- monitors --------------------------------------------------------------------------------
+
+    def _load_local_monitors(self) -> None:
+        path: Path | None = self.config.monitors_file
+        if path is None:
+            return
+        try:
+            definitions = read_monitors_file(path)
+        except ValueError as exc:
+            log.error("local monitors not (re)loaded: %s", exc)
+            return
+        self.sync.load_local(definitions)
+
+    def _apply_wanted_names(self) -> None:
+        self.decoder.use(self.engine.wanted_names())
+        for reader in self.readers:
+            reader.set_filters(self.decoder.can_filters(reader.bus.name))
+
+    # -- status ----------------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        merged: dict[str, int] = {"events_committed": self.events_committed}
+        parts: list[tuple[str, dict[str, int]]] = [
+            ("can", self.decoder.counters),
+            ("outbox", self.outbox.counters),
+            ("mqtt", {**self.link.counters, **self.pump.counters}),
+            ("monitors", self.sync.counters),
+        ]
+        if self.gps is not None:
+            parts.append(("gps", self.gps.counters))
+        for reader in self.readers:
+            if reader.source is not None:
+                parts.append((f"bus.{reader.bus.name}", reader.source.counters))
+        for prefix, counters in parts:
+            merged.update({f"{prefix}.{k}": int(v) for k, v in counters.items()})
+        merged["outbox.dropped_total"] = self.outbox.dropped
+        return merged
+
+    def _status(self, *, online: bool) -> bytes:
+        return status_to_json(
+            vin=self.config.vin,
+            online=online,
+            at=datetime.fromtimestamp(self.now(), UTC),
+            version=__version__,
+            outbox_depth=self.outbox.depth() if hasattr(self, "outbox") else 0,
+            monitors=self.sync.applied() if hasattr(self, "sync") else [],
+            counters=self.counters() if online else {},
+            clock=self.clock.source,
+        )
+
+    def _publish_status(self) -> None:
+        self._publish_retained(self.topics.status(self.config.vin), self._status(online=True))
+        self.notifier.status(
+            f"{'connected' if self.link.connected else 'offline'}; "
+            f"{len(self.sync.applied())} monitor(s); outbox {self.outbox.depth()}"
+        )
+
+    def _publish_retained(self, topic: str, payload: bytes) -> None:
+        self.link.publish(topic, payload, qos=1, retain=True)
+
+    def _housekeeping(self) -> None:
+        self.clock.set_system_synced(system_clock_synced())
+        self.outbox.prune(self.now())

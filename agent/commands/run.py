@@ -1,0 +1,52 @@
+"""``edgemon-agent run -c agent.toml``: the daemon.
+
+Runs in the foreground (systemd ``Type=notify``): logs go to the standard streams, which journald
+collects (without our own timestamps when ``$JOURNAL_STREAM`` says journald is listening).
+SIGTERM and SIGINT stop it cleanly (outbox flushed as far as the broker allows, status offline);
+SIGHUP reloads the local monitors file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from pathlib import Path
+from types import FrameType
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", type=Path, required=True, help="agent configuration (TOML)"
+    )
+
+
+def _configure_logging(level: str, debug: bool) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))
+    if os.environ.get("JOURNAL_STREAM"):
+        for handler in root.handlers:
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("can").setLevel(max(root.level, logging.INFO))
+
+
+def execute(args: argparse.Namespace) -> int:
+    from agent.app import Agent  # noqa: PLC0415 - keeps `edgemon-agent --help` light
+    from agent.config import load_config  # noqa: PLC0415
+
+    config = load_config(args.config)
+    _configure_logging(config.log_level, bool(getattr(args, "debug", False)))
+    agent = Agent(config)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger(__name__).info("signal %s received", signal.Signals(signum).name)
+        agent.request_stop()
+
+    def reload(_signum: int, _frame: FrameType | None) -> None:
+        agent.request_reload()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
+    return agent.run()

@@ -1,0 +1,144 @@
+"""The composed agent in one process: python-can ``virtual`` bus in, real mosquitto out."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import can
+import jsonschema
+import pytest
+
+from agent.app import Agent
+from agent.config import load_config
+from agent.wire import Topics, event_from_json
+from tests.agent.daemon.conftest import VIN, Collector, agent_toml, engine_frame, oil_monitor
+from tests.conftest import ROOT
+from tests.support.mosquitto import Mosquitto
+
+TOPICS = Topics()
+SCHEMAS = ROOT / "docs" / "schemas"
+
+
+class Running:
+    """An Agent running its main loop in a thread, plus a virtual bus to talk to it."""
+
+    def __init__(self, agent: Agent, channel: str) -> None:
+        self.agent = agent
+        self.bus = can.Bus(interface="virtual", channel=channel)
+        self.result: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.result.append(agent.run()))
+        self.thread.start()
+
+    def send_oil(self, *temps: float) -> None:
+        for temp in temps:
+            frame_id, data = engine_frame(temp)
+            self.bus.send(can.Message(arbitration_id=frame_id, data=data, is_extended_id=False))
+            time.sleep(0.01)
+
+    def stop(self) -> int:
+        self.agent.request_stop()
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "agent did not stop"
+        self.bus.shutdown()
+        return self.result[0]
+
+
+@pytest.fixture
+def running(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def start(monitors: list[dict[str, object]] | None = None) -> Running:
+        channel = f"edgemon-{tmp_path.name}"
+        path = agent_toml(
+            tmp_path / "agent",
+            mosquitto.port,
+            can=f'interface = "virtual"\nchannel = "{channel}"',
+            monitors=monitors,
+        )
+        started.append(Running(Agent(load_config(path, env={})), channel))
+        return started[-1]
+
+    yield start
+    for item in started:
+        if item.thread.is_alive():
+            item.stop()
+
+
+def _events(collector: Collector) -> list[dict[str, object]]:
+    return [json.loads(p) for p in collector.payloads("/events")]
+
+
+def _state(collector: Collector, monitor_id: str) -> dict[str, object] | None:
+    topic = TOPICS.monitor_state(VIN, monitor_id)
+    found = [p for t, p, _ in collector.messages if t == topic]
+    return json.loads(found[-1]) if found and found[-1] else None
+
+
+def test_local_monitor_fires_event_in_order_and_schema(
+    running: Callable[..., Running],
+    mosquitto: Mosquitto,
+    collector_factory: Callable[..., Collector],
+) -> None:
+    collector = collector_factory(
+        mosquitto.host, mosquitto.port, [TOPICS.events(VIN), TOPICS.status(VIN)]
+    )
+    agent = running([oil_monitor("120", id="oil-local")])
+    collector.wait_for(lambda c: len(c.payloads("/status")) >= 1)
+    agent.send_oil(100, 130, 100, 131, 100, 132)
+    collector.wait_for(lambda c: len(c.payloads("/events")) >= 3)
+    events = _events(collector)
+    schema = json.loads((SCHEMAS / "event.schema.json").read_text())
+    for event in events:
+        jsonschema.validate(event, schema)
+    assert [e["seq"] for e in events] == [1, 2, 3]
+    assert {e["monitorId"] for e in events} == {"oil-local"}
+    assert [event_from_json(json.dumps(e)).values[0].value for e in events] == ["130", "131", "132"]
+    assert agent.stop() == 0
+    last_status = json.loads(collector.payloads("/status")[-1])
+    assert last_status["online"] is False
+    status_schema = json.loads((SCHEMAS / "status.schema.json").read_text())
+    jsonschema.validate(last_status, status_schema)
+
+
+def test_pushed_monitors_apply_reject_and_delete(
+    running: Callable[..., Running],
+    mosquitto: Mosquitto,
+    collector_factory: Callable[..., Collector],
+) -> None:
+    collector = collector_factory(
+        mosquitto.host,
+        mosquitto.port,
+        [TOPICS.events(VIN), f"{TOPICS.prefix}/vehicles/{VIN}/monitors/+/state"],
+    )
+    agent = running([oil_monitor("120", id="oil-local")])
+    backend = collector.client
+    backend.publish(
+        TOPICS.vehicle_monitor(VIN, "hot"), json.dumps(oil_monitor("135")), qos=1, retain=True
+    )
+    bad = oil_monitor("135")
+    bad["triggerParam"]["boolExp"] = "oil & !oil"
+    bad["triggerParam"]["triggers"][0]["data"]["op"] = "sortOf"
+    backend.publish(TOPICS.fleet_monitor("fleet-1", "bad"), json.dumps(bad), qos=1, retain=True)
+    collector.wait_for(lambda c: _state(c, "hot") is not None and _state(c, "bad") is not None)
+    hot, rejected = _state(collector, "hot"), _state(collector, "bad")
+    assert hot is not None and hot["state"] == "applied"
+    assert rejected is not None and rejected["state"] == "rejected"
+    assert len(rejected["reasons"]) >= 2  # type: ignore[arg-type]
+    schema = json.loads((SCHEMAS / "monitor-state.schema.json").read_text())
+    jsonschema.validate(rejected, schema)
+
+    agent.send_oil(100, 140)  # both the local (120) and the pushed (135) monitor fire
+    collector.wait_for(lambda c: len(c.payloads("/events")) >= 2)
+    assert {e["monitorId"] for e in _events(collector)} == {"oil-local", "hot"}
+
+    backend.publish(TOPICS.vehicle_monitor(VIN, "hot"), b"", qos=1, retain=True)
+    collector.wait_for(lambda c: any(t.endswith("/hot/state") and not p for t, p, _ in c.messages))
+    agent.send_oil(100, 141)
+    collector.wait_for(lambda c: len(c.payloads("/events")) >= 3)
+    time.sleep(0.3)
+    assert [e["monitorId"] for e in _events(collector)][2:] == ["oil-local"]
+    assert agent.stop() == 0
