@@ -17,7 +17,7 @@ already emitted is dropped (``skipped_late``): one fix per epoch.
 Counters (all present from the start): ``bytes``, ``lines``, ``sentences`` (used), ``ignored``
 (valid sentences of other types, e.g. GSV, GLL, TXT), ``fixes``, ``fixes_no_position``,
 ``fixes_undated`` (a time of day but no date known yet), and the skips ``skipped_nul``,
-``skipped_binary``, ``skipped_ubx``, ``skipped_truncated``, ``skipped_overlong``,
+``skipped_binary``, ``skipped_text``, ``skipped_ubx``, ``skipped_truncated``, ``skipped_overlong``,
 ``skipped_checksum``, ``skipped_no_checksum``, ``skipped_proprietary``, ``skipped_unknown``,
 ``skipped_malformed``, ``skipped_late``.
 """
@@ -182,18 +182,21 @@ class NmeaParser:
 
     def feed(self, data: bytes, now: float) -> list[Fix]:
         """Parse bytes received at ``now``; return the fixes of the epochs they completed."""
-        self.poll(now)
+        self._expire(now)
         for line in self._framer.push(data):
             self._line(line.decode("ascii"), now)
         return self._take()
 
     def poll(self, now: float) -> list[Fix]:
         """Emit the pending epoch if no sentence came for ``epoch_timeout`` seconds."""
+        self._expire(now)
+        return self._take()
+
+    def _expire(self, now: float) -> None:
         epoch = self._epoch
         timeout = self.epoch_timeout
         if epoch is not None and timeout is not None and now - epoch.last_seen >= timeout:
             self._emit()
-        return self._take()
 
     def flush(self, now: float) -> list[Fix]:
         """End of stream (or port lost): count the unfinished line, emit the pending epoch."""

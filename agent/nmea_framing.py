@@ -8,8 +8,9 @@ anywhere; an unfinished sentence waits for the next chunk. Rules:
   good line after it. Any other non-printable byte also cuts the line and is then treated as junk.
 - Between sentences: NUL bytes are counted in ``skipped_nul``; u-blox UBX frames (``B5 62 class id
   len16 payload ckA ckB``, Fletcher checksum verified) are skipped whole (``skipped_ubx``), so a
-  ``$`` inside their payload never starts a fake sentence; every other byte except CR/LF is
-  counted in ``skipped_binary``.
+  ``$`` inside their payload never starts a fake sentence; other printable bytes (stray text,
+  the rest of a cut line) are counted in ``skipped_text``, every other byte except CR/LF in
+  ``skipped_binary``.
 - A sentence longer than ``max_length`` characters is dropped (``skipped_overlong``) up to its
   line end.
 """
@@ -28,11 +29,13 @@ MAX_UBX_PAYLOAD = 4096  # larger declared lengths are noise, not a frame worth w
 _START = re.compile(rb"\$|\xb5\x62")
 # The first byte that ends a sentence body: a line end, any non-printable byte, or a new `$`.
 _BODY_END = re.compile(rb"[^\x20-\x23\x25-\x7e]")
+_PRINTABLE = re.compile(rb"[\x20-\x7e]")
 
 FRAMING_COUNTERS = (
     "bytes",
     "skipped_nul",
     "skipped_binary",
+    "skipped_text",
     "skipped_ubx",
     "skipped_truncated",
     "skipped_overlong",
@@ -68,10 +71,12 @@ class SentenceFramer:
         while pos < end:
             found = _START.search(buf, pos)
             start = found.start() if found else end
+            if found is None and buf.endswith(b"\xb5"):
+                start -= 1  # maybe the first half of a UBX sync pair: keep it for the next read
             if start > pos:
                 self._junk(buf[pos:start])
             if found is None:
-                pos = end
+                pos = start
             elif buf[start] == _DOLLAR:
                 pos = self._sentence(buf, start, lines)
             else:
@@ -89,7 +94,7 @@ class SentenceFramer:
         elif rest.startswith(b"$"):
             self.counters["skipped_truncated"] += 1
         elif rest:
-            self.counters["skipped_binary"] += len(rest)
+            self._junk(rest)
 
     def _sentence(self, buf: bytes, start: int, lines: list[bytes]) -> int:
         """Handle the sentence starting at ``start``; return where scanning resumes."""
@@ -137,5 +142,7 @@ class SentenceFramer:
     def _junk(self, chunk: bytes) -> None:
         nul = chunk.count(0)
         line_ends = chunk.count(_CR) + chunk.count(_LF)
+        text = len(_PRINTABLE.findall(chunk))
         self.counters["skipped_nul"] += nul
-        self.counters["skipped_binary"] += len(chunk) - nul - line_ends
+        self.counters["skipped_text"] += text
+        self.counters["skipped_binary"] += len(chunk) - nul - line_ends - text
