@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.model import Event, EventValue, Extension
 from agent.wire import Topics, event_to_json, uuid7
+from backend.app import Backend
 from backend.config import config_from_dict
 from backend.ingest import EventIntake
 from backend.records import MonitorRecord
 from backend.store import SqliteStore
 from tests.backend.backend_receiver import CertAuthority, Receiver
+from tests.support.mosquitto import Mosquitto
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 TOKEN = "test-token-0123456789"
@@ -152,3 +159,51 @@ def backend_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
 
 def load(tmp_path: Path, **overrides: Any) -> Any:
     return config_from_dict(backend_config(tmp_path, **overrides), tmp_path)
+
+
+class BackendThread:
+    """A ``Backend`` running its roles on an event loop in a thread, stopped cleanly."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="backend", daemon=True)
+
+    def _main(self) -> None:
+        async def run() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self.backend.run(self._stop)
+
+        asyncio.run(run())
+
+    def start(self) -> BackendThread:
+        self._thread.start()
+        self._ready.wait(10)
+        deadline = time.monotonic() + 10
+        while self.backend.ingest is None and "ingest" in self.backend.roles:
+            if time.monotonic() > deadline:
+                raise TimeoutError("ingest did not start")
+            time.sleep(0.01)
+        if self.backend.ingest is not None and not self.backend.ingest.connected.wait(10):
+            raise TimeoutError("ingest did not connect")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(20)
+
+
+def publisher(broker: Mosquitto) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid7()}")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
+def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
+    client.publish(topic, payload, qos=1).wait_for_publish(10)
