@@ -156,6 +156,7 @@ class MqttLink:
         self.counters |= {"published": 0, "received": 0, "skipped_bad_topic": 0}
         self.last_error = ""
         self._last_connect_ok = False
+        self._refusal = ""
 
     @property
     def connected(self) -> bool:
@@ -204,33 +205,38 @@ class MqttLink:
         while not self._stopping.is_set():
             self._generation += 1
             client = self._new_client(self._generation)
+            # paho may call on_disconnect inside connect() (CONNECT written to a closed socket)
+            self._session_over.clear()
             try:
                 self._connect(client)
             except (OSError, ValueError) as exc:
-                attempt = self._connect_failed(exc, attempt)
+                reason = describe_connect_error(exc, self.config.host, self.config.port)
+                attempt = self._connect_failed(reason, attempt)
                 continue
-            self._session_over.clear()
-            self._client = client
-            client.loop_start()
-            while not self._session_over.wait(0.5):
-                if self._stopping.is_set() and not self.connected:
-                    break
-            client.loop_stop()
-            self._connected.clear()
-            if self._last_connect_ok:
-                attempt = 0
-            if not self._stopping.is_set():
-                delay = backoff_delay(attempt, *self._backoff_range(), self._rng)
-                attempt += 1
-                self._stopping.wait(delay)
+            self._run_session(client)
+            if self._stopping.is_set():
+                break
+            if not self._last_connect_ok:  # refused, or closed before CONNACK (mTLS refusal)
+                attempt = self._connect_failed(self._refusal, attempt)
+                continue
+            attempt = 0
+            self._stopping.wait(backoff_delay(attempt, *self._backoff_range(), self._rng))
+
+    def _run_session(self, client: mqtt.Client) -> None:
+        self._client = client
+        client.loop_start()
+        while not self._session_over.wait(0.5):
+            if self._stopping.is_set() and not self.connected:
+                break
+        client.loop_stop()
+        self._connected.clear()
 
     def _backoff_range(self) -> tuple[float, float]:
         return self.config.reconnect_min, self.config.reconnect_max
 
-    def _connect_failed(self, exc: BaseException, attempt: int) -> int:
+    def _connect_failed(self, reason: str, attempt: int) -> int:
         self.counters["connect_failures"] += 1
         delay = backoff_delay(attempt, *self._backoff_range(), self._rng)
-        reason = describe_connect_error(exc, self.config.host, self.config.port)
         if reason != self.last_error or attempt % 10 == 0:
             log.error("MQTT: %s; retrying in %.1f s", reason, delay)
         self.last_error = reason
@@ -241,6 +247,10 @@ class MqttLink:
     def _connect(self, client: mqtt.Client) -> None:
         cfg = self.config
         self._last_connect_ok = False
+        self._refusal = (
+            f"connection to {cfg.host}:{cfg.port} closed before CONNACK"
+            " (client certificate refused?)"
+        )
         if cfg.protocol == "5":
             client.connect(cfg.host, cfg.port, cfg.keepalive, clean_start=True)
         else:
@@ -278,9 +288,7 @@ class MqttLink:
     def _on_connect_for(self, generation: int) -> Callable[..., None]:
         def on_connect(client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
             if rc.is_failure:
-                reason = f"broker refused the connection: {rc}"
-                log.error("MQTT: %s", reason)
-                self.last_error = reason
+                self._refusal = f"broker refused the connection: {rc}"
                 return  # paho disconnects; on_disconnect ends the session
             self._last_connect_ok = True
             self.counters["connects"] += 1
