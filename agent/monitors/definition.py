@@ -41,6 +41,7 @@ from agent.monitors.names import (
     stellantis_info,
 )
 from agent.monitors.schedule import parse_time
+from agent.monitors.signals import with_gps
 from agent.monitors.zone import parse_zone
 
 MAX_TRIGGERS = 10  # Stellantis allows 5; more is an extension (the truth table stays small)
@@ -65,6 +66,8 @@ def build_monitor(
     fields = Fields.of(obj, "$", report)
     if fields is None:
         return None
+    if catalog is not None:
+        catalog = with_gps(catalog)  # position-derived names (vehicle.kinetic.speed)
     inner = fields.obj.get("monitor")
     if isinstance(inner, dict) and "triggerParam" not in fields.obj:
         # the Stellantis ``Monitor`` resource: {monitorId, monitor: MonitorParameter, status}

@@ -67,8 +67,8 @@ class ProjectedArea:
         self.metric = shapely.transform(geometry, to_metres)
         self.margin_m = margin_m
         self.exact = self.metric
-        self.inner = self.metric.buffer(-margin_m) if margin_m > 0 else self.metric
-        self.outer = self.metric.buffer(margin_m) if margin_m > 0 else self.metric
+        self.inner = self.metric.buffer(-margin_m) if margin_m > 1e-3 else self.metric
+        self.outer = self.metric.buffer(margin_m) if margin_m > 1e-3 else self.metric
         for geom in {id(g): g for g in (self.exact, self.inner, self.outer)}.values():
             shapely.prepare(geom)
 

@@ -4,9 +4,10 @@ Rules (see docs/monitors-time.md):
 - A Daily window opens at local midnight + ``start`` (wall clock) and closes ``duration`` later
   on the wall clock, so "22:00 for 8 h" closes at 06:00 local time every day, including the
   nights when daylight saving time begins or ends (the window then lasts 7 h or 9 h).
-- A wall time that does not exist (the spring-forward gap) is read with the offset in force
-  before the change, i.e. moved forward by the gap (02:30 -> 03:30 in Paris); a wall time that
-  happens twice (autumn) means its first occurrence (zoneinfo ``fold=0``).
+- A wall time that does not exist (the spring-forward gap) means the instant of the change
+  (02:30 -> 03:00 in Paris), so a window keeps exactly those wall-clock times of its span that
+  exist that day; a wall time that happens twice (autumn) means its first occurrence
+  (zoneinfo ``fold=0``).
 - ``day`` and ``week`` rules (ISO weekday, ISO week number, ranges like ``w34-w46`` that may wrap
   over the new year) apply to the date the window opens: a Monday 22:00-02:00 window belongs to
   Monday.
@@ -216,13 +217,25 @@ class Schedule:
                 continue
             wall = datetime.combine(day, time()) + timedelta(seconds=window.start_s)
             end_wall = wall + timedelta(seconds=window.duration_s)
-            spans.append(
-                (
-                    wall.replace(tzinfo=self.tz).timestamp(),
-                    end_wall.replace(tzinfo=self.tz).timestamp(),
-                )
-            )
+            spans.append((self.instant(wall), self.instant(end_wall)))
         return spans
+
+    def instant(self, wall: datetime) -> float:
+        """Epoch seconds of a naive local wall time (rules in the module docstring)."""
+        first = wall.replace(tzinfo=self.tz, fold=0).timestamp()
+        if datetime.fromtimestamp(first, self.tz).replace(tzinfo=None) == wall:
+            return first
+        # in the spring-forward gap: the change happens between the two readings
+        low = int(wall.replace(tzinfo=self.tz, fold=1).timestamp())
+        high = int(first)
+        after = datetime.fromtimestamp(high, self.tz).utcoffset()
+        while high - low > 1:
+            middle = (low + high) // 2
+            if datetime.fromtimestamp(middle, self.tz).utcoffset() == after:
+                high = middle
+            else:
+                low = middle
+        return float(high)
 
     def _lookback_days(self, window: DailyWindow) -> int:
         return int((window.start_s + window.duration_s) // _DAY_SECONDS) + 2

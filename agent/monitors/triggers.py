@@ -17,7 +17,7 @@ from agent.model import EventValue, SignalInfo, Value
 from agent.monitors.data import COMPARISONS, DataTrigger, as_kind, convert, literal, operands
 from agent.monitors.expr import Truth
 from agent.monitors.schedule import Schedule, TimeTrigger
-from agent.monitors.signals import gps_value, in_use
+from agent.monitors.signals import GPS_MAX_AGE_S, gps_value, in_use
 from agent.monitors.zone import ZoneShape, ZoneTrigger
 from agent.state import VehicleState
 
@@ -128,7 +128,10 @@ class DataState:
         if self.gps:
             found = gps_value(self.trigger.data, ctx.state.fix, ctx.now)
             fix = ctx.state.fix
-            return None if found is None or fix is None else (found, None, fix.timestamp)
+            if found is None or fix is None:
+                return None
+            self._deadline = fix.timestamp + GPS_MAX_AGE_S + EPSILON_S
+            return found, None, fix.timestamp
         cell = ctx.state.get(self.trigger.data)
         if cell is None or cell.stale(ctx.now):
             return None
@@ -180,7 +183,7 @@ class DataState:
         while len(history) > 1 and history[1][0] <= now - within:
             history.popleft()
         if len(history) > 1:
-            self._deadline = history[1][0] + within + EPSILON_S
+            self._soon(history[1][0] + within + EPSILON_S)
         delta = trigger.delta or 0.0
         values = [v for _, v in history]
         if trigger.op == "risesBy":
@@ -199,9 +202,11 @@ class DataState:
             self.seen_start = self.last is not None
         if now - self.since >= minimum:
             return True
-        end = self.since + minimum
-        self._deadline = end if self._deadline is None else min(self._deadline, end)
+        self._soon(self.since + minimum)
         return False if self.seen_start else None
+
+    def _soon(self, when: float) -> None:
+        self._deadline = when if self._deadline is None else min(self._deadline, when)
 
     def _previous_ok(self, previous: Value | None, info: SignalInfo) -> bool:
         if self.trigger.previous is None:
