@@ -222,16 +222,22 @@ def _kernel_filters(can_filters: CanFilters | None) -> list[Any] | None:
 def read_log(
     path: Path, bus: str = "can0", counters: dict[str, int] | None = None
 ) -> Iterator[Frame]:
-    """Frames of a recorded log with their recorded timestamps; error/remote frames are counted
-    (``counters``, when given) and skipped. Unreadable files raise SourceError naming the file."""
+    """Frames of a recorded log with their recorded timestamps.
+
+    Error and remote frames are skipped and counted in ``counters`` (when given), so are
+    malformed candump lines (``skipped_bad_line``); other formats are read by python-can, and a
+    file it cannot read raises SourceError naming the file.
+    """
     suffix = path.suffix.lower()
     if suffix not in LOG_SUFFIXES:
         raise SourceError(f"{path}: unsupported CAN log format (use {', '.join(LOG_SUFFIXES)})")
     if not path.is_file():
         raise SourceError(f"{path}: CAN log not found")
     tally = counters if counters is not None else {}
-    for key in ("frames", "error_frames", "remote_frames"):
+    for key in ("frames", "error_frames", "remote_frames", "skipped_bad_line"):
         tally.setdefault(key, 0)
+    if suffix == ".log":
+        return _replay_candump(path, bus, tally)
     return _replay(path, suffix, bus, tally)
 
 
@@ -250,6 +256,55 @@ def _replay(path: Path, suffix: str, bus: str, tally: dict[str, int]) -> Iterato
                 else:
                     tally["frames"] += 1
                     yield frame_from_message(msg, bus)
-    except (ValueError, OSError, can.CanError, KeyError, IndexError, EOFError) as exc:
+    except Exception as exc:  # readers raise struct.error, ValueError, OSError, KeyError...
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise SourceError(f"{path}: unreadable after {read} messages: {reason}") from exc
+
+
+_CAN_ERR_FLAG = 0x2000_0000
+
+
+def _replay_candump(path: Path, bus: str, tally: dict[str, int]) -> Iterator[Frame]:
+    """candump -l lines: ``(1436509052.249713) can0 1A0#0011`` (``##`` + flags for CAN FD)."""
+    try:
+        with path.open(encoding="ascii", errors="replace") as lines:
+            for number, line in enumerate(lines, start=1):
+                text = line.strip()
+                if not text or text.startswith("#"):
+                    continue
+                kind = _candump_line(text, bus)
+                if isinstance(kind, Frame):
+                    tally["frames"] += 1
+                    yield kind
+                elif kind in tally:
+                    tally[kind] += 1
+                else:
+                    tally["skipped_bad_line"] += 1
+                    log.debug("%s:%d: skipped: %s", path, number, kind)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _candump_line(text: str, bus: str) -> Frame | str:
+    """A frame, or the name of a counter ("error_frames", "remote_frames") or a reason."""
+    fields = text.split()
+    if len(fields) < 3 or not (fields[0].startswith("(") and fields[0].endswith(")")):
+        return "not a candump line"
+    try:
+        timestamp = float(fields[0][1:-1])
+        ident, sep, payload = fields[2].partition("#")
+        frame_id = int(ident, 16)
+        if not sep or len(ident) not in (3, 8):
+            return "no id#data"
+        if frame_id & _CAN_ERR_FLAG and len(ident) == 8:
+            return "error_frames"
+        if payload.startswith("R"):
+            return "remote_frames"
+        is_fd = payload.startswith("#")
+        hex_data = (payload[2:] if is_fd else payload).replace(".", "")
+        data = bytes.fromhex(hex_data)
+    except ValueError as exc:
+        return str(exc)
+    if len(data) > (64 if is_fd else 8):
+        return "payload too long"
+    return Frame(timestamp, frame_id, data, len(ident) == 8, is_fd, bus)
