@@ -173,3 +173,13 @@ def agent_toml(
     path = folder / "agent.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_oil_log(path: Path, count: int, step: float = 0.001) -> Path:
+    """A candump log alternating the oil temperature 100/140 °C: each 140 fires ``oil > 120``."""
+    lines = []
+    for i in range(count):
+        frame_id, data = engine_frame(140 if i % 2 else 100)
+        lines.append(f"({1_700_000_000 + i * step:.6f}) can0 {frame_id:03X}#{data.hex().upper()}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
