@@ -59,5 +59,19 @@ def validate(obj: Any, monitor_id: str, *, allow_insecure_http: bool) -> Validat
             problems.append(Problem(CALLBACK_PATH, "a webhook callback is required"))
         else:
             problems.extend(target_problems(spec, allow_insecure_http, CALLBACK_PATH))
+    elif (target := _raw_target(obj)) is not None:
+        # the definition has other problems; still report a bad target in the same answer
+        raw = DeliverySpec(callback_name="", target=target, attributes=())
+        problems.extend(target_problems(raw, allow_insecure_http, CALLBACK_PATH))
     monitor = parsed.monitor if not problems else None
     return Validated(monitor, spec if not problems else None, problems, list(parsed.warnings))
+
+
+def _raw_target(obj: Any) -> str | None:
+    """``callback.webhook.target`` or the docs' ``callback.target`` (reference §7.5)."""
+    try:
+        callback = obj["subscribeParam"]["callback"]
+        target = callback.get("webhook", callback).get("target")
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return target if isinstance(target, str) else None

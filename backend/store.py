@@ -178,7 +178,7 @@ class SqliteStore:
         where = "FROM monitors WHERE scope = ? AND owner = ? AND deleted_at IS NULL"
         total = self._read(f"SELECT count(*) {where}", (scope, owner))[0][0]
         rows = self._read(
-            f"{self._MONITOR} {where} ORDER BY created_at, monitor_id LIMIT ? OFFSET ?",
+            f"{self._MONITOR} {where} ORDER BY created_at, rowid LIMIT ? OFFSET ?",
             (scope, owner, limit, offset),
         )
         return [self._monitor(r) for r in rows], int(total)
@@ -491,7 +491,7 @@ class SqliteStore:
         count_sql = f"SELECT count(*) FROM deliveries {where}"  # noqa: S608 (constants only)
         total = self._read(count_sql, params)[0][0]
         rows = self._read(
-            f"{self._VIEW} {where} ORDER BY created_at, delivery_id LIMIT ? OFFSET ?",
+            f"{self._VIEW} {where} ORDER BY created_at, rowid LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         return [self._view(r) for r in rows], int(total)
