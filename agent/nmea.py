@@ -9,10 +9,12 @@ counts the junk between them; each line's checksum is checked here; RMC, GGA, VT
 talker (GP, GN, GL, GA, GB, BD, QZ...) are parsed by pynmea2 and read by
 :mod:`agent.nmea_fields`; the readings of one epoch (same UTC time of day) are merged into a Fix.
 
-An epoch ends when a sentence with another time arrives, when a time-less epoch sees its RMC, GGA
-or VTG again, when ``epoch_timeout`` seconds pass without a sentence (:meth:`NmeaParser.poll`, or
-the next :meth:`NmeaParser.feed`), or on :meth:`NmeaParser.flush`. A sentence of an epoch that was
-already emitted is dropped (``skipped_late``): one fix per epoch.
+An epoch ends when a sentence with another time arrives; when its RMC, GGA or VTG comes again;
+when a time-less VTG/GSA arrives that the receiver's learnt sentence order puts before a kind the
+epoch already has (the next epoch's RMC was lost); when ``epoch_timeout`` seconds pass without a
+sentence (:meth:`NmeaParser.poll`, or the next :meth:`NmeaParser.feed`); or on
+:meth:`NmeaParser.flush`. A sentence of an epoch already emitted is dropped (``skipped_late``):
+one fix per epoch.
 
 Counters (all present from the start): ``bytes``, ``lines``, ``sentences`` (used), ``ignored``
 (valid sentences of other types, e.g. GSV, GLL, TXT), ``fixes``, ``fixes_no_position``,
@@ -76,7 +78,7 @@ class _Epoch:
     talker: str
     tod: time | None = None
     day: date | None = None
-    kinds: set[str] = field(default_factory=set)
+    kinds: dict[str, None] = field(default_factory=dict)  # sentence kinds, in arrival order
     latitude: float | None = None
     longitude: float | None = None
     speed_kmh: float | None = None
@@ -92,7 +94,7 @@ class _Epoch:
 
     def merge(self, reading: Reading, now: float) -> None:
         self.last_seen = now
-        self.kinds.add(reading.kind)
+        self.kinds.setdefault(reading.kind)
         if reading.kind == "RMC":
             self.talker = reading.talker
         self.day = self.day or reading.day
@@ -179,6 +181,7 @@ class NmeaParser:
         self._out: list[Fix] = []
         self._last_tod: time | None = None  # of the last emitted epoch
         self._last_day: date | None = None
+        self._order: dict[str, int] = {}  # sentence kinds in the order the receiver sends them
 
     def feed(self, data: bytes, now: float) -> list[Fix]:
         """Parse bytes received at ``now``; return the fixes of the epochs they completed."""
@@ -256,25 +259,27 @@ class NmeaParser:
     def _place(self, reading: Reading, now: float) -> None:
         """Merge a reading into the pending epoch, or close that epoch and open a new one."""
         epoch = self._epoch
-        if reading.tod is not None:
-            if epoch is not None and epoch.tod is not None and epoch.tod != reading.tod:
-                self._emit()
-                epoch = None
-            if epoch is None and reading.tod == self._last_tod:
-                self.counters["skipped_late"] += 1
-                return
-            if epoch is not None and epoch.tod is None:
-                if reading.kind in epoch.kinds:
-                    self._emit()
-                    epoch = None
-                else:
-                    epoch.tod = reading.tod
-        elif epoch is not None and epoch.tod is None and reading.kind in epoch.kinds - {"GSA"}:
-            self._emit()  # a time-less receiver starts its next epoch
+        if epoch is not None and self._starts_new_epoch(epoch, reading):
+            self._emit()
             epoch = None
         if epoch is None:
+            if reading.tod is not None and reading.tod == self._last_tod:
+                self.counters["skipped_late"] += 1
+                return
             epoch = self._epoch = _Epoch(last_seen=now, talker=reading.talker, tod=reading.tod)
+        elif epoch.tod is None:
+            epoch.tod = reading.tod  # sentences without a time opened it; this one dates it
         epoch.merge(reading, now)
+
+    def _starts_new_epoch(self, epoch: _Epoch, reading: Reading) -> bool:
+        if reading.tod is not None and epoch.tod is not None:
+            return reading.tod != epoch.tod
+        if reading.kind in epoch.kinds and reading.kind != "GSA":  # one GSA per constellation
+            return True
+        # A time-less VTG/GSA after a lost RMC: it belongs to the next epoch if the pending one
+        # already holds a kind that comes after it in the receiver's usual order.
+        rank = self._order.get(reading.kind)
+        return rank is not None and any(self._order.get(k, -1) > rank for k in epoch.kinds)
 
     def _emit(self) -> None:
         epoch, self._epoch = self._epoch, None
@@ -283,6 +288,8 @@ class NmeaParser:
         if epoch.tod is not None:
             self._last_tod = epoch.tod
             self._last_day = day
+        if len(epoch.kinds) > 1:
+            self._order = {kind: rank for rank, kind in enumerate(epoch.kinds)}
         fix = epoch.to_fix(day)
         self.counters["fixes"] += 1
         if not fix.has_position:

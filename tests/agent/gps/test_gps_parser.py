@@ -8,7 +8,16 @@ import pytest
 
 from agent.model import FixType
 from agent.nmea import NmeaParser, nmea_checksum
-from tests.agent.gps.gps_sentences import T0, Truth, assert_fix_is, drive, sentence, ubx_frame
+from tests.agent.gps.gps_sentences import (
+    T0,
+    StreamBuilder,
+    Truth,
+    assert_fix_is,
+    drive,
+    messy_stream,
+    sentence,
+    ubx_frame,
+)
 
 SKIPS = (
     "skipped_nul",
@@ -247,3 +256,17 @@ def test_byte_by_byte_feed() -> None:
     fixes += parser.flush(1.0)
     for fix, truth in zip(fixes, truths, strict=True):
         assert_fix_is(fix, truth)
+
+
+def expected_counters(builder: StreamBuilder, parser: NmeaParser) -> dict[str, int]:
+    return {name: builder.counters().get(name, 0) for name in parser.counters}
+
+
+def test_messy_capture_gives_every_fix_and_every_counter() -> None:
+    builder = messy_stream()
+    parser = NmeaParser()
+    fixes = parser.feed(builder.stream(), 1.0) + parser.flush(1.0)
+    assert len(fixes) == len(builder.expected)
+    for fix, (truth, without) in zip(fixes, builder.expected, strict=True):
+        assert_fix_is(fix, truth, without)
+    assert parser.counters == expected_counters(builder, parser)
