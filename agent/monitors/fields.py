@@ -19,8 +19,12 @@ class Report:
 
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    soft_prefixes: tuple[str, ...] = ()  # problems under these paths are only warnings
 
     def problem(self, path: str, message: str) -> None:
+        if self.soft_prefixes and path.startswith(self.soft_prefixes):
+            self.warnings.append(Problem(path, message))
+            return
         self.problems.append(Problem(path, message))
 
     def warn(self, path: str, message: str) -> None:

@@ -165,16 +165,23 @@ def monitor_hash(obj: object) -> str:
 
 
 def parse_monitor(
-    obj: object, *, monitor_id: str | None = None, catalog: Catalog | None = None
+    obj: object,
+    *,
+    monitor_id: str | None = None,
+    catalog: Catalog | None = None,
+    delivery_problems: bool = True,
 ) -> MonitorParse:
     """Parse and validate one monitor definition; every problem at once.
 
     ``catalog=None`` checks data names against the Stellantis table (the backend); with a
-    catalog, against what this vehicle provides (the agent).
+    catalog, against what this vehicle provides (the agent). ``delivery_problems=False`` (the
+    vehicle side) turns problems of ``subscribeParam`` (callback, retry, batch) into warnings:
+    the vehicle does not deliver webhooks, the backend judges them.
     """
     from agent.monitors.definition import build_monitor  # noqa: PLC0415 - it imports this module
 
-    report = Report()
+    soft = () if delivery_problems else ("$.subscribeParam", "$.monitor.subscribeParam")
+    report = Report(soft_prefixes=soft)
     monitor = build_monitor(obj, monitor_id, catalog, report)
     if report.problems:
         monitor = None

@@ -1,0 +1,140 @@
+"""``edgemon-agent check``: validate DBCs, signal map and monitors together.
+
+    edgemon-agent check [--config FILE] [--dbc FILE]... [--map FILE] [--monitors FILE]...
+
+Problems go to stdout, one per line (``SOURCE: $.json.path: message``); warnings and the summary
+to stderr. Exit 0 when everything is valid, 1 with every problem listed, 2 for unusable
+arguments or unreadable files. Without ``--config`` or ``--dbc``: the demo vehicle of ``dbc/``.
+It judges what the vehicle evaluates: problems of the callback part (``subscribeParam``) are
+warnings here, since the backend delivers webhooks and judges them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.dbc import DEMO_DBC, BusSpec, Vehicle, demo_buses, load_vehicle
+from agent.errors import ConfigError, DbcError, MonitorError
+from agent.monitors.loading import Checked, Definition, check_definitions, read_definitions
+
+
+class UsageError(Exception):
+    """Unusable arguments or unreadable files: exit 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    vehicle: Vehicle
+    vin: str | None
+    fleet_id: str | None
+    monitors_files: tuple[Path, ...]
+
+
+def add_vehicle_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="agent.toml (buses, DBCs, VIN)")
+    parser.add_argument(
+        "--dbc", type=Path, action="append", default=[], metavar="FILE", help="DBC file (repeat)"
+    )
+    parser.add_argument("--map", type=Path, metavar="FILE", help="signal map TOML for --dbc")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_vehicle_arguments(parser)
+    parser.add_argument(
+        "--monitors",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="monitors JSON: one object or an array (repeat)",
+    )
+
+
+def require_readable(paths: list[Path | None]) -> None:
+    for path in paths:
+        if path is None:
+            continue
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise UsageError(f"cannot read {path}")
+
+
+def load_inputs(args: argparse.Namespace, problems: list[str]) -> Inputs | None:
+    """The vehicle (and VIN, monitors files) from --config/--dbc/--map, else the demo vehicle.
+    Content problems are appended to ``problems`` (exit 1); unreadable files raise UsageError."""
+    require_readable([args.config, *args.dbc, args.map, *getattr(args, "monitors", [])])
+    config = None
+    if args.config is not None:
+        from agent.config import load_config  # noqa: PLC0415 - only with --config
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            problems += [f"{args.config}: {p}" for p in exc.problems]
+            return None
+    if args.dbc:
+        buses = [BusSpec("can0", tuple(args.dbc), args.map)]
+    elif config is not None:
+        buses = config.bus_specs()
+    elif args.map is not None:
+        buses = [BusSpec("can0", (DEMO_DBC,), args.map)]
+    else:
+        buses = demo_buses()
+    try:
+        vehicle = load_vehicle(buses)
+    except DbcError as exc:
+        problems.append(str(exc))
+        return None
+    for warning in vehicle.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    files = tuple(getattr(args, "monitors", []) or [])
+    if config is not None and config.monitors_file is not None and not files:
+        files = (config.monitors_file,)
+    vin = config.vin if config is not None else None
+    return Inputs(vehicle, vin, config.fleet_id if config else None, files)
+
+
+def check_monitors(inputs: Inputs, problems: list[str]) -> list[Checked]:
+    definitions: list[Definition] = []
+    for path in inputs.monitors_files:
+        try:
+            definitions += read_definitions(path)
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+        except MonitorError as exc:
+            problems += [p.message for p in exc.problems]
+    checked = check_definitions(definitions, inputs.vehicle.catalog)
+    for item in checked:
+        label = _label(item)
+        problems += [f"{label}: {p}" for p in item.parse.problems]
+        for warning in item.parse.warnings:
+            print(f"warning: {label}: {warning}", file=sys.stderr)
+    return checked
+
+
+def _label(item: Checked) -> str:
+    monitor = item.parse.monitor
+    obj = item.definition.obj
+    ident = monitor.id if monitor is not None else obj.get("id") if isinstance(obj, dict) else None
+    return f"{item.definition.source} ({ident})" if ident else item.definition.source
+
+
+def execute(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    try:
+        inputs = load_inputs(args, problems)
+        checked = check_monitors(inputs, problems) if inputs is not None else []
+    except UsageError as exc:
+        print(f"edgemon-agent: {exc}", file=sys.stderr)
+        return 2
+    for line in problems:
+        print(line)
+    valid = sum(1 for c in checked if c.parse.ok)
+    print(
+        f"check: {valid} of {len(checked)} monitor(s) valid, {len(problems)} problem(s)",
+        file=sys.stderr,
+    )
+    return 1 if problems else 0
