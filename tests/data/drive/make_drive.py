@@ -142,8 +142,14 @@ def nmea_lines() -> list[str]:
         knots = speed_ms(t) * 3.6 / 1.852
         course = 90.0 if t < 130 else 270.0
         date = moment.strftime("%d%m%y")
-        lines.append(sentence(f"GPRMC,{hms},A,{lat_text},{ns},{lon_text},{ew},{knots:.2f},{course:.1f},{date},,,A"))
-        lines.append(sentence(f"GPGGA,{hms},{lat_text},{ns},{lon_text},{ew},1,09,0.9,35.0,M,47.0,M,,"))
+        lines.append(
+            sentence(
+                f"GPRMC,{hms},A,{lat_text},{ns},{lon_text},{ew},{knots:.2f},{course:.1f},{date},,,A"
+            )
+        )
+        lines.append(
+            sentence(f"GPGGA,{hms},{lat_text},{ns},{lon_text},{ew},1,09,0.9,35.0,M,47.0,M,,")
+        )
         lines.append(sentence("GPGSA,A,3,02,05,07,09,13,16,20,26,29,,,,1.6,0.9,1.3"))
     return lines
 
