@@ -58,16 +58,20 @@ PARSER_COUNTERS = (
     "skipped_malformed",
     "skipped_late",
 )
-_HEX = frozenset("0123456789ABCDEFabcdef")
+_HEX = frozenset(b"0123456789ABCDEFabcdef")
 _T = TypeVar("_T")
 
 
 def nmea_checksum(body: str) -> str:
     """The two-hex-digit checksum of a sentence body (between ``$`` and ``*``)."""
+    return f"{_xor(body.encode('ascii')):02X}"
+
+
+def _xor(data: bytes) -> int:
     value = 0
-    for byte in body.encode("ascii"):
+    for byte in data:
         value ^= byte
-    return f"{value:02X}"
+    return value
 
 
 @dataclass(slots=True)
@@ -187,7 +191,7 @@ class NmeaParser:
         """Parse bytes received at ``now``; return the fixes of the epochs they completed."""
         self._expire(now)
         for line in self._framer.push(data):
-            self._line(line.decode("ascii"), now)
+            self._line(line, now)
         return self._take()
 
     def poll(self, now: float) -> list[Fix]:
@@ -213,7 +217,7 @@ class NmeaParser:
         out, self._out = self._out, []
         return out
 
-    def _line(self, line: str, now: float) -> None:
+    def _line(self, line: bytes, now: float) -> None:
         self.counters["lines"] += 1
         body = self._verified_body(line.rstrip())
         if body is None:
@@ -232,19 +236,19 @@ class NmeaParser:
         else:
             self.counters["skipped_unknown"] += 1
 
-    def _verified_body(self, line: str) -> str | None:
+    def _verified_body(self, line: bytes) -> str | None:
         """The text between ``$`` and ``*``; None (counted) when the checksum is bad or missing."""
-        star = line.rfind("*")
+        star = line.rfind(b"*")
         if star < 0:
             if self.require_checksum:
                 self.counters["skipped_no_checksum"] += 1
                 return None
-            return line[1:]
+            return line[1:].decode("ascii")
         body, given = line[1:star], line[star + 1 :]
-        if len(given) != 2 or not _HEX.issuperset(given) or nmea_checksum(body) != given.upper():
+        if len(given) != 2 or not _HEX.issuperset(given) or int(given, 16) != _xor(body):
             self.counters["skipped_checksum"] += 1
             return None
-        return body
+        return body.decode("ascii")
 
     def _sentence(self, body: str, kind: str, now: float) -> None:
         try:

@@ -30,6 +30,7 @@ _START = re.compile(rb"\$|\xb5\x62")
 # The first byte that ends a sentence body: a line end, any non-printable byte, or a new `$`.
 _BODY_END = re.compile(rb"[^\x20-\x23\x25-\x7e]")
 _PRINTABLE = re.compile(rb"[\x20-\x7e]")
+_LINE_ENDS = frozenset((b"\r\n", b"\n", b"\r"))
 
 FRAMING_COUNTERS = (
     "bytes",
@@ -140,6 +141,8 @@ class SentenceFramer:
         return start + 2
 
     def _junk(self, chunk: bytes) -> None:
+        if chunk in _LINE_ENDS:
+            return  # the usual case between two sentences
         nul = chunk.count(0)
         line_ends = chunk.count(_CR) + chunk.count(_LF)
         text = len(_PRINTABLE.findall(chunk))
