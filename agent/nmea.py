@@ -107,7 +107,10 @@ class _Epoch:
         if reading.kind == "GSA":
             self._merge_gsa(reading)
             return
-        self.speed_kmh = _first(self.speed_kmh, reading.speed_kmh)
+        if reading.kind == "VTG" and reading.speed_kmh is not None:
+            self.speed_kmh = reading.speed_kmh  # km/h as sent beats RMC's knots converted
+        else:
+            self.speed_kmh = _first(self.speed_kmh, reading.speed_kmh)
         self.course = _first(self.course, reading.course)
         self.altitude = _first(self.altitude, reading.altitude)
         self.hdop = _first(self.hdop, reading.hdop)
