@@ -67,7 +67,16 @@ def _guest_script(nodeids: list[str]) -> str:
     files = sorted({nodeid.split("::", 1)[0] for nodeid in nodeids})
     # No plugin autoload: entry-point scanning and plugin imports cost seconds under TCG.
     argv = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-p", "pytest_timeout"]
-    argv += ["-m", "vcan", "-q", "-rfEs", "--color=no", f"--timeout={GUEST_TEST_TIMEOUT}", *files]
+    argv += [
+        "-m",
+        "vcan",
+        "-q",
+        "-rfEs",
+        "--durations=0",
+        "--color=no",
+        f"--timeout={GUEST_TEST_TIMEOUT}",
+        *files,
+    ]
     return (
         vcan_vm.job_prelude()
         + f"export {RESULTS_ENV}=/tmp/job/results.jsonl {SELECT_ENV}=/tmp/job/select.txt\n"

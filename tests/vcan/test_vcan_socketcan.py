@@ -6,7 +6,6 @@ Run where SocketCAN exists (a host vcan0, else the throwaway VM): see tests/vcan
 from __future__ import annotations
 
 import errno
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,17 +14,9 @@ import can
 import pytest
 
 from tests.vcan.harness import VcanBus
+from tests.vcan.vcan_tools import cansend, sh
 
 pytestmark = pytest.mark.vcan
-
-
-def sh(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-
-
-def cansend(channel: str, frame: str) -> None:
-    done = sh("cansend", channel, frame)
-    assert done.returncode == 0, done.stderr
 
 
 def classic_mtu(channel: str) -> int:
