@@ -77,6 +77,48 @@ class GpsConfig:
         return "://" not in self.port and Path(self.port).is_file()
 
 
+class FixSource(Protocol):
+    """A source of fixes: delivers each Fix to the ``on_fix`` it was built with."""
+
+    @property
+    def counters(self) -> dict[str, int]: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
+class MemoryFixSource:
+    """In-memory twin of :class:`GpsSource` for unit tests: fixes given up front are delivered on
+    ``start()``, later ones on ``push()``, in the caller's thread."""
+
+    def __init__(self, fixes: Iterable[Fix], on_fix: Callable[[Fix], None]) -> None:
+        self._queued = list(fixes)
+        self._on_fix = on_fix
+        self._started = False
+        self._counters = {"fixes": 0}
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return dict(self._counters)
+
+    def start(self) -> None:
+        self._started = True
+        queued, self._queued = self._queued, []
+        for fix in queued:
+            self.push(fix)
+
+    def push(self, fix: Fix) -> None:
+        if not self._started:
+            self._queued.append(fix)
+            return
+        self._counters["fixes"] += 1
+        self._on_fix(fix)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._started = False
+
+
 class Backoff:
     """Capped exponential delays with jitter: each is in [d/2, d], d = min(cap, first x 2^n)."""
 

@@ -15,7 +15,8 @@ import pytest
 
 from agent.errors import Problem
 from agent.model import Fix
-from agent.sources.gps import Backoff, GpsConfig, GpsSource
+from agent.nmea import read_nmea_file
+from agent.sources.gps import Backoff, FixSource, GpsConfig, GpsSource, MemoryFixSource
 from tests.agent.gps.gps_sentences import (
     T0,
     assert_fix_is,
@@ -44,10 +45,10 @@ def test_clean_stream_through_a_pty_at_the_configured_baud_rate(
         assert_fix_is(fix, truth)
         assert before <= fix.timestamp <= time.time()  # stamped on receipt, by the source
     source.stop()
-    counters = source.counters
-    assert counters["sentences"] == 30 and counters["ignored"] == 5
-    assert counters["fixes"] == 5 and counters["port_losses"] == 0
-    assert {k: v for k, v in counters.items() if k.startswith("skipped_") and v} == {}
+    stream_length = sum(len(t.epoch()) for t in truths)
+    expected = dict.fromkeys(source.counters, 0)
+    expected.update(bytes=stream_length, lines=35, sentences=30, ignored=5, fixes=5, port_opens=1)
+    assert source.counters == expected  # every counter, skips all zero
 
 
 def test_messy_stream_through_a_pty_in_odd_chunks(
@@ -218,3 +219,26 @@ def test_only_existing_regular_files_are_replayed(port: str) -> None:
     assert not GpsConfig(port).is_file
     assert os.path.exists(CAPTURES / "messy_ublox.nmea")
     assert GpsConfig(str(CAPTURES / "messy_ublox.nmea")).is_file
+
+
+@pytest.mark.parametrize("kind", ["GpsSource", "MemoryFixSource"])
+def test_fix_source_contract_delivers_every_fix_in_order(kind: str, tmp_path: Path) -> None:
+    """One body, every FixSource: started, it hands each fix to on_fix, in order, and counts."""
+    truths = drive(T0, 4)
+    path = tmp_path / "four.nmea"
+    path.write_bytes(b"".join(t.epoch() for t in truths))
+    fixes = Collector()
+    source: FixSource
+    if kind == "GpsSource":
+        source = GpsSource(GpsConfig(str(path), replay_pace="fast"), fixes)
+    else:
+        source = MemoryFixSource(read_nmea_file(path), fixes)
+    source.start()
+    try:
+        got = fixes.take(4)
+    finally:
+        source.stop()
+    for fix, truth in zip(got, truths, strict=True):
+        assert_fix_is(fix, truth)
+    assert source.counters["fixes"] == 4
+    assert fixes.empty()
