@@ -197,8 +197,13 @@ class GpsSource:
     def _session(self) -> None:
         """Open the port and read it until it fails or stop() is called."""
         try:
+            # A device is locked (flock) so a second reader (gpsd, another agent) cannot steal
+            # half the bytes; URL handlers have no lock.
             opened = serial.serial_for_url(
-                self.config.port, baudrate=self.config.baudrate, timeout=self.config.read_timeout
+                self.config.port,
+                baudrate=self.config.baudrate,
+                timeout=self.config.read_timeout,
+                exclusive=True if "://" not in self.config.port else None,
             )
             port = cast(_Port, opened)
         except (serial.SerialException, OSError, ValueError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import socket
@@ -242,3 +243,21 @@ def test_fix_source_contract_delivers_every_fix_in_order(kind: str, tmp_path: Pa
         assert_fix_is(fix, truth)
     assert source.counters["fixes"] == 4
     assert fixes.empty()
+
+
+def test_a_device_held_by_another_reader_is_retried_not_shared(
+    make_pty: Callable[[], Pty], start_source: StartSource
+) -> None:
+    pty = make_pty()
+    holder = os.open(pty.path, os.O_RDWR | os.O_NOCTTY)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what pyserial's exclusive lock does
+    try:
+        source, fixes = start_source(GpsConfig(pty.path, **FAST))
+        wait_until(lambda: source.counters["port_open_failures"] >= 2, what="refused opens")
+        assert source.counters["port_opens"] == 0
+    finally:
+        os.close(holder)  # the other reader goes away
+    wait_until(lambda: source.counters["port_opens"] == 1, what="open after release")
+    truth = drive(T0, 1)[0]
+    pty.write(truth.epoch())
+    assert_fix_is(fixes.take(1)[0], truth)
