@@ -17,27 +17,26 @@ the data name of the map.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from cantools.database.can import Message, Signal
-
-from agent.dbc import (
-    EXTENDED_FLAG,
-    Binding,
-    SignalRef,
-    Vehicle,
-    message_key,
-    signal_period,
+from agent.dbc import EXTENDED_FLAG, SignalRef, Vehicle, message_key, signal_period
+from agent.frame_layout import (
+    UNUSED,
+    Output,
+    Page,
+    Route,
+    data_output,
+    is_rolling_name,
+    plan_route,
+    signal_bits,
 )
-from agent.model import Frame, SignalKind, Value
+from agent.model import Frame, Value
 from agent.state import SignalState, VehicleState
 
-log = logging.getLogger(__name__)
+__all__ = ["COUNTER_NAMES", "Decoder", "is_rolling_name", "signal_bits"]
 
-_ROLLING_WORDS = ("counter", "checksum", "chksum", "crc", "alive", "zaehler", "rolling")
-_ROLLING_TOKENS = frozenset({"cnt", "ctr", "chk", "cs", "cks", "bz"})
+log = logging.getLogger(__name__)
 
 COUNTER_NAMES = (
     "frames",
@@ -52,80 +51,6 @@ COUNTER_NAMES = (
 )
 
 
-def is_rolling_name(name: str) -> bool:
-    """True for names of rolling counters and checksums (``*_Counter``, ``CRC``, ``CHKSUM``...)."""
-    lowered = name.lower()
-    if any(word in lowered for word in _ROLLING_WORDS):
-        return True
-    return any(token in _ROLLING_TOKENS for token in lowered.split("_"))
-
-
-def signal_bits(signal: Signal) -> int:
-    """The signal's bits in ``int.from_bytes(payload, "little")``, as a mask."""
-    mask = 0
-    if signal.byte_order == "little_endian":
-        return ((1 << signal.length) - 1) << signal.start
-    position = signal.start  # Motorola: DBC start bit is the MSB; walk towards the LSB
-    for _ in range(signal.length):
-        mask |= 1 << position
-        position = position + 15 if position % 8 == 0 else position - 1
-    return mask
-
-
-@dataclass(slots=True)
-class _DataOut:
-    """A data name fed from a signal, with its transform."""
-
-    name: str
-    kind: SignalKind
-    scale: float
-    offset: float
-    values: dict[int, Value]
-    choices: dict[int, str]
-
-    def convert(self, raw: Any, scaled: Value) -> Value | None:
-        """The data value, or None when the raw value has no mapping (SNA, reserved)."""
-        if self.values:
-            return self.values.get(raw)
-        if self.kind is SignalKind.BOOLEAN:
-            return scaled != 0
-        if self.kind is SignalKind.ENUM:
-            return self.choices.get(raw)
-        if self.scale != 1.0 or self.offset != 0.0:
-            return float(scaled) * self.scale + self.offset
-        return scaled
-
-
-@dataclass(slots=True)
-class _Output:
-    """One used signal of a message: its ``Message.Signal`` key and the data names it feeds."""
-
-    key: str
-    signal: str
-    to_scaled: Callable[[Any, bool], Any]  # signal.conversion.raw_to_scaled
-    choices: dict[int, str]
-    max_age: float | None
-    data: list[_DataOut]
-
-
-@dataclass(slots=True)
-class _Page:
-    """The last decoded payload of one message page, and the state cells it updated."""
-
-    masked: int
-    cells: list[SignalState]
-
-
-@dataclass(slots=True)
-class _Route:
-    message: Message
-    length: int
-    mask: int  # payload bits that can change a used value (rolling bits cleared)
-    mux_mask: int  # bits of the multiplexer selectors: the page key
-    outputs: list[_Output]
-    pages: dict[int, _Page]
-
-
 class Decoder:
     """Decode frames of the signals in use into a VehicleState."""
 
@@ -135,17 +60,27 @@ class Decoder:
         self.vehicle = vehicle
         self.stale_factor = stale_factor
         self.default_timeout = default_timeout
-        self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        self._counts: dict[str, int] = dict.fromkeys(COUNTER_NAMES[1:], 0)
         self.unresolved: set[str] = set()
-        self._routes: dict[str, dict[int, _Route]] = {}
+        self._routes: dict[str, dict[int, Route]] = {}
         self._state: VehicleState | None = None
         self.use(())
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Frames seen, decoded, and skipped by reason (a snapshot; ``frames`` is their sum)."""
+        counts = self._counts
+        frames = counts["decoded"] + sum(v for k, v in counts.items() if k.startswith("skipped_"))
+        return {"frames": frames, **counts}
+
+    def reset_counters(self) -> None:
+        self._counts = dict.fromkeys(self._counts, 0)
 
     # -- configuration -------------------------------------------------------------------------
 
     def use(self, names: Iterable[str]) -> None:
         """Set the names in use (data names or ``Message.Signal``); others are not decoded."""
-        wanted: dict[tuple[str, int], dict[str, _Output]] = {}
+        wanted: dict[tuple[str, int], dict[str, Output]] = {}
         self.unresolved = set()
         for name in names:
             ref = self.vehicle.lookup(name)
@@ -156,25 +91,25 @@ class Decoder:
             output = outputs.get(ref.key) or self._output(ref)
             outputs[ref.key] = output
             if ref.binding is not None and all(d.name != name for d in output.data):
-                output.data.append(_data_out(ref.binding, output.choices))
+                output.data.append(data_output(ref.binding, output.choices))
         if self.unresolved:
             log.info("names not provided by the CAN buses: %s", ", ".join(sorted(self.unresolved)))
         self._routes = {}
         for bus, bus_db in self.vehicle.buses.items():
             rolling = set(bus_db.spec.rolling_signals)
-            table: dict[int, _Route] = {}
+            table: dict[int, Route] = {}
             for key, message in bus_db.by_id.items():
                 used = list(wanted.get((bus, key), {}).values())
-                table[key] = _route(message, used, rolling)
+                table[key] = plan_route(message, used, rolling) if used else UNUSED
             self._routes[bus] = table
         self._state = None
 
-    def _output(self, ref: SignalRef) -> _Output:
+    def _output(self, ref: SignalRef) -> Output:
         signal = ref.signal
         period = signal_period(ref.message, signal)
         base = period if period is not None else self.default_timeout
         choices = {int(k): str(v) for k, v in (signal.choices or {}).items()}
-        return _Output(
+        return Output(
             ref.key,
             signal.name,
             signal.conversion.raw_to_scaled,
@@ -188,7 +123,7 @@ class Decoder:
         table = self._routes.get(bus, {})
         found = []
         for key, route in table.items():
-            if route.outputs:
+            if route is not UNUSED:
                 found.append((key & ~EXTENDED_FLAG, bool(key & EXTENDED_FLAG)))
         return sorted(found)
 
@@ -207,115 +142,159 @@ class Decoder:
 
     def feed(self, frame: Frame, state: VehicleState) -> list[str]:
         """Decode one frame into ``state``; return the names whose value changed."""
-        counters = self.counters
-        counters["frames"] += 1
+        counts = self._counts
         table = self._routes.get(frame.bus)
         if table is None:
-            counters["skipped_unknown_bus"] += 1
+            counts["skipped_unknown_bus"] += 1
             return []
         frame_id = frame.arbitration_id
         route = table.get(frame_id | EXTENDED_FLAG if frame.is_extended else frame_id)
-        if route is None:
-            counters["skipped_unknown_id"] += 1
+        if route is UNUSED:
+            counts["skipped_unused"] += 1
             return []
-        if not route.outputs:
-            counters["skipped_unused"] += 1
+        if route is None:
+            counts["skipped_unknown_id"] += 1
             return []
         data = frame.data
         if len(data) != route.length:
-            counters["skipped_bad_length"] += 1
+            counts["skipped_bad_length"] += 1
             return []
         if state is not self._state:
             self._bind(state)
         payload = int.from_bytes(data, "little")
-        page_key = payload & route.mux_mask
         masked = payload & route.mask
-        page = route.pages.get(page_key)
-        if page is not None and page.masked == masked:
-            timestamp = frame.timestamp
-            for cell in page.cells:
-                cell.timestamp = timestamp
-            counters["skipped_unchanged"] += 1
-            return []
-        return self._decode(route, frame, state, page_key, masked)
+        if route.mux_mask:
+            page = route.pages.get(payload & route.mux_mask)
+            cells = page.cells if page is not None and page.masked == masked else None
+        else:
+            cells = route.cells if masked == route.last else None
+        if cells is None:
+            return self._decode(route, frame, state, payload, masked)
+        timestamp = frame.timestamp
+        for cell in cells:
+            cell.timestamp = timestamp
+        counts["skipped_unchanged"] += 1
+        return []
+
+    def feed_many(
+        self, frames: Iterable[Frame], state: VehicleState
+    ) -> Iterator[tuple[Frame, list[str]]]:
+        """Decode a stream of frames (log replay); yield ``(frame, changed names)`` in order for
+        the frames that changed a value. Same results and counters as :meth:`feed` per frame.
+
+        The cheap outcomes (unused id, unchanged payload) are handled inline, without a method
+        call per frame: on a full bus most frames end there, and a Python call costs more than
+        the check itself. Between two yielded frames nothing changed in ``state`` but signal
+        timestamps, so a replay may run its time-based checks lazily before each yield.
+        """
+        counts = self._counts
+        routes = self._routes
+        unused = unchanged = 0
+        bus: str | None = None
+        table: dict[int, Route] | None = None
+        try:
+            for frame in frames:
+                if frame.bus != bus:
+                    bus, table = frame.bus, routes.get(frame.bus)
+                if table is None:
+                    counts["skipped_unknown_bus"] += 1
+                    continue
+                frame_id = frame.arbitration_id
+                route = table.get(frame_id | EXTENDED_FLAG if frame.is_extended else frame_id)
+                if route is UNUSED:
+                    unused += 1
+                    continue
+                if route is None or len(frame.data) != route.length:
+                    self.feed(frame, state)  # counted by the per-frame path
+                    continue
+                if state is not self._state:
+                    self._bind(state)
+                payload = int.from_bytes(frame.data, "little")
+                masked = payload & route.mask
+                if route.mux_mask:
+                    page = route.pages.get(payload & route.mux_mask)
+                    cells = page.cells if page is not None and page.masked == masked else None
+                else:
+                    cells = route.cells if masked == route.last else None
+                if cells is not None:
+                    timestamp = frame.timestamp
+                    for cell in cells:
+                        cell.timestamp = timestamp
+                    unchanged += 1
+                    continue
+                changed = self._decode(route, frame, state, payload, masked)
+                if changed:
+                    counts["skipped_unused"] += unused
+                    counts["skipped_unchanged"] += unchanged
+                    unused = unchanged = 0
+                    yield frame, changed
+        finally:
+            counts["skipped_unused"] += unused
+            counts["skipped_unchanged"] += unchanged
 
     def _decode(
-        self, route: _Route, frame: Frame, state: VehicleState, page_key: int, masked: int
+        self, route: Route, frame: Frame, state: VehicleState, payload: int, masked: int
     ) -> list[str]:
-        try:
-            raw_values = route.message.decode_simple(frame.data, False, False)
-        except Exception:  # cantools: DecodeError, ValueError, struct errors on odd payloads
-            self.counters["skipped_decode_error"] += 1
-            return []
-        self.counters["decoded"] += 1
-        timestamp = frame.timestamp
+        raw_values: dict[str, Any] | None = None
+        if not route.direct:
+            try:
+                raw_values = route.message.decode_simple(frame.data, False, False)
+            except Exception:  # cantools: DecodeError, ValueError, struct errors on odd payloads
+                self._counts["skipped_decode_error"] += 1
+                return []
+        self._counts["decoded"] += 1
+        big = int.from_bytes(frame.data, "big") if route.has_big_endian else 0
         changed: list[str] = []
         cells: list[SignalState] = []
-        update, cell_of = state.update, state.get
         for output in route.outputs:
-            raw: Any = raw_values.get(output.signal)
-            if raw is None:  # not on this multiplexer page
-                continue
-            scaled: Value = output.to_scaled(raw, False)
-            value = output.choices.get(raw, scaled) if output.choices else scaled
-            if update(output.key, value, timestamp, output.max_age):
-                changed.append(output.key)
-            cells.append(cell_of(output.key))  # type: ignore[arg-type]
-            for data in output.data:
-                converted = data.convert(raw, scaled)
-                if converted is None:
-                    self.counters["unmapped_value"] += 1
+            raw: Any
+            if raw_values is None:
+                raw = ((big if output.big_endian else payload) >> output.shift) & output.width
+                if raw & output.sign_bit:
+                    raw -= output.sign_bit << 1
+            else:
+                raw = raw_values.get(output.signal)
+                if raw is None:  # not on this multiplexer page
                     continue
-                if update(data.name, converted, timestamp, output.max_age):
-                    changed.append(data.name)
-                cells.append(cell_of(data.name))  # type: ignore[arg-type]
-        route.pages[page_key] = _Page(masked, cells)
+            self._store(output, raw, frame.timestamp, state, changed=changed, cells=cells)
+        if route.mux_mask:
+            route.pages[payload & route.mux_mask] = Page(masked, cells)
+        else:
+            route.last, route.cells = masked, cells
         return changed
+
+    def _store(
+        self,
+        output: Output,
+        raw: Any,
+        timestamp: float,
+        state: VehicleState,
+        *,
+        changed: list[str],
+        cells: list[SignalState],
+    ) -> None:
+        """Put one signal's value into the state under its key and its data names."""
+        scaled: Value = output.to_scaled(raw, False)
+        value = output.choices.get(raw, scaled) if output.choices else scaled
+        if state.update(output.key, value, timestamp, output.max_age):
+            changed.append(output.key)
+        cells.append(state.get(output.key))  # type: ignore[arg-type]
+        for data in output.data:
+            converted = data.convert(raw, scaled)
+            if converted is None:
+                self._counts["unmapped_value"] += 1
+                continue
+            if state.update(data.name, converted, timestamp, output.max_age):
+                changed.append(data.name)
+            cells.append(state.get(data.name))  # type: ignore[arg-type]
 
     def _bind(self, state: VehicleState) -> None:
         """A new state: forget the payload memory (its cells belong to the previous state)."""
         for table in self._routes.values():
             for route in table.values():
-                route.pages.clear()
+                route.forget()
         self._state = state
 
     def reset(self) -> None:
         """Forget previous payloads: the next frame of every id is decoded."""
         self._state = None
-
-
-def _data_out(binding: Binding, choices: dict[int, str]) -> _DataOut:
-    return _DataOut(
-        binding.name,
-        binding.kind,
-        binding.scale,
-        binding.offset,
-        dict(binding.values),
-        choices,
-    )
-
-
-def _route(message: Message, outputs: list[_Output], rolling: set[str]) -> _Route:
-    """Precompute the message's masks: drop rolling bits, except those of signals in use.
-
-    A bit shared by a rolling signal and any other signal (overlapping or on another
-    multiplexer page) stays in the mask.
-    """
-    used = {output.signal for output in outputs}
-    rolling_bits = keep_bits = mux_mask = 0
-    for signal in message.signals:
-        bits = signal_bits(signal)
-        if signal.is_multiplexer:
-            mux_mask |= bits
-            keep_bits |= bits
-        elif signal.name not in used and (
-            is_rolling_name(signal.name)
-            or signal.name in rolling
-            or f"{message.name}.{signal.name}" in rolling
-        ):
-            rolling_bits |= bits
-        else:
-            keep_bits |= bits
-    full = (1 << (8 * message.length)) - 1
-    mask = full & ~(rolling_bits & ~keep_bits)
-    return _Route(message, message.length, mask, mux_mask, outputs, {})

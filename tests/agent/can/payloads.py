@@ -77,3 +77,25 @@ def plain(value: Any) -> Any:
     if isinstance(value, NamedSignalValue):
         return str(value.name)
     return value
+
+
+def decode_each(message: Message, data: bytes) -> dict[str, Any] | None:
+    """cantools' decoding signal by signal, for messages it refuses as a whole (overlapping
+    signals); None when it cannot decode one of them either, or the message is multiplexed."""
+    if message.is_multiplexed():
+        return None
+    out: dict[str, Any] = {}
+    for signal in message.signals:
+        single = Message(
+            message.frame_id,
+            message.name,
+            message.length,
+            [signal],
+            is_extended_frame=message.is_extended_frame,
+            strict=False,
+        )
+        try:
+            out[signal.name] = single.decode(data, decode_choices=True)[signal.name]
+        except Exception:
+            return None
+    return out
