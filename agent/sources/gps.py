@@ -214,7 +214,6 @@ class GpsSource:
             return
         self._quiet_open_failures = False
         self._counters["port_opens"] += 1
-        self._backoff.reset()
         log.info("GPS port %s open at %d baud", self.config.port, self.config.baudrate)
         try:
             self._read(port)
@@ -232,7 +231,11 @@ class GpsSource:
         while not self._stop.is_set():
             data = port.read(max(1, port.in_waiting))
             now = self._clock()
-            self._deliver(self._parser.feed(data, now) if data else self._parser.poll(now))
+            if data:
+                self._backoff.reset()  # only a port that delivers resets it: no flapping loop
+                self._deliver(self._parser.feed(data, now))
+            else:
+                self._deliver(self._parser.poll(now))
 
     def _replay(self, path: Path) -> None:
         previous: float | None = None
