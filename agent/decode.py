@@ -189,23 +189,26 @@ class Decoder:
         """
         counts = self._counts
         routes = self._routes
+        unused_route, extended_flag = UNUSED, EXTENDED_FLAG  # locals: read once per frame
         unused = unchanged = 0
         bus: str | None = None
-        table: dict[int, Route] | None = None
+        table: dict[int, Route] = {}
         try:
             for frame in frames:
-                if frame.bus != bus:
-                    bus, table = frame.bus, routes.get(frame.bus)
-                if table is None:
-                    counts["skipped_unknown_bus"] += 1
-                    continue
+                if frame.bus is not bus:  # identity: one lookup per bus change, not per frame
+                    bus = frame.bus
+                    table = routes.get(bus) or {}
                 frame_id = frame.arbitration_id
-                route = table.get(frame_id | EXTENDED_FLAG if frame.is_extended else frame_id)
-                if route is UNUSED:
+                try:
+                    route = table[frame_id | extended_flag if frame.is_extended else frame_id]
+                except KeyError:
+                    self.feed(frame, state)  # unknown bus or id: counted there
+                    continue
+                if route is unused_route:
                     unused += 1
                     continue
-                if route is None or len(frame.data) != route.length:
-                    self.feed(frame, state)  # counted by the per-frame path
+                if len(frame.data) != route.length:
+                    self.feed(frame, state)  # counted there
                     continue
                 if state is not self._state:
                     self._bind(state)

@@ -345,3 +345,39 @@ def test_arbitrary_frames_never_raise(demo_vehicle: Vehicle, frames: list[Frame]
         decoder.feed(frame, state)
     assert decoder.counters["frames"] == len(frames)
     assert_balanced(decoder)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), noise=st.lists(st.integers(0, 6), max_size=20))
+def test_feed_many_equals_feed_per_frame(
+    demo_vehicle: Vehicle, seed: int, noise: list[int]
+) -> None:
+    """The replay path gives the same changes, state and counters as one feed per frame."""
+    import cantools
+
+    from tests.agent.can.drive import demo_drive
+
+    frames = demo_drive(cantools.database.load_file(DEMO_DBC), seconds=1.3)
+    rng = random.Random(seed)
+    odd = [
+        Frame(1.0, 0x7AB, bytes(8)),
+        Frame(1.0, 0x0B4, bytes(9), is_fd=True),
+        Frame(1.0, 0x3A0, bytes([3, 0, 0, 0, 0, 0, 0, 0])),
+        Frame(1.0, 0x0B4, bytes(8), bus="can9"),
+        Frame(1.0, 0x100, bytes(4), is_extended=True),
+        Frame(1.0, 0x2A0, bytes([1, 0, 0, 0])),
+        Frame(1.0, 0x1A0, rng.randbytes(8)),
+    ]
+    for kind in noise:
+        frames.insert(rng.randrange(len(frames) + 1), odd[kind])
+    names = [*rng.sample(demo_vehicle.catalog.names(), 20), "vehicle.doorsState.opening"]
+    one, many = Decoder(demo_vehicle), Decoder(demo_vehicle)
+    one.use(names)
+    many.use(names)
+    state_one, state_many = VehicleState(), VehicleState()
+    expected = [(f, c) for f in frames if (c := one.feed(f, state_one))]
+    assert list(many.feed_many(frames, state_many)) == expected
+    assert many.counters == one.counters
+    for name in state_one.names():
+        assert state_many.get(name) == state_one.get(name)
+    assert_balanced(many)
