@@ -15,9 +15,10 @@ highest value handed out is committed with the events that use it.
 
 Bounds and drop policy. The outbox holds at most ``max_events`` events and ``max_bytes`` of
 payload, and nothing older than ``max_age`` seconds (by the trusted clock at commit). When a
-bound is exceeded the *oldest* events are dropped (a fresh event is worth more than a stale one),
-inside the same transaction as the append, and counted in ``dropped`` (persisted in the database,
-reported in the status message). Dropping never reorders what remains.
+bound is exceeded the *oldest* events are dropped (a fresh event is worth more than a stale one)
+and counted in ``dropped`` (persisted in the database, reported in the status message). Count and
+size are enforced inside the append's own transaction; age by ``prune()``, which the main loop
+calls every 30 s. Dropping never reorders what remains.
 
 Fired state. The engine's armed/fired state per monitor (``FiredStore``) lives in the same
 database. ``save``/``delete`` are buffered and committed with the next ``append`` (or ``commit``),
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS events (
     size     INTEGER NOT NULL,
     payload  BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_created ON events (created);
 CREATE TABLE IF NOT EXISTS fired (
     monitor_id TEXT PRIMARY KEY,
     state      TEXT NOT NULL
@@ -170,7 +172,7 @@ class Outbox:
                 self._set_meta("seq", self._seq)
                 self._depth += len(rows)
                 self._bytes += sum(r[4] for r in rows)
-                self._enforce_bounds(now)
+                self._enforce_bounds(None)
         except sqlite3.Error as exc:
             self._reload_counts()
             raise OutboxError(f"cannot write outbox {self.path}: {exc}") from exc
@@ -228,30 +230,44 @@ class Outbox:
             raise OutboxError(f"cannot write outbox {self.path}: {exc}") from exc
         return self._dropped - before
 
-    def _enforce_bounds(self, now: float) -> None:
-        """Drop the oldest events beyond the age, count and size bounds (inside a transaction)."""
+    def _enforce_bounds(self, now: float | None) -> None:
+        """Drop the oldest events beyond the bounds (inside a transaction).
+
+        Count and size use the in-memory totals, so an append costs no scan; the age bound (an
+        indexed range delete) runs only when ``now`` is given, i.e. from ``prune``.
+        """
         dropped = 0
-        cutoff = now - self.max_age
-        rows = self._db.execute(
-            "DELETE FROM events WHERE created < ? RETURNING size", (cutoff,)
-        ).fetchall()
-        dropped += self._forget(rows, "dropped_age")
+        if now is not None:
+            rows = self._db.execute(
+                "DELETE FROM events WHERE created < ? RETURNING size", (now - self.max_age,)
+            ).fetchall()
+            dropped += self._forget(rows, "dropped_age")
         if self._depth > self.max_events:
             rows = self._db.execute(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?)"
-                " RETURNING size",
-                (self._depth - self.max_events,),
+                "DELETE FROM events WHERE seq <= (SELECT seq FROM events ORDER BY seq"
+                " LIMIT 1 OFFSET ?) RETURNING size",
+                (self._depth - self.max_events - 1,),
             ).fetchall()
             dropped += self._forget(rows, "dropped_count")
-        while self._bytes > self.max_bytes and self._depth > 0:
+        if self._bytes > self.max_bytes:
+            last = self._oldest_covering(self._bytes - self.max_bytes)
             rows = self._db.execute(
-                "DELETE FROM events WHERE seq = (SELECT MIN(seq) FROM events) RETURNING size"
+                "DELETE FROM events WHERE seq <= ? RETURNING size", (last,)
             ).fetchall()
             dropped += self._forget(rows, "dropped_bytes")
         if dropped:
             self._dropped += dropped
             self._set_meta("dropped", self._dropped)
-            log.warning("outbox full or stale: dropped %d oldest event(s)", dropped)
+            log.warning("outbox bounds: dropped the %d oldest event(s)", dropped)
+
+    def _oldest_covering(self, excess: int) -> int:
+        """The seq up to which the oldest events add up to at least ``excess`` bytes."""
+        total, last = 0, 0
+        for seq, size in self._db.execute("SELECT seq, size FROM events ORDER BY seq"):
+            total, last = total + int(size), int(seq)
+            if total >= excess:
+                break
+        return last
 
     def _forget(self, rows: list[Any], counter: str) -> int:
         self._depth -= len(rows)

@@ -144,3 +144,17 @@ def test_unreadable_and_invalid_toml_are_config_errors(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(_write(tmp_path, "vin = \n"))
+
+
+def test_example_config_uses_only_known_settings() -> None:
+    """docs/agent.example.toml names real files of a gateway; every other setting is valid."""
+    import tomllib
+
+    from agent.config import parse_config
+    from tests.conftest import ROOT
+
+    example = ROOT / "docs" / "agent.example.toml"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(tomllib.loads(example.read_text()), example.parent, env={})
+    assert caught.value.problems
+    assert all("file not found" in p.message for p in caught.value.problems)
