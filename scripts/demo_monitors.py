@@ -83,9 +83,10 @@ def oil_hot_while_driving(target: str, retry_delay: int = 1) -> dict[str, Any]:
 
 
 def door_opened(target: str, retry_delay: int = 1) -> dict[str, Any]:
-    """Any door, the trunk or the hood opened (each opening is one event)."""
+    """The driver's door opened (each opening is one event). Stellantis allows only onChange on
+    ``vehicle.doorsState.opening``, so this names the DBC signal directly."""
     return {
-        "label": "A door opened",
+        "label": "Driver door opened",
         "subscribeParam": _subscribe(target, "security", retry_delay),
         "extendedEventParam": ["vehicle.doorsState"],
         "triggerParam": {
@@ -93,9 +94,9 @@ def door_opened(target: str, retry_delay: int = 1) -> dict[str, Any]:
                 {
                     "name": "doorOpen",
                     "data": {
-                        "data": "vehicle.doorsState.opening",
+                        "data": "DoorStatus.DoorFrontLeft",
                         "op": "equalsTo",
-                        "value": ["Open"],
+                        "value": ["OPEN"],
                     },
                 }
             ],

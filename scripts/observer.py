@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from scripts.pki import Pki
 
@@ -38,7 +40,11 @@ class Observer:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(0.2, 2)
-        self._client.connect_async("127.0.0.1", port)
+        # A persistent session: what is published while the observer is away (broker restart)
+        # is queued for it, so it witnesses every event.
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = 3600
+        self._client.connect_async("127.0.0.1", port, clean_start=False, properties=properties)
         self._client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
