@@ -51,6 +51,9 @@ COUNTER_NAMES = (
 )
 
 
+_NO_IDLE: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+
+
 class Decoder:
     """Decode frames of the signals in use into a VehicleState."""
 
@@ -63,6 +66,8 @@ class Decoder:
         self._counts: dict[str, int] = dict.fromkeys(COUNTER_NAMES[1:], 0)
         self.unresolved: set[str] = set()
         self._routes: dict[str, dict[int, Route]] = {}
+        # Known ids carrying nothing in use, per bus: (standard ids, extended ids).
+        self._idle: dict[str, tuple[frozenset[int], frozenset[int]]] = {}
         self._state: VehicleState | None = None
         self.use(())
 
@@ -102,6 +107,11 @@ class Decoder:
                 used = list(wanted.get((bus, key), {}).values())
                 table[key] = plan_route(message, used, rolling) if used else UNUSED
             self._routes[bus] = table
+            idle = [key for key, route in table.items() if route is UNUSED]
+            self._idle[bus] = (
+                frozenset(k for k in idle if not k & EXTENDED_FLAG),
+                frozenset(k & ~EXTENDED_FLAG for k in idle if k & EXTENDED_FLAG),
+            )
         self._state = None
 
     def _output(self, ref: SignalRef) -> Output:
@@ -163,11 +173,10 @@ class Decoder:
             self._bind(state)
         payload = int.from_bytes(data, "little")
         masked = payload & route.mask
-        if route.mux_mask:
-            page = route.pages.get(payload & route.mux_mask)
-            cells = page.cells if page is not None and page.masked == masked else None
+        if masked == route.last:
+            cells: list[SignalState] | None = route.cells
         else:
-            cells = route.cells if masked == route.last else None
+            cells = route.page_cells(payload, masked) if route.mux_mask else None
         if cells is None:
             return self._decode(route, frame, state, payload, masked)
         timestamp = frame.timestamp
@@ -188,8 +197,8 @@ class Decoder:
         timestamps, so a replay may run its time-based checks lazily before each yield.
         """
         counts = self._counts
-        routes = self._routes
-        unused_route, extended_flag = UNUSED, EXTENDED_FLAG  # locals: read once per frame
+        extended_flag = EXTENDED_FLAG  # a local: read once per frame
+        idle_std, idle_ext = _NO_IDLE
         unused = unchanged = 0
         bus: str | None = None
         table: dict[int, Route] = {}
@@ -197,35 +206,29 @@ class Decoder:
             for frame in frames:
                 if frame.bus is not bus:  # identity: one lookup per bus change, not per frame
                     bus = frame.bus
-                    table = routes.get(bus) or {}
+                    table = self._routes.get(bus) or {}
+                    idle_std, idle_ext = self._idle.get(bus, _NO_IDLE)
                 frame_id = frame.arbitration_id
-                try:
-                    route = table[frame_id | extended_flag if frame.is_extended else frame_id]
-                except KeyError:
-                    self.feed(frame, state)  # unknown bus or id: counted there
-                    continue
-                if route is unused_route:
+                if frame_id in (idle_ext if frame.is_extended else idle_std):
                     unused += 1
                     continue
-                if len(frame.data) != route.length:
-                    self.feed(frame, state)  # counted there
-                    continue
-                if state is not self._state:
-                    self._bind(state)
-                payload = int.from_bytes(frame.data, "little")
-                masked = payload & route.mask
-                if route.mux_mask:
-                    page = route.pages.get(payload & route.mux_mask)
-                    cells = page.cells if page is not None and page.masked == masked else None
+                route = table.get(frame_id | extended_flag if frame.is_extended else frame_id)
+                if route is None or len(frame.data) != route.length or state is not self._state:
+                    changed = self.feed(frame, state)  # rare cases: counted there
                 else:
-                    cells = route.cells if masked == route.last else None
-                if cells is not None:
-                    timestamp = frame.timestamp
-                    for cell in cells:
-                        cell.timestamp = timestamp
-                    unchanged += 1
-                    continue
-                changed = self._decode(route, frame, state, payload, masked)
+                    payload = int.from_bytes(frame.data, "little")
+                    masked = payload & route.mask
+                    if masked == route.last:
+                        cells: list[SignalState] | None = route.cells
+                    else:
+                        cells = route.page_cells(payload, masked) if route.mux_mask else None
+                    if cells is not None:
+                        timestamp = frame.timestamp
+                        for cell in cells:
+                            cell.timestamp = timestamp
+                        unchanged += 1
+                        continue
+                    changed = self._decode(route, frame, state, payload, masked)
                 if changed:
                     counts["skipped_unused"] += unused
                     counts["skipped_unchanged"] += unchanged

@@ -106,6 +106,11 @@ class Route:
     cells: list[SignalState] = field(default_factory=list)  # state cells it updated
     pages: dict[int, Page] = field(default_factory=dict)  # the same, per multiplexer page
 
+    def page_cells(self, payload: int, masked: int) -> list[SignalState] | None:
+        """The cells of this payload's multiplexer page when the page is unchanged, else None."""
+        page = self.pages.get(payload & self.mux_mask)
+        return page.cells if page is not None and page.masked == masked else None
+
     def forget(self) -> None:
         self.last, self.cells = -1, []
         self.pages.clear()
