@@ -78,7 +78,12 @@ def message_from_frame(frame: Frame) -> can.Message:
 
 
 class CanSource:
-    """One live bus: ``recv(timeout) -> Frame | None``; reopens itself after interface errors."""
+    """One live bus: ``recv(timeout) -> Frame | None``; reopens itself after interface errors.
+
+    ``open()`` opens at once and raises SourceError when it cannot; without it, the first
+    ``recv`` opens the bus, and keeps retrying with a growing delay while it cannot (an
+    interface that is not up yet at boot). ``close()`` ends it for good.
+    """
 
     def __init__(
         self,
@@ -96,6 +101,7 @@ class CanSource:
         self._filters = _kernel_filters(can_filters)
         self._bus: can.BusABC | None = None
         self._opened_once = False
+        self._closed = False  # closed on purpose: no more reopening
         self._reopen_delay = reopen_delay
         self._max_reopen_delay = max_reopen_delay
         self._delay = reopen_delay
@@ -109,6 +115,7 @@ class CanSource:
         """Open the bus now; raise SourceError with python-can's reason when it cannot."""
         if self._bus is not None:
             return
+        self._closed = False
         config = self.config
         kwargs: dict[str, Any] = dict(config.options)
         kwargs.update(interface=config.interface, channel=config.channel)
@@ -161,14 +168,14 @@ class CanSource:
 
     def __iter__(self) -> Iterator[Frame]:
         """Frames until closed (blocking; for scripts and tests)."""
-        while self._bus is not None or self._opened_once:
+        while not self._closed:
             frame = self.recv(0.5)
             if frame is not None:
                 yield frame
 
     def close(self) -> None:
         bus, self._bus = self._bus, None
-        self._opened_once = False
+        self._closed = True
         if bus is not None:
             try:
                 bus.shutdown()
@@ -194,8 +201,8 @@ class CanSource:
         self._next_attempt = time.monotonic()  # first retry at once, then back off
 
     def _try_reopen(self, timeout: float | None) -> can.BusABC | None:
-        if not self._opened_once:
-            return None  # never opened, or closed on purpose
+        if self._closed:
+            return None
         wait = self._next_attempt - time.monotonic()
         if wait > 0:
             time.sleep(wait if timeout is None else min(wait, timeout))

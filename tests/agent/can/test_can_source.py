@@ -130,6 +130,15 @@ def test_unknown_interface_is_a_clear_error() -> None:
         source.open()
 
 
+def test_bus_that_cannot_open_yet_is_retried_by_recv() -> None:
+    source = CanSource(BusConfig("can0", "no-such-interface", "x"), reopen_delay=0.01)
+    for _ in range(3):
+        assert source.recv(0.02) is None  # never raises: the daemon keeps running
+    assert source.counters["open_failures"] >= 2
+    source.close()
+    assert source.recv(0.01) is None
+
+
 def test_live_frames_reach_the_vehicle_state(
     channel: str, sender: can.BusABC, demo_vehicle: Vehicle
 ) -> None:
