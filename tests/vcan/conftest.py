@@ -27,6 +27,7 @@ SELECT_ENV = "EDGEMON_VCAN_SELECT"
 GUEST_TEST_TIMEOUT = 180
 OUTCOME_KEY = pytest.StashKey[Outcome]()
 HERE = "tests/vcan/"
+UNUSED_PLUGINS = ("cacheprovider", "doctest", "legacypath", "pastebin", "junitxml", "debugging")
 HOST_SIDE_FIXTURES = frozenset({"request", "_vcan_gate", "vcan_where", "vcan"})
 
 
@@ -65,8 +66,10 @@ def _vcan_items(items: list[pytest.Item]) -> list[pytest.Item]:
 
 def _guest_script(nodeids: list[str]) -> str:
     files = sorted({nodeid.split("::", 1)[0] for nodeid in nodeids})
-    # No plugin autoload: entry-point scanning and plugin imports cost seconds under TCG.
-    argv = ["python", "-m", "pytest", "-p", "no:cacheprovider", "-p", "pytest_timeout"]
+    # No plugin autoload and no unused builtin plugins: every import costs under TCG.
+    argv = ["python", "-m", "pytest", "-p", "pytest_timeout"]
+    for plugin in UNUSED_PLUGINS:
+        argv += ["-p", f"no:{plugin}"]
     argv += [
         "-m",
         "vcan",
@@ -89,6 +92,17 @@ def _guest_script(nodeids: list[str]) -> str:
     )
 
 
+def _vm_timeout(config: pytest.Config) -> float:
+    """The VM's global limit, kept below pytest-timeout's limit for the test that boots it
+    (so QEMU is killed by us, by PID, and the failure says why)."""
+    limit = vcan_vm.DEFAULT_TIMEOUT
+    try:
+        per_test = float(config.getoption("timeout", None) or config.getini("timeout") or 0)
+    except (ValueError, TypeError):
+        per_test = 0.0
+    return min(limit, per_test - 30) if per_test > 60 else limit
+
+
 @pytest.fixture(scope="session")
 def vcan_vm_session(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -105,7 +119,7 @@ def vcan_vm_session(
     job = tmp_path_factory.mktemp("vcan-vm") / "job"
     job.mkdir()
     (job / "select.txt").write_text("\n".join(nodeids) + "\n")
-    run = vcan_vm.run(image, _guest_script(nodeids), job)
+    run = vcan_vm.run(image, _guest_script(nodeids), job, timeout=_vm_timeout(request.config))
     results = job / "results.jsonl"
     lines = [json.loads(x) for x in results.read_text().splitlines()] if results.is_file() else []
     session = VmSession(
@@ -205,6 +219,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+def _guest_mark(what: str) -> None:
+    """A timeline line on the VM's console (guest uptime), to see where the time goes."""
+    if os.environ.get("EDGEMON_IN_VM") == "1":
+        uptime = Path("/proc/uptime").read_text().split()[0]
+        print(f"\nvcan-vm: {what} at uptime {uptime} s", flush=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _guest_mark("pytest configured")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _guest_mark(f"{len(session.items)} tests collected")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

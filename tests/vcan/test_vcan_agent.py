@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+import agent.app
+import agent.commands.simulate  # noqa: F401 - same for `edgemon-agent simulate`
 from agent.dbc import DEMO_DBC, DEMO_MAP, demo_buses, load_vehicle
 from agent.decode import Decoder
 from agent.model import Frame
@@ -24,6 +25,7 @@ from agent.wire import Topics, event_from_json
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.vcan.harness import VcanBus
 from tests.vcan.vcan_tools import (
+    agent_cli,
     cansend,
     demo_frame,
     demo_frame_id,
@@ -46,7 +48,6 @@ NOISE = (
     "7FF#0102",
     "18DAF110#0203",
 )
-AGENT = [sys.executable, "-m", "agent"]
 
 
 def _oil_monitor() -> dict[str, object]:
@@ -142,7 +143,7 @@ def test_vcan_agent_run_fires_on_cansend_and_canplayer(vcan: VcanBus, tmp_path: 
     config = _agent_toml(tmp_path, vcan.classic, port)
     outbox = tmp_path / "state" / "outbox.sqlite"
     played = tmp_path / "played.log"
-    with process([*AGENT, "run", "-c", str(config)], tmp_path / "agent.log") as agent:
+    with agent_cli(["run", "-c", str(config)], tmp_path / "agent.log") as agent:
         wait_until(
             lambda: ENGINE_ID in dict(kernel_receivers(vcan.classic)),
             120,
@@ -287,10 +288,11 @@ def test_vcan_simulate_onto_vcan0_is_seen_by_candump(vcan: VcanBus, tmp_path: Pa
     before = len(kernel_receivers(vcan.classic))
     with process(["candump", "-L", vcan.classic], tmp_path / "candump.log") as candump:
         wait_until(lambda: len(kernel_receivers(vcan.classic)) > before, 10, "candump to bind")
-        argv = [*AGENT, "simulate", "--scenario", str(scenario), "--start", "now"]
-        argv += ["--duration", "2", "--can-interface", "socketcan", "--can-channel", vcan.classic]
-        done = sh(*argv, timeout=150)
-        assert done.returncode == 0, done.stdout + done.stderr
+        argv = ["simulate", "--scenario", str(scenario), "--start", "now", "--duration", "2"]
+        argv += ["--can-interface", "socketcan", "--can-channel", vcan.classic]
+        with agent_cli(argv, tmp_path / "simulate.log") as simulate:
+            code = simulate.wait(timeout=120)
+        assert code == 0, (tmp_path / "simulate.log").read_text()
         time.sleep(0.3)
         candump.terminate()
         candump.wait(timeout=10)

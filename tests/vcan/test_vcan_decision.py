@@ -12,6 +12,7 @@ import pytest
 
 from scripts.vcan_vm import module_order, write_initramfs
 from tests.vcan.harness import HostCan, decide, merge_reports, probe_host
+from tests.vcan.vcan_tools import unit_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_CAN = HostCan(classic=None, fd=None, admin=False, reason="the kernel has no AF_CAN: nope")
@@ -144,3 +145,12 @@ def test_vcan_tests_skip_clearly_without_socketcan_and_qemu() -> None:
     )
     assert required.returncode == 1
     assert "EDGEMON_VCAN_REQUIRE=1 but no SocketCAN on this host" in required.stdout
+
+
+def test_vcan_unit_parser_reads_prefixes_and_quotes() -> None:
+    text = (
+        "[Unit]\nExecStart=/bin/no\n[Service]\n"
+        "ExecStartPre=-/sbin/x a\nExecStart=/bin/sh -c 'a || b'\n"
+    )
+    assert unit_commands(text, "ExecStartPre") == [(True, ["/sbin/x", "a"])]
+    assert unit_commands(text, "ExecStart") == [(False, ["/bin/sh", "-c", "a || b"])]

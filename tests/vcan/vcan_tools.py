@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import os
+import shlex
 import signal
 import subprocess
+import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -87,3 +92,96 @@ def process(argv: list[str], log: Path, **kwargs: Any) -> Iterator[subprocess.Po
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+class Forked:
+    """A forked child, with the part of Popen's interface the tests use (by PID)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.05)
+        return code
+
+    def terminate(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _child_main(args: list[str], log: Path) -> int:
+    """In the child: stdout/stderr and logging to ``log``, then the CLI's own ``main``."""
+    from agent.__main__ import main
+
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    return main(args)
+
+
+@contextlib.contextmanager
+def agent_cli(args: list[str], log: Path) -> Iterator[Forked]:
+    """``edgemon-agent ARGS`` in a forked child of this interpreter: the CLI's real ``main``
+    (argument parsing, signal handlers, exit code) without a second interpreter start-up,
+    which costs ~20 s under QEMU TCG. Call with no threads running. SIGTERM/SIGKILL by PID."""
+    import agent.__main__  # noqa: F401 - warm the parent before forking
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns into pytest
+        code = 1
+        try:
+            code = _child_main(args, log)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    child = Forked(pid)
+    try:
+        yield child
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)
+
+
+def unit_commands(text: str, key: str) -> list[tuple[bool, list[str]]]:
+    """(ignore_failure, argv) of every ``key=`` line of the [Service] section, in order."""
+    commands = []
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line
+        elif section == "[Service]" and line.startswith(f"{key}="):
+            command = line.split("=", 1)[1]
+            prefixes = command[: len(command) - len(command.lstrip("-@:+!"))]
+            commands.append(("-" in prefixes, shlex.split(command[len(prefixes) :])))
+    return commands
