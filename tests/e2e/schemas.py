@@ -9,7 +9,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
-KINDS = ("event", "status", "monitor-state", "webhook")
+KINDS = ("event", "status", "monitor-state", "webhook", "monitor")
 
 
 def schema(kind: str) -> dict[str, Any]:

@@ -91,6 +91,14 @@ def test_every_event_is_delivered_once_signed_and_schema_valid(chain: Chain) -> 
         assert errors("status", status) == []
     for state in states:
         assert errors("monitor-state", state) == []
+    definitions = [
+        s.json()
+        for s in chain.observer.seen()
+        if "/monitors/" in s.topic and not s.topic.endswith("/state") and s.payload
+    ]
+    assert len(definitions) >= 3  # the retained definitions the backend pushed
+    for definition in definitions:
+        assert errors("monitor", definition) == []
     depot = [e for e in _published(chain).values() if not e["values"]]
     assert len(depot) == 1 and depot[0]["labels"].get("clock") in (None, "gps")  # type: ignore[union-attr]
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from agent.dbc import demo_buses, load_vehicle
 from agent.model import Event, EventValue, Extension
+from agent.monitors.model import parse_monitor
 from agent.wire import event_to_json, monitor_state_to_json, status_to_json, uuid7
 from tests.e2e.schemas import KINDS, errors, schema
 
+DATA = Path(__file__).resolve().parents[1] / "data"
 AT = datetime(2026, 11, 23, 21, 30, 5, 125000, tzinfo=UTC)
 
 
@@ -143,3 +147,90 @@ def test_webhook_schema_reads_the_stellantis_example_shape() -> None:
     assert errors("webhook", body) == []
     body["events"] = []
     assert errors("webhook", body)
+
+
+# A definition in the style of the published docs (reference §6, §7): circle instead of place,
+# occurence as a bare day list, maxRetryNumber, attributres, callback without the webhook wrapper.
+QUIRKY = {
+    "label": "Heatwave",
+    "attributres": [{"type": "Body", "key": "team", "value": "ops"}],
+    "subscribeParam": {
+        "refreshEvent": 3600,
+        "retryPolicy": {"policy": "Bounded", "maxRetryNumber": 5, "retryDelay": 60},
+        "batchNotify": {"size": 10, "timeWindow": 30},
+        "callback": {"name": "ops", "target": "https://example.com/hooks", "attributes": []},
+    },
+    "extendedEventParam": ["environment.air.temp"],
+    "triggerParam": {
+        "triggers": [
+            {
+                "name": "paris",
+                "zone": {
+                    "transition": "Out",
+                    "circle": {"radius": 20, "center": {"latitude": 48.85, "longitude": 2.35}},
+                },
+            },
+            {
+                "name": "afternoon",
+                "time": {
+                    "timeZone": "Europe/Paris",
+                    "times": [
+                        {
+                            "recurrence": "Daily",
+                            "start": "PT14H",
+                            "duration": "PT4H",
+                            "occurence": ["Mon", "Tue"],
+                        }
+                    ],
+                },
+            },
+            {
+                "name": "hot",
+                "data": {"data": "environment.air.temp", "op": "greaterThan", "value": ["35"]},
+            },
+        ],
+        "boolExp": "(paris & afternoon & hot",
+    },
+}
+
+
+def _monitors() -> list[tuple[str, dict[str, Any]]]:
+    from scripts import demo_monitors
+
+    target = "https://127.0.0.1:8443/hooks"
+    found = [
+        (make.__name__, make(target))
+        for make in (
+            demo_monitors.leaving_depot_at_night,
+            demo_monitors.oil_hot_while_driving,
+            demo_monitors.door_opened,
+        )
+    ]
+    golden = json.loads((DATA / "drive" / "monitors.json").read_text())
+    found += [(str(m.get("id")), m) for m in golden]
+    return [*found, ("quirky", QUIRKY)]
+
+
+@pytest.mark.parametrize(("name", "definition"), _monitors(), ids=lambda v: str(v)[:30])
+def test_monitor_definitions_validate_and_parse(name: str, definition: dict[str, Any]) -> None:
+    assert errors("monitor", definition) == []
+    catalog = load_vehicle(demo_buses()).catalog  # as the agent checks them
+    parsed = parse_monitor(definition, monitor_id="m1", catalog=catalog)
+    assert parsed.problems == [], name  # the schema and the real parser agree on these
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("triggerParam"),
+        lambda d: d["triggerParam"]["triggers"][0].update(data={"data": "x", "op": "equalsTo"}),
+        lambda d: d["triggerParam"]["triggers"][0]["zone"].update(transition="Inside"),
+        lambda d: d["triggerParam"]["triggers"][2]["data"].update(op="contains"),
+        lambda d: d["subscribeParam"]["retryPolicy"].update(policy="Sometimes"),
+        lambda d: d["triggerParam"].update(triggers=[]),
+    ],
+)
+def test_broken_monitor_definitions_are_rejected(mutate: Any) -> None:
+    definition = json.loads(json.dumps(QUIRKY))
+    mutate(definition)
+    assert errors("monitor", definition)
