@@ -65,7 +65,7 @@ class MqttConfig:
     key_file: Path | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    max_inflight: int = 20
+    max_inflight: int = 100
     tcp_nodelay: bool = True
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
@@ -255,7 +255,7 @@ def _read_mqtt(r: _Reader, raw: dict[str, Any], env: Mapping[str, str]) -> MqttC
         key_file=key_file,
         username=r.get(raw, "username", str, where),
         password=_read_password(r, raw, env),
-        max_inflight=r.positive(raw, "max_inflight", where, 20),
+        max_inflight=r.positive(raw, "max_inflight", where, 100),
         tcp_nodelay=bool(raw.get("tcp_nodelay", True)),
         reconnect_min=r.positive(raw, "reconnect_min", where, 0.5),
         reconnect_max=r.positive(raw, "reconnect_max", where, 30.0),
