@@ -1,8 +1,9 @@
 """The dispatcher: leases due deliveries from the store, sends them, records every attempt.
 
 Concurrency is per endpoint (``scheme://host:port``): at most ``per_endpoint`` requests in
-flight to one endpoint, and an endpoint at its limit is left out of the next claim, so a slow or
-dead endpoint only ever occupies its own slots. Results are written in groups, before each
+flight to one endpoint (an asyncio semaphore per endpoint), and at most ``prefetch`` times that
+leased; an endpoint with that many leased is left out of the next claim, so a slow or dead
+endpoint only ever occupies its own slots. Results are written in groups, before each
 claim, so the next claim sees every retry state (a monitor in retry holds its later
 deliveries back, reference §4).
 
@@ -45,15 +46,17 @@ def judge(
     duration = max(0.0, now - started)
     if isinstance(outcome, Answer) and 200 <= outcome.status < 300:
         attempt = Attempt(claim.delivery_id, number, started, duration, "delivered", status)
-        return AttemptResult(attempt, claim.monitor_id, "delivered")
+        return AttemptResult(claim.delivery_id, attempt, claim.monitor_id, "delivered")
     error = str(outcome) if isinstance(outcome, DeliveryError) else f"HTTP {status}"
     if status == 410:
         attempt = Attempt(claim.delivery_id, number, started, duration, "gone", status, error)
         reason = "410 Gone: the endpoint asked to stop; the monitor is Failed"
-        return AttemptResult(attempt, claim.monitor_id, "dead", reason=reason, gone=True)
+        return AttemptResult(
+            claim.delivery_id, attempt, claim.monitor_id, "dead", reason=reason, gone=True
+        )
     if isinstance(outcome, DeliveryError) and not outcome.retryable:
         attempt = Attempt(claim.delivery_id, number, started, duration, "refused", status, error)
-        return AttemptResult(attempt, claim.monitor_id, "dead", reason=error)
+        return AttemptResult(claim.delivery_id, attempt, claim.monitor_id, "dead", reason=error)
     retry_after = None
     if isinstance(outcome, Answer) and outcome.status in (429, 503):
         retry_after = parse_retry_after(outcome.retry_after, now)
@@ -64,8 +67,10 @@ def judge(
     nxt = next_attempt_at(schedule, claim.attempts + 1, claim.first_trigger, now, retry_after)
     if nxt is None:
         reason = f"gave up after {claim.attempts + 1} attempts ({claim.policy}): {error}"
-        return AttemptResult(attempt, claim.monitor_id, "dead", reason=reason)
-    return AttemptResult(attempt, claim.monitor_id, "pending", next_at=nxt, reason=error)
+        return AttemptResult(claim.delivery_id, attempt, claim.monitor_id, "dead", reason=reason)
+    return AttemptResult(
+        claim.delivery_id, attempt, claim.monitor_id, "pending", next_at=nxt, reason=error
+    )
 
 
 class Dispatcher:
@@ -79,6 +84,7 @@ class Dispatcher:
         claim_batch: int = 200,
         lease: float = 120.0,
         poll_interval: float = 0.2,
+        prefetch: int = 4,
         max_age: float = 3 * 24 * 3600.0,
         none_delay: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -97,7 +103,13 @@ class Dispatcher:
         self.clock = clock
         self.wall = wall  # the signature's timestamp is always real time
         self.metrics = metrics or Metrics()
-        self.in_flight: Counter[str] = Counter()
+        self.prefetch = prefetch
+        self.in_flight: Counter[str] = Counter()  # requests on the wire, per endpoint
+        self.claimed: Counter[str] = Counter()  # leased and not finished, per endpoint
+        self._gates: dict[str, asyncio.Semaphore] = {}
+        self._failing: set[str] = set()  # monitors whose last attempt here failed
+        self._generation = 0  # one per claim
+        self._gone: dict[str, int] = {}  # monitor -> last generation leased before its 410
         self._tasks: set[asyncio.Task[None]] = set()
         self._results: list[AttemptResult] = []
         self._wake: asyncio.Event | None = None
@@ -112,15 +124,19 @@ class Dispatcher:
             self.store.record_results(results, self.clock())
 
     def start_due(self) -> int:
-        """Flush, then lease due deliveries for every endpoint with a free slot; start them."""
+        """Flush, then lease due deliveries (up to ``prefetch`` x ``per_endpoint`` per endpoint,
+        so the store is asked once per several attempts) and start them behind their
+        endpoint's gate of ``per_endpoint`` concurrent requests."""
         self.flush()
         now = self.clock()
+        cap = self.per_endpoint * self.prefetch
+        self._generation += 1
         claims = self.store.claim_due(
-            now, self.claim_batch, dict(self.in_flight), self.per_endpoint, now + self.lease
+            now, self.claim_batch, dict(self.claimed), cap, now + self.lease
         )
         for claim in claims:
-            self.in_flight[claim.endpoint] += 1
-            task = asyncio.get_running_loop().create_task(self._attempt(claim))
+            self.claimed[claim.endpoint] += 1
+            task = asyncio.get_running_loop().create_task(self._attempt(claim, self._generation))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(claims)
@@ -144,7 +160,39 @@ class Dispatcher:
         signed = signature_headers(key, claim.delivery_id, timestamp, body)
         return WebhookRequest(claim.url, (*claim.headers, *signed.items()), body)
 
-    async def _attempt(self, claim: ClaimedDelivery) -> None:
+    async def _attempt(self, claim: ClaimedDelivery, generation: int) -> None:
+        gate = self._gates.setdefault(claim.endpoint, asyncio.Semaphore(self.per_endpoint))
+        try:
+            async with gate:
+                if generation <= self._gone.get(claim.monitor_id, -1) or (
+                    claim.attempts == 0 and claim.monitor_id in self._failing
+                ):
+                    # its monitor went into retry (or got 410) while it waited: unsent
+                    self._results.append(
+                        AttemptResult(claim.delivery_id, None, claim.monitor_id, "pending")
+                    )
+                    return
+                self.in_flight[claim.endpoint] += 1
+                try:
+                    result = await self._send(claim)
+                finally:
+                    self.in_flight[claim.endpoint] -= 1
+        finally:
+            self.claimed[claim.endpoint] -= 1
+        self._results.append(result)
+        if result.gone:
+            self._gone[claim.monitor_id] = self._generation
+        if result.state == "pending":  # in retry: later ones of this monitor wait behind it
+            self._failing.add(claim.monitor_id)
+        else:
+            self._failing.discard(claim.monitor_id)
+        if self._wake is not None and (
+            result.state != "delivered"
+            or self.claimed[claim.endpoint] <= self.per_endpoint * self.prefetch // 2
+        ):
+            self._wake.set()
+
+    async def _send(self, claim: ClaimedDelivery) -> AttemptResult:
         started = self.clock()
         try:
             outcome: Answer | DeliveryError = await self.sender.send(
@@ -155,8 +203,6 @@ class Dispatcher:
         except Exception as exc:  # a bug in a sender must not kill the dispatcher
             log.exception("webhook sender failed on %s", claim.delivery_id)
             outcome = DeliveryError(f"internal error: {exc}")
-        finally:
-            self.in_flight[claim.endpoint] -= 1
         now = self.clock()
         result = judge(
             claim,
@@ -167,12 +213,11 @@ class Dispatcher:
             none_delay=self.none_delay,
         )
         self._count(claim, result, now)
-        self._results.append(result)
-        if self._wake is not None:
-            self._wake.set()
+        return result
 
     def _count(self, claim: ClaimedDelivery, result: AttemptResult, now: float) -> None:
-        self.metrics.attempts.labels(outcome=result.attempt.outcome).inc()
+        if result.attempt is not None:
+            self.metrics.attempts.labels(outcome=result.attempt.outcome).inc()
         if result.state == "delivered":
             self.metrics.deliveries.labels(outcome="delivered").inc()
             self.metrics.latency.observe(max(0.0, now - claim.received_at))

@@ -138,6 +138,7 @@ class MqttIngest:
         self._client = mqtt_client(config, config.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._worker = threading.Thread(target=self._work, name="ingest-commit", daemon=True)
         self._hold = os.environ.get(HOLD_ENV)
         self.connected = threading.Event()
@@ -150,7 +151,14 @@ class MqttIngest:
             log.error("MQTT connection refused: %s", rc)
             return
         client.subscribe(self.subscription, qos=1)
-        self.connected.set()
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, codes: object, _p: object
+    ) -> None:
+        if any(getattr(code, "is_failure", False) for code in codes):  # type: ignore[attr-defined]
+            log.error("subscription to %s refused: %s", self.subscription, codes)
+            return
+        self.connected.set()  # "connected" = subscribed: messages published now reach us
         log.info("ingest subscribed to %s", self.subscription)
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:

@@ -109,9 +109,11 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
-    """What happens to a delivery after one attempt."""
+    """What happens to a delivery after one attempt; ``attempt=None`` gives the lease back
+    unsent (its monitor went into retry while it waited)."""
 
-    attempt: Attempt
+    delivery_id: str
+    attempt: Attempt | None
     monitor_id: str
     state: str  # delivered | pending | dead
     next_at: float | None = None

@@ -389,6 +389,12 @@ class SqliteStore:
     @staticmethod
     def _record(db: sqlite3.Connection, result: AttemptResult, now: float) -> None:
         a = result.attempt
+        if a is None:
+            db.execute(
+                "UPDATE deliveries SET lease_until = 0 WHERE delivery_id = ?",
+                (result.delivery_id,),
+            )
+            return
         db.execute(
             "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?)",
             (a.delivery_id, a.number, a.started_at, a.duration, a.outcome, a.status_code, a.error),

@@ -115,7 +115,8 @@ def test_sigkill_between_receipt_and_commit_loses_nothing_and_sends_once(
             for r in requests
         ]
         assert literals == ["once", "sentinel"]
-        assert store.deliveries(mid, "delivered", 0, 5)[1] == 2
+        _wait(lambda: store.deliveries(mid, "delivered", 0, 5)[1] == 2, "both recorded")
+        assert len(rx.requests) == 2
     finally:
         client.loop_stop()
         client.disconnect()

@@ -302,7 +302,8 @@ def test_a_timing_out_endpoint_does_not_delay_another(
             while len(fast.requests) < 5:
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)
-            snapshot = (len(slow.requests), d.in_flight[f"https://127.0.0.1:{slow.port}"])
+            endpoint = f"https://127.0.0.1:{slow.port}"
+            snapshot = (len(slow.requests), d.in_flight[endpoint])
         finally:
             stop.set()
             runner.cancel()

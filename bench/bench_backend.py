@@ -1,0 +1,299 @@
+"""Backend throughput and latency: MQTT events -> durable SQLite store -> signed HTTPS webhooks.
+
+Runs a real mosquitto, an HTTPS receiver (trustme CA) and ``edgemon-backend run --role ingest
+--role dispatcher`` as a separate process. Prints:
+
+- baseline: raw HTTPS POSTs/s from one httpx client to the same receiver (same concurrency);
+- sustained deliveries/s when events are published as fast as possible (each event = one
+  webhook, store durable with synchronous=FULL), and the ratio against the baseline;
+- latency from publish to the webhook's arrival (p50/p99) at a paced load of half that rate
+  (this includes MQTT; the backend's own ingest->delivery histogram is in /metrics).
+
+Usage: .venv/bin/python bench/bench_backend.py [--events 6000] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from agent.model import Event, EventValue  # noqa: E402
+from agent.wire import Topics, event_to_json, uuid7  # noqa: E402
+from backend.records import MonitorRecord  # noqa: E402
+from backend.store import SqliteStore  # noqa: E402
+from tests.backend.backend_receiver import CertAuthority, Receiver, Reply  # noqa: E402
+from tests.support.mosquitto import Mosquitto  # noqa: E402
+
+SECRET = "whsec_" + base64.b64encode(b"bench-secret-0123456789abcdef012").decode()
+FLEET = "bench-fleet"
+VINS = [f"VF3BENCH{i:09d}" for i in range(20)]
+
+
+class ReceiverProcess:
+    """The HTTPS receiver in its own process (sharing a GIL with the sender would measure the
+    GIL, not the sender); every request becomes one line ``at<TAB>target<TAB>body`` in a file."""
+
+    def __init__(self, work: Path) -> None:
+        self.log = work / "arrivals.tsv"
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-receiver", str(work)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def lines(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for line in self.lines() if line.split("\t", 2)[1].startswith(prefix))
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+def serve_receiver(work: Path) -> int:
+    ca = CertAuthority.create(work)  # same directory: the parent loads the same CA file
+    out = (work / "arrivals.tsv").open("a", buffering=1)
+
+    def respond(request: Received) -> Reply:
+        out.write(f"{request.at}\t{request.target}\t{request.body.decode()}\n")
+        return Reply(200)
+
+    receiver = Receiver(ca.server_context(), respond=respond).start()
+    print(receiver.port, flush=True)
+    signal.sigwait([signal.SIGTERM])
+    receiver.stop()
+    return 0
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
+
+
+async def baseline(url: str, ca_file: Path, count: int, concurrency: int) -> float:
+    """Raw HTTPS POSTs/s from one httpx client: the ceiling for any sender written with httpx."""
+    body = b'{"monitorId":"m","attributes":[],"events":[]}'
+    gate = asyncio.Semaphore(concurrency)
+    context = ssl.create_default_context(cafile=str(ca_file))
+    async with httpx.AsyncClient(verify=context) as client:
+
+        async def one() -> None:
+            async with gate:
+                response = await client.post(url + "/base", content=body)
+                response.raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(count)))
+        return count / (time.perf_counter() - start)
+
+
+def monitor(target: str, batch: int | None) -> dict[str, object]:
+    subscribe: dict[str, object] = {
+        "retryPolicy": {"policy": "None"},
+        "callback": {"webhook": {"target": target, "name": "bench", "attributes": [
+            {"type": "Header", "key": "X-Monitor", "value": "$monitorID"}]}},
+    }  # fmt: skip
+    if batch:
+        subscribe["batchNotify"] = {"size": batch, "timeWindow": 5}
+    return {
+        "label": "bench",
+        "subscribeParam": subscribe,
+        "triggerParam": {
+            "triggers": [{"name": "hot", "data": {"data": "vehicle.engines.thermic.oil.temp",
+                                                 "op": "greaterThan", "value": ["130"]}}],
+            "boolExp": "hot",
+        },
+    }  # fmt: skip
+
+
+def event(monitor_id: str, i: int) -> bytes:
+    return event_to_json(
+        Event(
+            event_id=uuid7(),
+            seq=i,
+            vin=VINS[i % len(VINS)],
+            fleet_id=FLEET,
+            monitor_id=monitor_id,
+            event_date=datetime.fromtimestamp(time.time(), tz=UTC),  # = publish time
+            refresh=False,
+            values=(EventValue("vehicle.engines.thermic.oil.temp", str(131 + i % 10)),),
+        )
+    )
+
+
+def latencies(lines: list[str], prefix: str) -> list[float]:
+    """Publish -> arrival of every event delivered under ``prefix`` (eventDate = publish time)."""
+    out = []
+    for line in lines:
+        at, target, body = line.split("\t", 2)
+        if target.startswith(prefix):
+            for item in json.loads(body)["events"]:
+                sent = datetime.fromisoformat(item["eventDate"].replace("Z", "+00:00"))
+                out.append(float(at) - sent.timestamp())
+    return out
+
+
+def wait_events(receiver: ReceiverProcess, prefix: str, target: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(latencies(receiver.lines(), prefix)) < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"deliveries under {prefix} did not complete")
+        time.sleep(0.1)
+
+
+def start_backend(
+    work: Path, broker: Mosquitto, ca_file: Path, conc: int
+) -> subprocess.Popen[bytes]:
+    config = work / "backend.toml"
+    config.write_text(
+        f'[store]\npath = "{work / "backend.db"}"\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "bench"\n'
+        f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca_file}"\n'
+        f"per_endpoint_concurrency = {conc}\n"
+        "[dispatcher]\npoll_interval = 0.05\nclaim_batch = 500\n"
+    )
+    log_path = work / "backend.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backend", "run", "-c", str(config), "--role", "ingest",
+             "--role", "dispatcher"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while "ingest subscribed" not in log_path.read_text():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(log_path.read_text()[-2000:])
+        time.sleep(0.05)
+    return proc
+
+
+def burst(client: mqtt.Client, monitor_id: str, count: int, first: int) -> float:
+    """Publish ``count`` events as fast as the broker takes them; seconds it took."""
+    topics = Topics()
+    start = time.perf_counter()
+    infos = [client.publish(topics.events(VINS[i % len(VINS)]), event(monitor_id, i), qos=1)
+             for i in range(first, first + count)]  # fmt: skip
+    for info in infos:
+        info.wait_for_publish(120)
+    return time.perf_counter() - start
+
+
+def paced(client: mqtt.Client, monitor_id: str, rate: float, seconds: float, first: int) -> int:
+    topics = Topics()
+    total = int(rate * seconds)
+    begin = time.perf_counter()
+    for i in range(total):
+        delay = begin + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        n = first + i
+        client.publish(topics.events(VINS[n % len(VINS)]), event(monitor_id, n), qos=1)
+    return total
+
+
+def pct(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=50, help="batchNotify size of run C")
+    parser.add_argument("--paced-seconds", type=float, default=5.0)
+    parser.add_argument("--serve-receiver", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_receiver:
+        return serve_receiver(args.serve_receiver)
+    work = Path(tempfile.mkdtemp(prefix="bench-backend-"))
+    receiver = ReceiverProcess(work)
+    ca_file = work / "test-ca.pem"
+    broker = Mosquitto(work / "broker").start()
+    store = SqliteStore(work / "backend.db")
+    single, batched = uuid7(), uuid7()
+    for mid, prefix, batch in ((single, "/one", None), (batched, "/batch", args.batch)):
+        definition = monitor(receiver.url + prefix, batch)
+        store.create_monitor(MonitorRecord(mid, "fleet", FLEET, definition, "Running", 0, 0))
+    store.close()
+    backend = start_backend(work, broker, ca_file, args.concurrency)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+    client.max_inflight_messages_set(1000)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    n = args.events
+    try:
+        base = asyncio.run(baseline(receiver.url, ca_file, 2000, args.concurrency))
+        start = time.perf_counter()
+        published = burst(client, single, n, 0)
+        wait_events(receiver, "/one", n, timeout=600)
+        rate = n / (time.perf_counter() - start)
+        saturated = latencies(receiver.lines(), "/one")
+
+        start = time.perf_counter()
+        burst(client, batched, n, n)
+        wait_events(receiver, "/batch", n, timeout=600)
+        batch_rate = n / (time.perf_counter() - start)
+        batch_requests = receiver.count("/batch")
+
+        before = len(receiver.lines())
+        paced_rate = max(20.0, round(rate / 2))
+        total = paced(client, single, paced_rate, args.paced_seconds, 2 * n)
+        wait_events(receiver, "/one", n + total, timeout=300)
+        calm = latencies(receiver.lines()[before:], "/one")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        backend.send_signal(signal.SIGTERM)
+        try:
+            backend.wait(20)
+        except subprocess.TimeoutExpired:
+            backend.kill()
+        receiver.stop()
+        broker.stop()
+    load = os.getloadavg()[0]
+    print(f"machine: {machine()}; load average at the end {load:.1f}")
+    print(f"A baseline: raw HTTPS POSTs/s, httpx, concurrency {args.concurrency}: {base:,.0f}")
+    print(f"B one event per webhook: {n} events published in {published:.2f}s; "
+          f"{rate:,.0f} deliveries/s sustained (ratio to A {rate / base:.2f}); "
+          f"publish->webhook under saturation p50 {pct(saturated, 0.5):,.0f} ms, "
+          f"p99 {pct(saturated, 0.99):,.0f} ms")  # fmt: skip
+    print(f"C batchNotify size {args.batch}: {batch_rate:,.0f} events/s delivered in "
+          f"{batch_requests} webhooks (ratio to A {batch_rate / base:.2f})")  # fmt: skip
+    print(f"D paced at {paced_rate:,.0f} events/s for {args.paced_seconds:.0f}s, one per webhook: "
+          f"publish->webhook p50 {pct(calm, 0.5):.1f} ms, p99 {pct(calm, 0.99):.1f} ms, "
+          f"mean {statistics.fmean(calm) * 1000:.1f} ms")  # fmt: skip
+    print(f"target >= 1000 deliveries/s (B): {'met' if rate >= 1000 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
