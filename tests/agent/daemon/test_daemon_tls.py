@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import subprocess
 import time
 from pathlib import Path
 
@@ -146,3 +147,64 @@ def test_unreadable_client_key_is_a_config_error(tmp_path: Path) -> None:
     config = MqttConfig(tls=True, cert_file=tmp_path / "cert.pem", key_file=tmp_path / "cert.pem")
     with pytest.raises(ConfigError, match="client certificate"):
         MqttLink(config, "x", lambda _e: None)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_username_password_over_server_tls(tmp_path: Path, protocol: str) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    server = ca.issue_cert("127.0.0.1")
+    server.private_key_pem.write_to_path(tmp_path / "server.key")
+    server.cert_chain_pems[0].write_to_path(tmp_path / "server.pem")
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "car", "s3cret"], check=True)
+    broker = Mosquitto(
+        tmp_path / "broker",
+        extra_conf="\n".join(
+            [
+                f"certfile {tmp_path / 'server.pem'}",
+                f"keyfile {tmp_path / 'server.key'}",
+                "allow_anonymous false",
+                f"password_file {passwords}",
+                "user root" if os.geteuid() == 0 else "",
+            ]
+        ),
+    ).start()
+    try:
+        good = MqttConfig(
+            host=broker.host,
+            port=broker.port,
+            tls=True,
+            ca_file=tmp_path / "ca.pem",
+            username="car",
+            password="s3cret",
+            protocol=protocol,
+        )
+        inbox: queue.Queue[LinkEvent] = queue.Queue()
+        link = MqttLink(good, "car-pw", inbox.put)
+        link.start()
+        try:
+            assert isinstance(_wait(inbox, Connected), Connected)
+        finally:
+            link.stop()
+        bad = MqttConfig(
+            host=broker.host,
+            port=broker.port,
+            tls=True,
+            ca_file=tmp_path / "ca.pem",
+            username="car",
+            password="wrong",
+            protocol=protocol,
+            reconnect_min=0.05,
+            reconnect_max=0.1,
+        )
+        inbox = queue.Queue()
+        link = MqttLink(bad, "car-pw2", inbox.put)
+        link.start()
+        try:
+            refused = _wait(inbox, ConnectFailed)
+        finally:
+            link.stop()
+        assert isinstance(refused, ConnectFailed) and "refused" in refused.reason
+    finally:
+        broker.stop()
