@@ -101,6 +101,19 @@ def kernel_package() -> str:
     forced = os.environ.get("EDGEMON_VCAN_KERNEL_PACKAGE")
     if forced:
         return forced
+    best = _newest_kernel_package()
+    if best is None and os.geteuid() == 0:
+        _run(["apt-get", "update", "-qq"])  # a fresh container often ships without apt lists
+        best = _newest_kernel_package()
+    if best is None:
+        raise VmUnavailable(
+            "apt knows no linux-image-6.1.0-*-amd64 package (the VM needs Debian 12 apt sources;"
+            " run `apt-get update` as root)"
+        )
+    return best
+
+
+def _newest_kernel_package() -> str | None:
     listing = _run(["apt-cache", "search", "--names-only", r"^linux-image-6\.1\.0-[0-9]+-amd64"])
     best: tuple[int, int, str] | None = None
     for line in listing.splitlines():
@@ -109,11 +122,7 @@ def kernel_package() -> str:
         if match:
             key = (int(match.group(1)), 0 if match.group(2) else 1, name)  # prefer signed
             best = key if best is None or key > best else best
-    if best is None:
-        raise VmUnavailable(
-            "apt knows no linux-image-6.1.0-*-amd64 package (the VM needs Debian 12 apt sources)"
-        )
-    return best[2]
+    return None if best is None else best[2]
 
 
 def _download(package: str, into: Path, progress: Progress) -> Path:
