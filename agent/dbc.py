@@ -131,7 +131,8 @@ class SignalCatalog:
 
     def names(self) -> list[str]:
         """Data names first (sorted), then every ``Message.Signal`` key (sorted)."""
-        keys = sorted(k for k in self._refs if k not in set(self._data_names))
+        data_names = set(self._data_names)
+        keys = sorted(k for k in self._refs if k not in data_names)
         return [*self._data_names, *keys]
 
     def data_names(self) -> list[str]:

@@ -10,7 +10,10 @@ Compared in the same run, on the same frames:
 - plain: ``db.decode_message(id, data)`` for every frame whose id carries a signal in use;
 - edgemon: ``Decoder.feed(frame, state)`` (skips, masked-payload compare, decode, state update).
 
-Usage: .venv/bin/python bench/bench_ingest.py [--seconds 120] [--repeat 3]
+Timings are CPU time of this process (``time.process_time``), best of N interleaved runs, so
+other load on the machine disturbs them less.
+
+Usage: .venv/bin/python bench/bench_ingest.py [--seconds 120] [--repeat 7]
 """
 
 from __future__ import annotations
@@ -130,11 +133,11 @@ def encode(message: Message, raw: dict[str, Any]) -> bytes:
 
 
 def plain_loop(db: Database, frames: list[Frame], used_ids: set[int]) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     for frame in frames:
         if frame.arbitration_id in used_ids:
             db.decode_message(frame.arbitration_id, frame.data)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def feed_loop(decoder: Decoder, frames: list[Frame]) -> float:
@@ -142,20 +145,20 @@ def feed_loop(decoder: Decoder, frames: list[Frame]) -> float:
     state = VehicleState()
     decoder.reset()
     feed = decoder.feed
-    start = time.perf_counter()
+    start = time.process_time()
     for frame in frames:
         feed(frame, state)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def feed_many_loop(decoder: Decoder, frames: list[Frame]) -> float:
     """The replay path: ``feed_many`` over the whole stream."""
     state = VehicleState()
     decoder.reset()
-    start = time.perf_counter()
+    start = time.process_time()
     for _frame, _changed in decoder.feed_many(frames, state):
         pass
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def compare(
@@ -189,7 +192,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="simulated drive length")
-    parser.add_argument("--repeat", type=int, default=5, help="best of N interleaved runs")
+    parser.add_argument("--repeat", type=int, default=7, help="best of N interleaved runs")
     args = parser.parse_args()
 
     vehicle = load_vehicle([BusSpec("can0", (DBC,), None)])
