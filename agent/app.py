@@ -255,7 +255,10 @@ class Agent:
             reader.stop()
         if self.gps is not None:
             self.gps.stop(2.0)
-        self._step(0.0)  # what the readers queued before they stopped
+        for _ in range(1000):  # what the readers queued before they stopped, in batches
+            if self.inbox.empty():
+                break
+            self._step(0.0)
         deadline = time.monotonic() + FLUSH_SECONDS
         while self.outbox.depth() and self.link.connected and time.monotonic() < deadline:
             self._step(0.05)
@@ -300,7 +303,7 @@ class Agent:
             names = self.decoder.feed(frame, self.state)
             return self.engine.on_change(names, self.state, frame.timestamp) if names else []
         if isinstance(item, Fix):
-            self.clock.observe_fix(item, time.time())
+            self.clock.observe_fix(item, item.timestamp)  # receive time on the system clock
             fix = replace(item, timestamp=item.timestamp + offset) if offset else item
             self.state.update_fix(fix)
             return self.engine.on_fix(self.state, self.now())

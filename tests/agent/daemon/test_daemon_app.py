@@ -142,3 +142,71 @@ def test_pushed_monitors_apply_reject_and_delete(
     time.sleep(0.3)
     assert [e["monitorId"] for e in _events(collector)][2:] == ["oil-local"]
     assert agent.stop() == 0
+
+
+def _nmea(body: str) -> str:
+    checksum = 0
+    for char in body:
+        checksum ^= ord(char)
+    return f"${body}*{checksum:02X}\r\n"
+
+
+def _nmea_file(path: Path, points: list[tuple[float, float]]) -> Path:
+    """RMC + GGA + GSA epochs, one second apart, stamped with the current UTC time."""
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime.now(UTC)
+    lines = []
+    for i, (lat, lon) in enumerate(points):
+        moment = start + timedelta(seconds=i)
+        hms, dmy = moment.strftime("%H%M%S.00"), moment.strftime("%d%m%y")
+        la = f"{int(lat):02d}{(lat % 1) * 60:08.5f},N"
+        lo = f"{int(lon):03d}{(lon % 1) * 60:08.5f},E"
+        lines.append(_nmea(f"GPRMC,{hms},A,{la},{lo},0.0,0.0,{dmy},,,A"))
+        lines.append(_nmea(f"GPGGA,{hms},{la},{lo},1,08,0.9,35.0,M,47.0,M,,"))
+        lines.append(_nmea("GPGSA,A,3,01,02,03,04,05,06,07,08,,,,,1.5,0.9,1.2"))
+    path.write_text("".join(lines))
+    return path
+
+
+def test_gps_fixes_drive_a_zone_monitor(
+    tmp_path: Path, mosquitto: Mosquitto, collector_factory: Callable[..., Collector]
+) -> None:
+    collector = collector_factory(
+        mosquitto.host, mosquitto.port, [TOPICS.events(VIN), TOPICS.status(VIN)]
+    )
+    depot = {
+        "id": "depot",
+        "label": "at the depot",
+        "subscribeParam": oil_monitor()["subscribeParam"],
+        "triggerParam": {
+            "triggers": [
+                {
+                    "name": "depot",
+                    "zone": {
+                        "transition": "In",
+                        "place": {"radius": 1, "center": {"latitude": 48.85, "longitude": 2.35}},
+                    },
+                }
+            ],
+            "boolExp": "depot",
+        },
+        "extendedEventParam": ["vehicle.position"],
+    }
+    nmea = _nmea_file(tmp_path / "drive.nmea", [(48.0, 2.0)] * 3 + [(48.8501, 2.3501)] * 3)
+    path = agent_toml(tmp_path / "agent", mosquitto.port, monitors=[depot])
+    path.write_text(path.read_text() + f'[gps]\nport = "{nmea}"\nreplay_pace = "fast"\n')
+    agent = Agent(load_config(path, env={}))
+    thread = threading.Thread(target=agent.run)
+    thread.start()
+    try:
+        collector.wait_for(lambda c: len(c.payloads("/events")) >= 1)
+    finally:
+        agent.request_stop()
+        thread.join(15)
+    event = json.loads(collector.payloads("/events")[0])
+    assert event["monitorId"] == "depot"
+    assert event["extensions"][0]["type"] == "vehicle.position"
+    status = json.loads(collector.payloads("/status")[-1])
+    assert status["online"] is False
+    assert not thread.is_alive()
