@@ -137,7 +137,6 @@ class CanSource:
             self.counters["reopens"] += 1
             log.info("CAN bus %s reopened", config.name)
         self._opened_once = True
-        self._delay = self._reopen_delay
 
     def set_filters(self, can_filters: CanFilters | None) -> None:
         """Replace the acceptance filters (e.g. when the monitors in use change)."""
@@ -155,6 +154,7 @@ class CanSource:
         except (can.CanError, OSError, ValueError) as exc:
             self._on_failure(exc)
             return None
+        self._delay = self._reopen_delay  # the bus works again: next failure retries quickly
         if msg is None:
             return None
         if msg.is_error_frame:
@@ -191,14 +191,22 @@ class CanSource:
 
     def _on_failure(self, exc: BaseException) -> None:
         self.counters["receive_errors"] += 1
-        log.warning("CAN bus %s failed, reopening: %s", self.config.name, exc)
+        log.warning(
+            "CAN bus %s failed, reopening in %.1f s: %s", self.config.name, self._delay, exc
+        )
         bus, self._bus = self._bus, None
         if bus is not None:
             try:
                 bus.shutdown()
             except (can.CanError, OSError) as close_exc:
                 log.debug("closing failed CAN bus %s: %s", self.config.name, close_exc)
-        self._next_attempt = time.monotonic()  # first retry at once, then back off
+        # Back off even when reopening succeeds: a link that is down opens fine and fails at
+        # the first read, and retrying at once would spin.
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        self._next_attempt = time.monotonic() + self._delay
+        self._delay = min(self._delay * 2, self._max_reopen_delay)
 
     def _try_reopen(self, timeout: float | None) -> can.BusABC | None:
         if self._closed:
@@ -211,9 +219,8 @@ class CanSource:
             self.open()
         except SourceError as exc:
             self.counters["open_failures"] += 1
-            self._next_attempt = time.monotonic() + self._delay
             log.warning("%s; retrying in %.1f s", exc, self._delay)
-            self._delay = min(self._delay * 2, self._max_reopen_delay)
+            self._schedule_retry()
             return None
         return self._bus
 
