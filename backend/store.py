@@ -348,43 +348,63 @@ class SqliteStore:
                 if free > 0:
                     room[row[4]] = free - 1
                     rows.append(row)
-            claimed = []
-            for row in rows:
-                db.execute(
-                    "UPDATE deliveries SET state = 'pending', lease_until = ?"
-                    " WHERE delivery_id = ?",
-                    (lease_until, row[0]),
-                )
-                events = db.execute(
-                    "SELECT e.webhook_json FROM delivery_events de JOIN events e"
-                    " ON e.event_id = de.event_id WHERE de.delivery_id = ? ORDER BY de.position",
-                    (row[0],),
-                ).fetchall()
-                claimed.append(
-                    ClaimedDelivery(
-                        delivery_id=row[0],
-                        monitor_id=row[1],
-                        callback_name=row[2],
-                        url=row[3],
-                        endpoint=row[4],
-                        headers=_pairs(row[5]),
-                        body_attributes=_pairs(row[6]),
-                        events=tuple(e[0] for e in events),
-                        attempts=row[7],
-                        tries=row[8],
-                        first_trigger=row[9],
-                        received_at=row[10],
-                        policy=row[11],
-                        retry_number=row[12],
-                        retry_delay=row[13],
-                    )
-                )
-        return claimed
+            ids = [row[0] for row in rows]
+            db.executemany(
+                "UPDATE deliveries SET state = 'pending', lease_until = ? WHERE delivery_id = ?",
+                [(lease_until, i) for i in ids],
+            )
+            events = self._events_of(db, ids)
+        return [
+            ClaimedDelivery(
+                delivery_id=row[0],
+                monitor_id=row[1],
+                callback_name=row[2],
+                url=row[3],
+                endpoint=row[4],
+                headers=_pairs(row[5]),
+                body_attributes=_pairs(row[6]),
+                events=tuple(events.get(row[0], ())),
+                attempts=row[7],
+                tries=row[8],
+                first_trigger=row[9],
+                received_at=row[10],
+                policy=row[11],
+                retry_number=row[12],
+                retry_delay=row[13],
+            )
+            for row in rows
+        ]
+
+    @staticmethod
+    def _events_of(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, list[str]]:
+        """The MonitorEvent JSON of each delivery, in arrival order (one query per 500)."""
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(
+                "SELECT de.delivery_id, e.webhook_json FROM delivery_events de"  # noqa: S608
+                " JOIN events e ON e.event_id = de.event_id"
+                f" WHERE de.delivery_id IN ({marks}) ORDER BY de.delivery_id, de.position",
+                chunk,
+            ).fetchall()
+            for delivery_id, text in rows:
+                found.setdefault(delivery_id, []).append(text)
+        return found
 
     def record_results(self, results: Sequence[AttemptResult], now: float) -> None:
         with self._tx() as db:
+            released: set[str] = set()
             for result in results:
                 self._record(db, result, now)
+                if result.state == "delivered" and result.monitor_id not in released:
+                    # Leaving retry: everything stored for the monitor goes out now (§4).
+                    released.add(result.monitor_id)
+                    db.execute(
+                        "UPDATE deliveries SET next_at = min(next_at, ?)"
+                        " WHERE monitor_id = ? AND state = 'pending' AND attempts > 0",
+                        (now, result.monitor_id),
+                    )
 
     @staticmethod
     def _record(db: sqlite3.Connection, result: AttemptResult, now: float) -> None:
@@ -414,13 +434,6 @@ class SqliteStore:
                 a.delivery_id,
             ),
         )
-        if result.state == "delivered":
-            # Leaving retry: everything stored for this monitor goes out now (reference §4).
-            db.execute(
-                "UPDATE deliveries SET next_at = min(next_at, ?)"
-                " WHERE monitor_id = ? AND state = 'pending' AND attempts > 0",
-                (now, result.monitor_id),
-            )
         if result.gone:
             db.execute(
                 f"UPDATE deliveries SET state = 'dead', reason = ?"  # noqa: S608
