@@ -14,18 +14,24 @@ durations, rate windows, reminders and staleness run from a heap of deadlines (`
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 from agent.model import Event, EventValue, Extension
 from agent.monitors.data import DataTrigger
 from agent.monitors.expr import Truth, evaluate
 from agent.monitors.extensions import snapshot, wanted_for
+from agent.monitors.index import Entry, NameIndex
+from agent.monitors.memory import (
+    FiredState,
+    FiredStore,
+    MemoryFiredStore,
+    MemorySequence,
+    SeededIds,
+    Sequence,
+)
 from agent.monitors.model import Catalog, Monitor
 from agent.monitors.schedule import TimeTrigger
 from agent.monitors.signals import GpsCatalog, resolve_in_use, with_gps
@@ -43,68 +49,24 @@ from agent.wire import uuid7
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "Engine",
+    "FiredState",
+    "FiredStore",
+    "MemoryFiredStore",
+    "MemorySequence",
+    "SeededIds",
+    "Sequence",
+]
+
 STALE_RECHECK_S = 1.0  # while a name is stale, look every second whether frames came back
+# Fresh names are looked at no more often than this: a stale signal is seen as unknown at most
+# this late (on top of its own max age), and fast signals (20 ms) cost no heap churn per frame.
+STALE_LOOK_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class FiredState:
-    """What survives a restart, per monitor (JSON-friendly: the daemon stores ``asdict``)."""
-
-    fired: bool
-    last_event: float | None = None  # time of the last event (first firing or reminder)
-
-
-class FiredStore(Protocol):
-    def load(self, monitor_id: str) -> FiredState | None: ...
-    def save(self, monitor_id: str, state: FiredState) -> None: ...
-    def delete(self, monitor_id: str) -> None: ...
-
-
-class Sequence(Protocol):
-    def next(self) -> int: ...
-
-
-class MemoryFiredStore:
-    def __init__(self) -> None:
-        self.states: dict[str, FiredState] = {}
-
-    def load(self, monitor_id: str) -> FiredState | None:
-        return self.states.get(monitor_id)
-
-    def save(self, monitor_id: str, state: FiredState) -> None:
-        self.states[monitor_id] = state
-
-    def delete(self, monitor_id: str) -> None:
-        self.states.pop(monitor_id, None)
-
-
-class MemorySequence:
-    def __init__(self, start: int = 1) -> None:
-        self.value = start - 1
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value
-
-
-class SeededIds:
-    """Reproducible UUIDv7-shaped event ids: the event time's milliseconds + a hash of a seed and
-    a counter. For replay, where the same recording must give the same output."""
-
-    def __init__(self, seed: str = "edgemon") -> None:
-        self.seed = seed
-        self.count = 0
-
-    def __call__(self, now: float) -> str:
-        self.count += 1
-        digest = hashlib.sha256(f"{self.seed}:{self.count}".encode()).digest()
-        value = (int(now * 1000) & ((1 << 48) - 1)) << 80
-        value |= 0x7 << 76
-        value |= (int.from_bytes(digest[:2], "big") & 0xFFF) << 64
-        value |= 0b10 << 62
-        value |= int.from_bytes(digest[2:10], "big") & ((1 << 62) - 1)
-        text = f"{value:032x}"
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+def _order(runtime: _Runtime) -> int:
+    return runtime.order
 
 
 def _random_ids(now: float) -> str:
@@ -122,7 +84,12 @@ class _Runtime:
         self.fired = fired.fired
         self.last_event = fired.last_event
         self.truth: Truth = None
-        self.names: frozenset[str] = frozenset().union(*(s.names for s in states.values()))
+        self.truths: dict[str, Truth] = dict.fromkeys(states)
+        self.readers: dict[str, list[tuple[str, TriggerState]]] = {}
+        for trigger_name, state in states.items():
+            for name in state.names:
+                self.readers.setdefault(name, []).append((trigger_name, state))
+        self.names: frozenset[str] = frozenset(self.readers)
         self.uses_fix = any(s.uses_fix for s in states.values())
         self.pulses = frozenset(
             s.trigger.data
@@ -161,6 +128,10 @@ class Engine:
         self._tiebreak = 0
         self._order = 0
         self._name_watch: dict[str, float] = {}  # name -> when it goes stale (or recheck)
+        self._index: dict[str, NameIndex] = {}  # name -> its readers, by critical value
+        self._stale: set[str] = set()  # watched names found stale at their last look
+        self._head: float | None = None  # next_deadline's answer while _head_valid
+        self._head_valid = False  # cleared by anything that changes the heap or its entries
 
     # -- monitors ------------------------------------------------------------------------------
 
@@ -188,15 +159,24 @@ class Engine:
         self._push(0.0, monitor.id, runtime.version)
         for name in runtime.names:
             self._by_name.setdefault(name, {})[monitor.id] = runtime
+            index = self._index.get(name)
+            if index is None:
+                info = self.catalog.describe(name)
+                index = self._index[name] = NameIndex(info.kind if info else None)
+            for trigger_name, state in runtime.readers[name]:
+                index.add((runtime, trigger_name, state))
         if runtime.uses_fix:
             self._by_fix[monitor.id] = runtime
 
     def remove_monitor(self, monitor_id: str, *, forget: bool = True) -> None:
         runtime = self._runtimes.pop(monitor_id, None)
+        self._head_valid = False
         if runtime is not None:
             runtime.version += 1
             for name in runtime.names:
                 self._by_name.get(name, {}).pop(monitor_id, None)
+                if name in self._index:
+                    self._index[name].remove(runtime)
             self._by_fix.pop(monitor_id, None)
         if forget:
             self.fired_store.delete(monitor_id)
@@ -221,26 +201,98 @@ class Engine:
     # -- inputs --------------------------------------------------------------------------------
 
     def on_change(self, names: Iterable[str], state: VehicleState, now: float) -> list[Event]:
-        changed = set(names)
-        due: dict[str, _Runtime] = {}
-        for name in changed:
-            dependents = self._by_name.get(name)
-            if dependents:
-                due.update(dependents)
+        """New values: look only at the triggers a change can affect (``NameIndex``), then
+        decide the monitors whose trigger values moved. Kept lean: it runs for every frame that
+        changes a value."""
+        index_of, watched, cell_of = self._index.get, self._name_watch, state.get
+        work: list[list[Entry]] | None = None
+        for name in names:
+            index = index_of(name)
+            if index is None:
+                continue
+            if name not in watched:
                 self._watch(name, state)
-        return self._run(due, state, now, changed)
+            cell = cell_of(name)
+            if cell is None or (cell.max_age is not None and now - cell.timestamp > cell.max_age):
+                index.forget()
+                entries = index.entries
+            else:
+                value = cell.value
+                kind = value.__class__
+                if (kind is float or kind is int) and index.gap_low < value < index.gap_high:  # type: ignore[operator]
+                    index.last = value  # between the same two critical values: nothing moves
+                    continue
+                entries = index.affected(value)
+            if entries:
+                work = [entries] if work is None else [*work, entries]
+        if work is None:
+            return []
+        return self._apply(work, set(names), state, now)
+
+    def _apply(
+        self, work: list[list[Entry]], changed: set[str], state: VehicleState, now: float
+    ) -> list[Event]:
+        ctx = Context(state, now, changed)
+        touched: dict[_Runtime, bool] = {}
+        for entries in work:
+            for runtime, trigger_name, trigger_state in entries:
+                value = trigger_state.evaluate(ctx)
+                moved = value is not runtime.truths[trigger_name]
+                if moved:
+                    runtime.truths[trigger_name] = value
+                touched[runtime] = touched.get(runtime, False) or moved
+        events: list[Event] = []
+        quiet = Context(state, now, frozenset())
+        for runtime in sorted(touched, key=_order) if len(touched) > 1 else touched:
+            self.counters["evaluations"] += 1
+            if touched[runtime]:
+                self._decide(runtime, ctx, events)
+            else:
+                self._reschedule(runtime)
+            if runtime.pulses and not runtime.pulses.isdisjoint(changed):
+                self._unpulse(runtime, quiet, events)
+        return events
+
+    def _unpulse(self, runtime: _Runtime, quiet: Context, events: list[Event]) -> None:
+        """onChange is true once per change: back to false right after the change."""
+        moved = False
+        for name in runtime.pulses:
+            for trigger_name, state in runtime.readers.get(name, ()):
+                value = state.evaluate(quiet)
+                if value is not runtime.truths[trigger_name]:
+                    runtime.truths[trigger_name] = value
+                    moved = True
+        if moved:
+            self._decide(runtime, quiet, events)
 
     def on_fix(self, state: VehicleState, now: float) -> list[Event]:
-        return self._run(dict(self._by_fix), state, now, set())
+        return self._run(dict(self._by_fix), state, now)
 
     def next_deadline(self) -> float | None:
+        """The earliest time ``tick`` has work (cached: asked before every input)."""
+        if self._head_valid:
+            return self._head
         heap = self._heap
-        while heap and not self._live(heap[0]):
+        watched, runtimes = self._name_watch, self._runtimes
+        head = None
+        while heap:
+            when, _, key, version = heap[0]
+            if version < 0:
+                if watched.get(key) == when:
+                    head = when
+                    break
+            else:
+                runtime = runtimes.get(key)
+                if runtime is not None and runtime.version == version:
+                    head = when
+                    break
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        self._head, self._head_valid = head, True
+        return head
 
     def tick(self, state: VehicleState, now: float) -> list[Event]:
         """Run every deadline due at ``now``."""
+        self._head_valid = False
         due: dict[str, _Runtime] = {}
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -252,7 +304,7 @@ class Engine:
                 self._check_name(key, state, now, due)
             else:
                 due[key] = self._runtimes[key]
-        return self._run(due, state, now, set())
+        return self._run(due, state, now)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -264,70 +316,73 @@ class Engine:
         return runtime is not None and runtime.version == version
 
     def _push(self, when: float, key: str, version: int) -> None:
+        self._head_valid = False
         self._tiebreak += 1
         heapq.heappush(self._heap, (when, self._tiebreak, key, version))
 
     def _watch(self, name: str, state: VehicleState) -> None:
-        """Schedule the moment ``name`` would go stale if no frame refreshed it."""
+        """Schedule a look at ``name`` when it would go stale without frames (one per name: the
+        look re-arms itself at the new expiry while frames keep coming)."""
+        if name in self._name_watch:
+            return
         cell = state.get(name)
         if cell is None or cell.max_age is None:
             return
         when = cell.timestamp + cell.max_age + EPSILON_S
-        if self._name_watch.get(name) != when:
-            self._name_watch[name] = when
-            self._push(when, name, -1)
+        self._name_watch[name] = when
+        self._push(when, name, -1)
 
     def _check_name(
         self, name: str, state: VehicleState, now: float, due: dict[str, _Runtime]
     ) -> None:
         del self._name_watch[name]
+        self._head_valid = False
         cell = state.get(name)
         if cell is None or cell.max_age is None:
             return
         dependents = self._by_name.get(name) or {}
         if not cell.stale(now):  # refreshed by frames meanwhile: watch the new expiry
-            self._watch(name, state)
-            if any(r.truth is None for r in dependents.values()):
-                due.update(dependents)  # it may have come back after a stale stretch
+            when = max(cell.timestamp + cell.max_age + EPSILON_S, now + STALE_LOOK_S)
+            self._name_watch[name] = when
+            self._push(when, name, -1)
+            if name in self._stale:  # back after a stale stretch, perhaps with the same value
+                self._stale.discard(name)
+                due.update(dependents)
             return
+        self._stale.add(name)
         due.update(dependents)  # just went stale: unknown now
+        if name in self._index:
+            self._index[name].forget()  # its next value: look at every reader
         when = now + STALE_RECHECK_S
         self._name_watch[name] = when
         self._push(when, name, -1)
 
-    def _run(
-        self, due: dict[str, _Runtime], state: VehicleState, now: float, changed: set[str]
-    ) -> list[Event]:
+    def _run(self, due: dict[str, _Runtime], state: VehicleState, now: float) -> list[Event]:
+        """Evaluate every trigger of the ``due`` monitors (deadlines, fixes, staleness)."""
         events: list[Event] = []
-        ctx = Context(state, now, changed)
-        quiet = Context(state, now, frozenset())
-        for runtime in sorted(due.values(), key=lambda r: r.order):
-            event = self._evaluate(runtime, ctx)
-            if event is not None:
-                events.append(event)
-            if changed and runtime.pulses and not runtime.pulses.isdisjoint(changed):
-                event = self._evaluate(runtime, quiet)  # onChange is true once per change
-                if event is not None:
-                    events.append(event)
+        ctx = Context(state, now, frozenset())
+        for runtime in sorted(due.values(), key=_order) if len(due) > 1 else due.values():
+            self.counters["evaluations"] += 1
+            truths = runtime.truths
+            for trigger_name, trigger_state in runtime.states.items():
+                truths[trigger_name] = trigger_state.evaluate(ctx)
+            self._decide(runtime, ctx, events)
         return events
 
-    def _evaluate(self, runtime: _Runtime, ctx: Context) -> Event | None:
-        self.counters["evaluations"] += 1
-        truths = {name: s.evaluate(ctx) for name, s in runtime.states.items()}
-        truth = evaluate(runtime.monitor.expression, truths)
+    def _decide(self, runtime: _Runtime, ctx: Context, events: list[Event]) -> None:
+        """The expression from the trigger values: fire, remind or re-arm; then reschedule."""
+        truth = evaluate(runtime.monitor.expression, runtime.truths)
         runtime.truth = truth
-        event = None
         refresh_every = runtime.monitor.subscribe.refresh_event
         if truth is True and not runtime.fired:
-            event = self._fire(runtime, ctx, refresh=False)
+            events.append(self._fire(runtime, ctx, refresh=False))
         elif truth is True and refresh_every and runtime.last_event is not None:
             if ctx.now >= runtime.last_event + refresh_every:
-                event = self._fire(runtime, ctx, refresh=True)
+                events.append(self._fire(runtime, ctx, refresh=True))
         elif truth is False and runtime.fired:
             runtime.fired = False
             self.fired_store.save(runtime.monitor.id, FiredState(False, runtime.last_event))
         self._reschedule(runtime)
-        return event
 
     def _reschedule(self, runtime: _Runtime) -> None:
         deadlines = [d for d in (s.deadline() for s in runtime.states.values()) if d is not None]
@@ -344,6 +399,7 @@ class Engine:
             return
         runtime.version += 1
         runtime.deadline = when
+        self._head_valid = False
         if when is not None:
             self._push(when, runtime.monitor.id, runtime.version)
 

@@ -1,0 +1,256 @@
+"""The runtime of a data trigger: its value test, hysteresis, durations, rates and ``previous``.
+
+This is the engine's hot path (every changed signal reaches the triggers that read it), so the
+common case is kept short: a plain comparison is a precompiled one-argument test (C-level
+``operator`` partials), tried directly on the state's value when it already has the signal's
+type. Rates keep a monotonic window (amortised O(1) per change) instead of scanning history.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from agent.model import EventValue, SignalInfo, SignalKind, Value
+from agent.monitors.data import DataTrigger, as_kind, convert, literal, operands
+from agent.monitors.expr import Truth
+from agent.monitors.signals import GPS_MAX_AGE_S, gps_value
+from agent.state import VehicleState
+
+# A deadline a little after the exact instant: staleness and ages compare with ">".
+EPSILON_S = 0.001
+_NATIVE: dict[SignalKind, tuple[type, ...]] = {
+    SignalKind.NUMBER: (float, int),
+    SignalKind.BOOLEAN: (bool,),
+    SignalKind.ENUM: (str,),
+}
+
+Test = Callable[[Value], bool]
+
+
+@dataclass(slots=True)
+class Context:
+    state: VehicleState
+    now: float
+    changed: frozenset[str] | set[str]  # names whose value just changed (onChange pulses)
+
+
+def _between(low: float, high: float) -> Test:
+    return lambda v: low <= v <= high  # type: ignore[operator]
+
+
+def compile_test(op: str, args: tuple[Value, ...], widen: float = 0.0) -> Test:
+    """``value -> bool`` for a comparison; ``widen`` moves thresholds the way back (hysteresis)."""
+    if op == "includedIn":
+        return frozenset(args).__contains__
+    if op in ("equalsTo", "notEqualTo"):
+        return partial(operator.eq if op == "equalsTo" else operator.ne, args[0])
+    if op == "between":
+        return _between(float(args[0]) - widen, float(args[1]) + widen)
+    threshold = float(args[0])
+    tests: dict[str, Test] = {
+        "greaterThan": partial(operator.lt, threshold - widen),  # threshold < v
+        "greaterOrEqual": partial(operator.le, threshold - widen),
+        "lowerThan": partial(operator.gt, threshold + widen),
+        "lowerOrEqual": partial(operator.ge, threshold + widen),
+    }
+    return tests[op]
+
+
+class RateWindow:
+    """Lowest (risesBy) or highest (fallsBy) value held at any time in the last ``within`` s.
+
+    Entries are [start, value, end]: a value is held from its change until the next change; one
+    that ended before ``now - within`` has left the window. A monotonic deque keeps only values
+    that can still be the extreme."""
+
+    def __init__(self, within: float, lowest: bool) -> None:
+        self.within = within
+        self.better = operator.le if lowest else operator.ge
+        self.items: deque[list[float | None]] = deque()
+        self.last: list[float | None] | None = None
+
+    def add(self, start: float, value: float) -> None:
+        if self.last is not None and self.last[1] == value:
+            return
+        if self.last is not None:
+            self.last[2] = start
+        items = self.items
+        while items and self.better(value, items[-1][1]):  # type: ignore[arg-type]
+            items.pop()
+        entry: list[float | None] = [start, value, None]
+        items.append(entry)
+        self.last = entry
+
+    def extreme(self, now: float) -> tuple[float, float | None]:
+        """The extreme value, and when it may change by itself (None: only on a new value)."""
+        items = self.items
+        while len(items) > 1 and items[0][2] is not None and items[0][2] <= now - self.within:
+            items.popleft()
+        end = items[0][2]
+        value = items[0][1]
+        assert value is not None
+        return value, None if end is None else end + self.within + EPSILON_S
+
+
+class DataState:
+    def __init__(self, trigger: DataTrigger, info: SignalInfo | None) -> None:
+        self.trigger = trigger
+        self.info = info
+        self.gps = info is not None and info.source == "gps"
+        self.names = frozenset() if self.gps else frozenset({trigger.data})
+        self.uses_fix = self.gps
+        op = trigger.op
+        args = operands(trigger, info) if info is not None else ()
+        self.operands = args
+        self.test: Test | None = None
+        self.hold: Test | None = None  # the test while true (hysteresis widens it)
+        if info is not None and op not in ("onChange", "risesBy", "fallsBy"):
+            self.test = compile_test(op, args)
+            self.hold = compile_test(op, args, trigger.hysteresis) if trigger.hysteresis else None
+        self.native = _NATIVE[info.kind] if info is not None else ()
+        self.simple = (
+            self.test is not None
+            and not self.gps
+            and not trigger.min_duration_s
+            and trigger.previous is None
+        )
+        self.has_deadlines = not self.simple
+        previous = trigger.previous.values if trigger.previous and info is not None else ()
+        self.previous_ok = frozenset(convert(v, info) for v in previous) if info else frozenset()
+        self.rate = (
+            RateWindow(trigger.within_s or 0.0, op == "risesBy")
+            if op in ("risesBy", "fallsBy")
+            else None
+        )
+        self.last: Truth = None
+        self.since: float | None = None  # raw condition true since (minDurationSeconds)
+        self.seen_start = False
+        self.blocked = False  # `previous` failed at the transition: false until raw is false
+        self._deadline: float | None = None
+
+    def evaluate(self, ctx: Context) -> Truth:
+        if self.simple:  # the hot path: a plain comparison on a fresh value
+            cell = ctx.state.get(self.trigger.data)
+            if cell is None or (
+                cell.max_age is not None and ctx.now - cell.timestamp > cell.max_age
+            ):
+                self.last = None
+                return None
+            value = cell.value
+            if value.__class__ not in self.native:
+                converted = as_kind(value, self.info) if self.info is not None else None
+                if converted is None:
+                    self.last = None
+                    return None
+                value = converted
+            test = self.hold if self.hold is not None and self.last is True else self.test
+            assert test is not None
+            try:
+                result = test(value)
+            except TypeError:
+                result = False
+            self.last = result
+            return result
+        return self._evaluate(ctx)
+
+    def _read(self, ctx: Context) -> tuple[Value, Value | None, float] | None:
+        if self.gps:
+            found = gps_value(self.trigger.data, ctx.state.fix, ctx.now)
+            fix = ctx.state.fix
+            if found is None or fix is None:
+                return None
+            self._soon(fix.timestamp + GPS_MAX_AGE_S + EPSILON_S)
+            return found, None, fix.timestamp
+        cell = ctx.state.get(self.trigger.data)
+        if cell is None or cell.stale(ctx.now):
+            return None
+        return cell.value, cell.previous, cell.changed_at
+
+    def _evaluate(self, ctx: Context) -> Truth:
+        self._deadline = None
+        info = self.info
+        read = self._read(ctx) if info is not None else None
+        value = None if read is None or info is None else as_kind(read[0], info)
+        if read is None or info is None or value is None:
+            self.since = None
+            self.last = None
+            return None
+        _, previous, changed_at = read
+        raw = self._raw(value, previous, changed_at, ctx)
+        result = self._durations(raw, ctx.now)
+        if result and self.last is not True and not self._previous_ok(previous, info):
+            self.blocked = True
+        if not raw:
+            self.blocked = False
+        if self.blocked and result:
+            result = False
+        self.last = result
+        return result
+
+    def _raw(self, value: Value, previous: Value | None, changed_at: float, ctx: Context) -> bool:
+        trigger = self.trigger
+        if trigger.op == "onChange":
+            return trigger.data in ctx.changed and previous is not None
+        if self.rate is not None:
+            number = float(value)
+            self.rate.add(changed_at, number)
+            extreme, when = self.rate.extreme(ctx.now)
+            if when is not None:
+                self._soon(when)
+            delta = trigger.delta or 0.0
+            return (
+                number - extreme >= delta if trigger.op == "risesBy" else extreme - number >= delta
+            )
+        test = self.hold if self.hold is not None and self.last is True else self.test
+        assert test is not None
+        try:
+            return test(value)
+        except TypeError:
+            return False
+
+    def _durations(self, raw: bool, now: float) -> bool | None:
+        minimum = self.trigger.min_duration_s
+        if not raw:
+            self.since = None
+            return False
+        if not minimum:
+            return True
+        if self.since is None:
+            self.since = now
+            self.seen_start = self.last is not None
+        if now - self.since >= minimum:
+            return True
+        self._soon(self.since + minimum)
+        return False if self.seen_start else None
+
+    def _soon(self, when: float) -> None:
+        self._deadline = when if self._deadline is None else min(self._deadline, when)
+
+    def _previous_ok(self, previous: Value | None, info: SignalInfo) -> bool:
+        if self.trigger.previous is None:
+            return True
+        if previous is None:
+            return False
+        return as_kind(previous, info) in self.previous_ok
+
+    def deadline(self) -> float | None:
+        return None if self.simple else self._deadline
+
+    def value(self, ctx: Context) -> EventValue | None:
+        """The ``values[]`` entry when this trigger is true."""
+        if self.last is not True:
+            return None
+        read = self._read(ctx)
+        if read is None:
+            return None
+        current, previous, _ = read
+        show_previous = self.trigger.previous is not None or self.trigger.op == "onChange"
+        return EventValue(
+            self.trigger.data,
+            literal(current),
+            literal(previous) if show_previous and previous is not None else None,
+        )
