@@ -139,16 +139,8 @@ class Agent:
         self.vehicle = load_vehicle(config.bus_specs())
         self.decoder = Decoder(self.vehicle)
         self.state = VehicleState()
-        self.clock = TrustedClock(config.clock)  # type: ignore[arg-type]
-        self.outbox = Outbox(
-            config.outbox.path,
-            max_events=config.outbox.max_events,
-            max_bytes=config.outbox.max_bytes,
-            max_age=config.outbox.max_age,
-            synchronous=config.outbox.synchronous,
-            fired_type=FiredState,
-            clock=self.now,
-        )
+        self.clock = TrustedClock(config.clock)
+        self.outbox = self._open_outbox()
         self.engine = Engine(
             config.vin, config.fleet_id, self.vehicle.catalog, self.outbox, self.outbox
         )
@@ -174,6 +166,18 @@ class Agent:
         self.gps = GpsSource(config.gps, self._on_fix) if config.gps else None
         self._stopping = False
         self.events_committed = 0
+
+    def _open_outbox(self) -> Outbox:
+        settings = self.config.outbox
+        return Outbox(
+            settings.path,
+            max_events=settings.max_events,
+            max_bytes=settings.max_bytes,
+            max_age=settings.max_age,
+            synchronous=settings.synchronous,
+            fired_type=FiredState,
+            clock=self.now,
+        )
 
     # -- called from other threads / signal handlers ---------------------------------------------
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from agent.clock import CLOCK_POLICIES, ClockPolicy
 from agent.dbc import BusSpec
 from agent.errors import ConfigError, Problem
 from agent.sources.can import BusConfig
@@ -24,7 +25,6 @@ from agent.sources.gps import GpsConfig, ReplayPace
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_CLOCK_POLICIES = ("auto", "system", "gps")
 _MQTT_KEYS = {"host", "port", "protocol", "client_id", "keepalive", "tls", "ca_file", "cert_file"}
 _MQTT_KEYS |= {"key_file", "username", "password", "password_file", "password_env", "max_inflight"}
 _MQTT_KEYS |= {"tcp_nodelay", "reconnect_min", "reconnect_max", "topic_prefix"}
@@ -89,7 +89,7 @@ class AgentConfig:
     mqtt: MqttConfig
     outbox: OutboxConfig
     monitors_file: Path | None
-    clock: str  # "auto" | "system" | "gps"
+    clock: ClockPolicy  # "auto" | "system" | "gps" (docs/clock.md)
     topic_prefix: str
     state_dir: Path
     log_level: str = "info"
@@ -302,6 +302,37 @@ _TOP_KEYS = {"vin", "fleet_id", "state_dir", "monitors_file", "clock", "log_leve
 _TOP_KEYS |= {"can", "gps", "mqtt", "outbox"}
 
 
+def _choice(
+    r: _Reader, doc: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]
+) -> str:
+    value = (r.get(doc, key, str, "$") or default).lower()
+    if value not in allowed:
+        r.bad(f"$.{key}", f"one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _read_buses(
+    r: _Reader, doc: Mapping[str, Any]
+) -> list[tuple[BusConfig, BusSpec, CanReplay | None]]:
+    raw_list = doc.get("can", [])
+    if not isinstance(raw_list, list):
+        r.bad("$.can", "expected an array of tables ([[can]])")
+        return []
+    found = [b for i, raw in enumerate(raw_list) if (b := _read_bus(r, raw, i)) is not None]
+    names = [bus.name for bus, _, _ in found]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        r.bad("$.can", f"bus name {dup!r} used twice")
+    return found
+
+
+def _read_prefix(r: _Reader, mqtt_raw: Mapping[str, Any]) -> str:
+    prefix = r.get(mqtt_raw, "topic_prefix", str, "$.mqtt") or DEFAULT_PREFIX
+    wild = "+" in prefix or "#" in prefix
+    if not prefix or prefix.startswith("/") or prefix.endswith("/") or wild:
+        r.bad("$.mqtt.topic_prefix", "no leading/trailing '/', no wildcards")
+    return str(prefix)
+
+
 def parse_config(
     doc: Mapping[str, Any], base: Path, env: Mapping[str, str] | None = None
 ) -> AgentConfig:
@@ -317,44 +348,22 @@ def parse_config(
         r.bad("$.fleet_id", "1-64 characters of A-Z a-z 0-9 _ . : -")
     state_text = env.get("STATE_DIRECTORY", "").split(":")[0]
     state_dir = r.path(doc, "state_dir", "$") or (Path(state_text) if state_text else base)
-    clock = r.get(doc, "clock", str, "$") or "auto"
-    if clock not in _CLOCK_POLICIES:
-        r.bad("$.clock", f"one of {', '.join(_CLOCK_POLICIES)}")
-    log_level = (r.get(doc, "log_level", str, "$") or "info").lower()
-    if log_level not in _LOG_LEVELS:
-        r.bad("$.log_level", f"one of {', '.join(_LOG_LEVELS)}")
-    buses_raw = doc.get("can", [])
-    if not isinstance(buses_raw, list):
-        r.bad("$.can", "expected an array of tables ([[can]])")
-        buses_raw = []
-    pairs = [b for i, raw in enumerate(buses_raw) if (b := _read_bus(r, raw, i)) is not None]
-    names = [bus.name for bus, _, _ in pairs]
-    for dup in sorted({n for n in names if names.count(n) > 1}):
-        r.bad("$.can", f"bus name {dup!r} used twice")
+    buses = _read_buses(r, doc)
     mqtt_raw = r.table(doc, "mqtt")
-    prefix = r.get(mqtt_raw, "topic_prefix", str, "$.mqtt") or DEFAULT_PREFIX
-    if (
-        not prefix
-        or prefix.startswith("/")
-        or prefix.endswith("/")
-        or "+" in prefix
-        or "#" in prefix
-    ):
-        r.bad("$.mqtt.topic_prefix", "no leading/trailing '/', no wildcards")
     config = AgentConfig(
         vin=vin,
         fleet_id=fleet_id,
-        buses=tuple(bus for bus, _, _ in pairs),
-        dbc=tuple(spec for _, spec, _ in pairs),
-        can_replay=tuple(replay for _, _, replay in pairs if replay is not None),
+        buses=tuple(bus for bus, _, _ in buses),
+        dbc=tuple(spec for _, spec, _ in buses),
+        can_replay=tuple(replay for _, _, replay in buses if replay is not None),
         gps=_read_gps(r, r.table(doc, "gps")),
         mqtt=_read_mqtt(r, mqtt_raw, env),
         outbox=_read_outbox(r, r.table(doc, "outbox"), state_dir),
         monitors_file=r.existing(doc, "monitors_file", "$"),
-        clock=clock,
-        topic_prefix=prefix,
+        clock=cast(ClockPolicy, _choice(r, doc, "clock", "auto", CLOCK_POLICIES)),
+        topic_prefix=_read_prefix(r, mqtt_raw),
         state_dir=state_dir,
-        log_level=log_level,
+        log_level=_choice(r, doc, "log_level", "info", _LOG_LEVELS),
     )
     if r.problems:
         raise ConfigError(r.problems, summary=_summary(r.problems))
