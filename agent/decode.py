@@ -3,13 +3,16 @@
 Per frame, cheapest test first: unknown bus or id, id carrying no signal in use, wrong length
 (cantools silently accepts longer payloads; a DLC that differs from the DBC is a bad frame here),
 payload unchanged since the previous frame of that id (and multiplexer page) once the bits of
-rolling counters and checksums are masked out. Only then does cantools decode it. Every skip
-counts under its reason in :attr:`Decoder.counters`.
+rolling counters and checksums are masked out. Only then is it decoded: the used signals are
+cut out of the payload as integers and converted by cantools' own conversion (plain messages),
+or cantools decodes the frame (multiplexed messages, float signals, signals past the payload).
+Every skip counts under its reason in :attr:`Decoder.counters`.
 
 A skipped unchanged frame still proves its signals are alive: it refreshes their timestamps in
 the state (directly on the state's ``SignalState`` cells, kept per message page), so staleness
 means "no frame", never "no change".
 
+``feed`` takes one frame (the live path, after kernel filters); ``feed_many`` a stream (replay).
 Pure: no clock, no I/O. The state's values are stored under both the ``Message.Signal`` key and
 the data name of the map.
 """
