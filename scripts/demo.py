@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from zoneinfo import ZoneInfo
 
 from agent.simulate import load_scenario
@@ -165,7 +167,15 @@ def _all_delivered(chain: Chain) -> bool:
     return all(_event_key(e["monitorId"], e) in delivered for e in events)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C, and SIGTERM/SIGHUP too, unwind through run()'s finally, which stops every process
+    # by PID. (SIGINT is set explicitly: a shell starts background jobs with it ignored.)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", type=Path, default=SCENARIO)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
