@@ -6,7 +6,7 @@ drive replayed by the agent; each webhook is printed as it arrives, then a summa
 started here is stopped here by PID, also on Ctrl-C. Exit 0 when every event the agent
 published was delivered.
 
-    python -m scripts.demo [--scenario FILE] [--keep]
+    python -m scripts.demo [--scenario FILE] [--keep] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -179,8 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", type=Path, default=SCENARIO)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="work here (default: a new temp dir); removed afterwards unless --keep",
+    )
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="edgemon-demo-"))
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="edgemon-demo-"))
     print(
         f"{BOLD}edgemon demo{RESET}: simulated drive -> agent -> MQTT (TLS) -> backend -> "
         "HTTPS webhook\n"
