@@ -381,3 +381,31 @@ def test_feed_many_equals_feed_per_frame(
     for name in state_one.names():
         assert state_many.get(name) == state_one.get(name)
     assert_balanced(many)
+
+
+def test_two_buses_each_decode_with_their_own_dbc(tmp_path: Path) -> None:
+    other = tmp_path / "chassis.dbc"
+    other.write_text(
+        'VERSION ""\nNS_ :\nBS_:\nBU_: ECU\n'
+        'BO_ 180 Steering: 2 ECU\n SG_ Angle : 0|16@1- (0.1,0) [-3276.8|3276.7] "deg" ECU\n',
+        encoding="utf-8",
+    )
+    vehicle = load_vehicle([BusSpec("can0", (DEMO_DBC,), None), BusSpec("chassis", (other,), None)])
+    decoder = Decoder(vehicle)
+    decoder.use(["VehicleMotion.Speed", "Steering.Angle"])
+    assert filters_of(decoder) == {(0x0B4, 0x7FF, False)}
+    assert decoder.can_filters("chassis") == [
+        {"can_id": 0x0B4, "can_mask": 0x7FF, "extended": False}
+    ]
+    state = VehicleState()
+    motion = message(vehicle, "VehicleMotion")
+    speed = frame_of(motion, {s.name: 0 for s in motion.signals} | {"Speed": 50.0})
+    steering = Frame(1.5, 0x0B4, (-125).to_bytes(2, "little", signed=True), bus="chassis")
+    assert decoder.feed(speed, state) == ["VehicleMotion.Speed"]
+    assert decoder.feed(steering, state) == ["Steering.Angle"]
+    assert state.current("VehicleMotion.Speed", 1.0) == 50.0
+    assert state.current("Steering.Angle", 1.5) == pytest.approx(-12.5)
+    assert state.current("VehicleMotion.Speed", 1.5) is None  # 20 ms x 3 later: stale
+    # The same id with the other bus's length is a bad frame on that bus, not a decode.
+    assert decoder.feed(Frame(2.0, 0x0B4, bytes(8), bus="chassis"), state) == []
+    assert decoder.counters["skipped_bad_length"] == 1
