@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from agent.model import Event, EventValue, Extension
 from agent.monitors.data import DataTrigger
-from agent.monitors.expr import Truth, evaluate
+from agent.monitors.expr import Truth, compile_expression
 from agent.monitors.extensions import snapshot, wanted_for
 from agent.monitors.index import Entry, NameIndex
 from agent.monitors.memory import (
@@ -96,6 +97,8 @@ class _Runtime:
             for s in states.values()
             if isinstance(s, DataState) and s.trigger.op == "onChange"
         )
+        self.evaluate = compile_expression(monitor.expression)
+        self.timed = [s for s in states.values() if s.has_deadlines]
         self.order = 0  # registration order: events of one input come out in this order
         self.version = 0  # bumps when its deadline is rescheduled (stale heap entries)
         self.deadline: float | None = None
@@ -210,19 +213,17 @@ class Engine:
             index = index_of(name)
             if index is None:
                 continue
+            cell = cell_of(name)
+            gap = index.gap
+            if gap is not None and cell is not None and gap[0] < cell.value < gap[1]:  # type: ignore[operator]
+                continue  # between the same two critical values as before: nothing can move
             if name not in watched:
                 self._watch(name, state)
-            cell = cell_of(name)
             if cell is None or (cell.max_age is not None and now - cell.timestamp > cell.max_age):
                 index.forget()
                 entries = index.entries
             else:
-                value = cell.value
-                kind = value.__class__
-                if (kind is float or kind is int) and index.gap_low < value < index.gap_high:  # type: ignore[operator]
-                    index.last = value  # between the same two critical values: nothing moves
-                    continue
-                entries = index.affected(value)
+                entries = index.affected(cell.value)
             if entries:
                 work = [entries] if work is None else [*work, entries]
         if work is None:
@@ -342,7 +343,9 @@ class Engine:
             return
         dependents = self._by_name.get(name) or {}
         if not cell.stale(now):  # refreshed by frames meanwhile: watch the new expiry
-            when = max(cell.timestamp + cell.max_age + EPSILON_S, now + STALE_LOOK_S)
+            # on a grid, so that the looks at every fast name share one tick
+            grid = (math.floor(now / STALE_LOOK_S) + 1) * STALE_LOOK_S
+            when = max(cell.timestamp + cell.max_age + EPSILON_S, grid)
             self._name_watch[name] = when
             self._push(when, name, -1)
             if name in self._stale:  # back after a stale stretch, perhaps with the same value
@@ -371,7 +374,7 @@ class Engine:
 
     def _decide(self, runtime: _Runtime, ctx: Context, events: list[Event]) -> None:
         """The expression from the trigger values: fire, remind or re-arm; then reschedule."""
-        truth = evaluate(runtime.monitor.expression, runtime.truths)
+        truth = runtime.evaluate(runtime.truths)
         runtime.truth = truth
         refresh_every = runtime.monitor.subscribe.refresh_event
         if truth is True and not runtime.fired:
@@ -385,7 +388,7 @@ class Engine:
         self._reschedule(runtime)
 
     def _reschedule(self, runtime: _Runtime) -> None:
-        deadlines = [d for d in (s.deadline() for s in runtime.states.values()) if d is not None]
+        deadlines = [d for d in (s.deadline() for s in runtime.timed) if d is not None]
         refresh_every = runtime.monitor.subscribe.refresh_event
         if (
             runtime.truth is True

@@ -194,6 +194,35 @@ def _eval(expr: Expr, lookup: Callable[[str], Truth]) -> Truth:
     return result
 
 
+def compile_expression(expr: Expr) -> Callable[[Mapping[str, Truth]], Truth]:
+    """``evaluate`` as a closure tree built once: the engine calls it on every decision."""
+    if isinstance(expr, Name):
+        name = expr.name
+        return lambda values: values.get(name)
+    if isinstance(expr, Not):
+        inner = compile_expression(expr.operand)
+
+        def negate(values: Mapping[str, Truth]) -> Truth:
+            value = inner(values)
+            return None if value is None else not value
+
+        return negate
+    parts = tuple(compile_expression(op) for op in expr.operands)
+    stop, keep = (False, True) if isinstance(expr, And) else (True, False)
+
+    def combine(values: Mapping[str, Truth]) -> Truth:
+        result: Truth = keep
+        for part in parts:
+            value = part(values)
+            if value is stop:
+                return stop
+            if value is None:
+                result = None
+        return result
+
+    return combine
+
+
 def constant_value(expr: Expr) -> bool | None:
     """True or False when every assignment of the triggers gives that value; else None."""
     names = sorted(names_of(expr))

@@ -50,9 +50,9 @@ class NameIndex:
         self._by_value: dict[Hashable, list[Entry]] = {}
         self._always: list[Entry] = []
         self.last: Value | None = _UNSEEN
-        # the open interval between the critical values around ``last``: a new value strictly
-        # inside it affects nothing (checked inline by the engine, the hot path)
-        self.gap_low = self.gap_high = 0.0
+        # the open interval between the critical values around ``last`` (numbers only): a new
+        # value strictly inside it affects nothing (checked inline by the engine, the hot path)
+        self.gap: tuple[float, float] | None = None
 
     def add(self, entry: Entry) -> None:
         self.entries.append(entry)
@@ -78,19 +78,16 @@ class NameIndex:
     def forget(self) -> None:
         """The previous value is no longer trusted: the next change looks at every trigger."""
         self.last = _UNSEEN
-        self.gap_low = self.gap_high = 0.0
+        self.gap = None
 
     def _set_gap(self, value: float) -> None:
         points = self._points
-        if self._always or self.kind is not SignalKind.NUMBER:
-            self.gap_low = self.gap_high = 0.0
-            return
         at = bisect.bisect_left(points, value)
-        if at < len(points) and points[at] == value:
-            self.gap_low = self.gap_high = value  # on a critical value: no shortcut
+        if self._always or (at < len(points) and points[at] == value):
+            self.gap = None  # always-looked-at triggers, or on a critical value: no shortcut
             return
-        self.gap_low = points[at - 1] if at > 0 else -math.inf
-        self.gap_high = points[at] if at < len(points) else math.inf
+        low = points[at - 1] if at > 0 else -math.inf
+        self.gap = (low, points[at] if at < len(points) else math.inf)
 
     def affected(self, new: Value) -> list[Entry]:
         old, self.last = self.last, new
@@ -98,6 +95,7 @@ class NameIndex:
             return self.entries
         if self.kind is SignalKind.NUMBER:
             if old.__class__ not in _NUMBERS or new.__class__ not in _NUMBERS:
+                self.gap = None
                 return self.entries
             low, high = (old, new) if old <= new else (new, old)
             points = self._points

@@ -16,6 +16,7 @@ from agent.monitors.expr import (
     Not,
     Or,
     Truth,
+    compile_expression,
     constant_value,
     evaluate,
     names_of,
@@ -129,9 +130,12 @@ def loose_text(expr: Expr) -> str:
 def test_parsed_text_evaluates_like_the_tree_on_every_assignment(tree: Expr) -> None:
     for text in (to_text(tree), loose_text(tree)):
         parsed = parse_expression(text).expr
+        compiled = compile_expression(parsed)
         for bits in itertools.product((False, None, True), repeat=len(NAMES)):
             values = dict(zip(NAMES, bits, strict=True))
-            assert evaluate(parsed, values) == reference(tree, values), text
+            expected = reference(tree, values)
+            assert evaluate(parsed, values) == expected, text
+            assert compiled(values) == expected, text
 
 
 @settings(max_examples=200, deadline=None)
