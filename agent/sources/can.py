@@ -234,13 +234,18 @@ def _kernel_filters(can_filters: CanFilters | None) -> list[Any] | None:
 
 
 def read_log(
-    path: Path, bus: str = "can0", counters: dict[str, int] | None = None
+    path: Path,
+    bus: str = "can0",
+    counters: dict[str, int] | None = None,
+    can_filters: CanFilters | None = None,
 ) -> Iterator[Frame]:
     """Frames of a recorded log with their recorded timestamps.
 
     Error and remote frames are skipped and counted in ``counters`` (when given), so are
     malformed candump lines (``skipped_bad_line``); other formats are read by python-can, and a
-    file it cannot read raises SourceError naming the file.
+    file it cannot read raises SourceError naming the file. ``can_filters`` (python-can format,
+    e.g. ``Decoder.can_filters(bus)``) play the kernel's part for a replay: frames they reject
+    are dropped here and counted as ``filtered`` ([] drops every frame, None none).
     """
     suffix = path.suffix.lower()
     if suffix not in LOG_SUFFIXES:
@@ -248,11 +253,32 @@ def read_log(
     if not path.is_file():
         raise SourceError(f"{path}: CAN log not found")
     tally = counters if counters is not None else {}
-    for key in ("frames", "error_frames", "remote_frames", "skipped_bad_line"):
+    for key in ("frames", "error_frames", "remote_frames", "skipped_bad_line", "filtered"):
         tally.setdefault(key, 0)
     if suffix == ".log":
-        return _replay_candump(path, bus, tally)
-    return _replay(path, suffix, bus, tally)
+        frames = _replay_candump(path, bus, tally)
+    else:
+        frames = _replay(path, suffix, bus, tally)
+    if can_filters is None:
+        return frames
+    return _accepted(frames, can_filters, tally)
+
+
+def _accepted(
+    frames: Iterator[Frame], can_filters: CanFilters, tally: dict[str, int]
+) -> Iterator[Frame]:
+    """The frames python-can's filter rule accepts (``id & mask == can_id & mask``)."""
+    rules = [(int(f["can_id"]), int(f["can_mask"]), f.get("extended")) for f in can_filters]
+    for frame in frames:
+        for can_id, mask, extended in rules:
+            if (can_id ^ frame.arbitration_id) & mask == 0 and extended in (
+                None,
+                frame.is_extended,
+            ):
+                yield frame
+                break
+        else:
+            tally["filtered"] += 1
 
 
 def _replay(path: Path, suffix: str, bus: str, tally: dict[str, int]) -> Iterator[Frame]:

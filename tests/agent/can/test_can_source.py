@@ -239,7 +239,7 @@ def test_bad_candump_lines_are_counted_and_skipped(tmp_path: Path) -> None:
         Frame(1700000000.3, 0x4C0, b"\xab" * 64, False, True, "can1"),
     ]
     assert counters == {
-        "frames": 3, "error_frames": 1, "remote_frames": 1, "skipped_bad_line": 3,
+        "frames": 3, "error_frames": 1, "remote_frames": 1, "skipped_bad_line": 3, "filtered": 0,
     }  # fmt: skip
 
 
@@ -252,3 +252,18 @@ def test_unreadable_logs_are_clear_errors(tmp_path: Path) -> None:
     broken.write_bytes(b"LOGG" + bytes(40))
     with pytest.raises(SourceError, match=r"broken\.blf: unreadable"):
         list(read_log(broken))
+
+
+def test_replay_applies_the_decoders_filters(demo_vehicle: Vehicle) -> None:
+    decoder = Decoder(demo_vehicle)
+    decoder.use(["vehicle.kinetic.speed", "vehicle.energy.charging.status"])
+    all_frames = list(read_log(DATA / "demo_drive.log"))
+    counters: dict[str, int] = {}
+    kept = list(read_log(DATA / "demo_drive.log", "can0", counters, decoder.can_filters("can0")))
+    wanted = {(0x0B4, False), (0x18FF50E5, True)}
+    assert kept == [f for f in all_frames if (f.arbitration_id, f.is_extended) in wanted]
+    assert counters["frames"] == len(all_frames)
+    assert counters["filtered"] == len(all_frames) - len(kept) > 0
+    none: dict[str, int] = {}
+    assert list(read_log(DATA / "demo_drive.log", "can0", none, [])) == []
+    assert none["filtered"] == len(all_frames)
