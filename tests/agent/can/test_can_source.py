@@ -9,6 +9,8 @@ from pathlib import Path
 import can
 import cantools
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agent.dbc import DEMO_DBC, Vehicle
 from agent.decode import Decoder
@@ -267,3 +269,35 @@ def test_replay_applies_the_decoders_filters(demo_vehicle: Vehicle) -> None:
     none: dict[str, int] = {}
     assert list(read_log(DATA / "demo_drive.log", "can0", none, [])) == []
     assert none["filtered"] == len(all_frames)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.text(alphabet=st.characters(codec="ascii"), max_size=60),
+            st.builds(
+                "({:.6f}) vcan0 {}#{}".format,
+                st.floats(0, 2e9),
+                st.sampled_from(["1A0", "18FF50E5", "7FF", "20000080", "ZZ", "12345"]),
+                st.text(alphabet="0123456789abcdefR#.", max_size=140),
+            ),
+        ),
+        max_size=25,
+    )
+)
+def test_any_candump_text_is_read_or_counted(tmp_path: Path, lines: list[str]) -> None:
+    path = tmp_path / "fuzz.log"
+    path.write_text("\n".join(lines) + "\n", encoding="ascii", errors="replace")
+    counters: dict[str, int] = {}
+    frames = list(read_log(path, "can0", counters))
+    assert counters["frames"] == len(frames)
+    outcomes = counters["frames"] + counters["error_frames"] + counters["remote_frames"]
+    outcomes += counters["skipped_bad_line"]
+    with path.open(encoding="ascii", errors="replace") as text:  # universal newlines
+        content = [ln for ln in text if ln.strip() and not ln.strip().startswith("#")]
+    assert outcomes == len(content)
+    for frame in frames:
+        assert len(frame.data) <= (64 if frame.is_fd else 8)
