@@ -237,6 +237,8 @@ class Decoder:
                     counts["skipped_unchanged"] += unchanged
                     unused = unchanged = 0
                     yield frame, changed
+                    # The consumer may have called use() or reset_counters(): look them up again.
+                    bus, counts = None, self._counts
         finally:
             counts["skipped_unused"] += unused
             counts["skipped_unchanged"] += unchanged

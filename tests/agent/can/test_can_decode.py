@@ -409,3 +409,24 @@ def test_two_buses_each_decode_with_their_own_dbc(tmp_path: Path) -> None:
     # The same id with the other bus's length is a bad frame on that bus, not a decode.
     assert decoder.feed(Frame(2.0, 0x0B4, bytes(8), bus="chassis"), state) == []
     assert decoder.counters["skipped_bad_length"] == 1
+
+
+def test_use_during_feed_many_takes_effect(demo_vehicle: Vehicle) -> None:
+    import cantools
+
+    from tests.agent.can.drive import demo_drive
+
+    frames = demo_drive(cantools.database.load_file(DEMO_DBC), seconds=2.0)
+    decoder = Decoder(demo_vehicle)
+    decoder.use(["vehicle.doorsState.opening"])
+    state = VehicleState()
+    seen: list[str] = []
+    for _frame, changed in decoder.feed_many(frames, state):
+        seen += changed
+        if (
+            "vehicle.doorsState.opening" in changed
+            and state.current("vehicle.doorsState.opening", _frame.timestamp) == "Open"
+        ):
+            decoder.use(["vehicle.doorsState.opening", "vehicle.powertrain.status"])
+    assert "vehicle.powertrain.status" in seen  # STARTING -> RUNNING after the door opened
+    assert decoder.counters["frames"] == len(frames)
