@@ -31,9 +31,9 @@ def is_rolling_name(name: str) -> bool:
 
 def signal_bits(signal: Signal) -> int:
     """The signal's bits in ``int.from_bytes(payload, "little")``, as a mask."""
-    mask = 0
     if signal.byte_order == "little_endian":
         return ((1 << signal.length) - 1) << signal.start
+    mask = 0
     position = signal.start  # Motorola: DBC start bit is the MSB; walk towards the LSB
     for _ in range(signal.length):
         mask |= 1 << position
@@ -157,6 +157,8 @@ def plan_route(message: Message, outputs: list[Output], rolling: set[str]) -> Ro
     route = Route(message, message.length, mask, mux_mask, outputs)
     # Our own extraction when cantools would do nothing more: no multiplexing, integer
     # signals, every signal inside the payload (else cantools refuses the frame: so do we).
+    # Overlapping signals (two readings of the same bits, seen in production DBCs) are
+    # extracted each on its own, where cantools' decoder gives up on the whole frame.
     placed = {s.name: placement(s, message.length) for s in message.signals}
     if not mux_mask and all(p is not None for p in placed.values()):
         route.direct = True
