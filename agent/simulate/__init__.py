@@ -8,7 +8,13 @@ Pure: ``Simulation.items()`` yields ``(time, Frame | NMEA line)``; ``edgemon-age
 from __future__ import annotations
 
 from agent.simulate.drive import SimItem, Simulation, start_now
-from agent.simulate.frames import FrameBuilder, MapEntry, load_database, load_signal_map
+from agent.simulate.frames import (
+    FrameBuilder,
+    MapEntry,
+    checksum_value,
+    load_database,
+    load_signal_map,
+)
 from agent.simulate.route import Position, Route, Waypoint, distance_m
 from agent.simulate.scenario import (
     GpsPlan,
@@ -32,6 +38,7 @@ __all__ = [
     "Timeline",
     "Waypoint",
     "checksum",
+    "checksum_value",
     "distance_m",
     "epoch_sentences",
     "load_database",

@@ -58,13 +58,27 @@ class Simulation:
             names.append(DOORS)
         return [n for n in names if n not in self.timelines and self.builder.resolve(n)]
 
-    def values(self, t: float) -> dict[str, ScenarioValue]:
-        """Every scenario-driven name's value ``t`` seconds after the start."""
+    def names_by_message(self) -> dict[int, list[str]]:
+        """The scenario-driven names each message (by frame id) carries."""
+        found: dict[int, list[str]] = {}
+        for name in [*self.timelines, *self._derived]:
+            target = self.builder.resolve(name)
+            if target is not None:
+                found.setdefault(target[0].frame_id, []).append(name)
+        return found
+
+    def values(self, t: float, names: list[str] | None = None) -> dict[str, ScenarioValue]:
+        """The value of every scenario-driven name (or of ``names``) ``t`` s after the start."""
+        wanted = [*self.timelines, *self._derived] if names is None else names
         found: dict[str, ScenarioValue] = {}
-        for name, timeline in self.timelines.items():
-            found[name] = self._sample(timeline, t)
+        for name in wanted:
+            timeline = self.timelines.get(name)
+            if timeline is not None:
+                found[name] = self._sample(timeline, t)
         position = self.route.at(t) if self.route is not None else None
         for name in self._derived:
+            if name not in wanted:
+                continue
             if name == SPEED and position is not None:
                 found[name] = position.speed_kmh
             elif name == MOVING and position is not None:
@@ -72,7 +86,7 @@ class Simulation:
             elif name == ODOMETER and position is not None:
                 found[name] = (self.scenario.odometer_km or 0.0) + position.distance_m / 1000
             elif name == DOORS:
-                doors = [v for k, v in found.items() if k.startswith(DOORS + ".")]
+                doors = [tl.at(t) for k, tl in self.timelines.items() if k.startswith(DOORS + ".")]
                 found[name] = "Open" if "Open" in doors else "Closed"
         return found
 
@@ -88,6 +102,7 @@ class Simulation:
         phase_rng = random.Random(f"{self.seed}/phase")
         queue: list[tuple[float, int, int, int]] = []  # (offset, frame id, index, n)
         messages = self.builder.messages()
+        carried = self.names_by_message()
         periods: list[float] = []
         firsts: list[float] = []
         for index, message in enumerate(messages):
@@ -99,7 +114,7 @@ class Simulation:
             if offset > duration:
                 continue
             when = round(start + offset, 6)
-            values = self.values(offset)
+            values = self.values(offset, carried.get(frame_id, []))
             yield when, self.builder.frame(messages[index], when, values, self.scenario.bus)
             following = round(firsts[index] + (n + 1) * periods[index], 6)
             heapq.heappush(queue, (following, frame_id, index, n + 1))

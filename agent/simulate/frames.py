@@ -68,6 +68,18 @@ def load_signal_map(path: Path) -> dict[str, MapEntry]:
     return entries
 
 
+def _put_aligned(payload: bytearray, signal: Signal, value: int) -> bool:
+    """Write a byte-aligned 8/16-bit field in place (a second encode costs as much as the
+    first); False when the field is not laid out that simply."""
+    if signal.length == 8 and signal.start % 8 == (7 if signal.byte_order == "big_endian" else 0):
+        payload[signal.start // 8] = value
+        return True
+    if signal.length == 16 and signal.byte_order == "little_endian" and signal.start % 8 == 0:
+        payload[signal.start // 8 : signal.start // 8 + 2] = value.to_bytes(2, "little")
+        return True
+    return False
+
+
 def _crc8(data: bytes) -> int:
     """CRC-8/SAE-J1850 (poly 0x1D, init 0xFF, xorout 0xFF)."""
     crc = 0xFF
@@ -98,6 +110,14 @@ def checksum_value(signal: Signal, payload: bytes) -> int:
     return value & ((1 << signal.length) - 1)
 
 
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    page: dict[str, Any]  # the multiplexer signal and this cycle's page, if multiplexed
+    checksums: list[Signal]
+    counters: list[Signal]
+    plain: list[Signal]
+
+
 class FrameBuilder:
     """Encodes the messages of one DBC set from scenario values."""
 
@@ -105,6 +125,7 @@ class FrameBuilder:
         self.database = database
         self.signal_map = dict(signal_map or {})
         self._counts: dict[int, int] = {}
+        self._layouts: dict[tuple[int, int | None], _Layout] = {}
 
     def messages(self) -> list[Message]:
         return sorted(self.database.messages, key=lambda m: (m.frame_id, m.name))
@@ -164,20 +185,34 @@ class FrameBuilder:
         high = signal.maximum if signal.maximum is not None else 0.0
         return float(min(max(0.0, low), high))
 
-    def _page_signals(self, message: Message, count: int) -> tuple[dict[str, Any], list[Signal]]:
-        """For a multiplexed message: this cycle's multiplexer value and the signals it carries."""
+    def _layout(self, message: Message, count: int) -> _Layout:
+        """This cycle's multiplexer value and signal roles (cached per message and page)."""
         muxers = [s for s in message.signals if s.is_multiplexer]
-        if not muxers:
-            return {}, list(message.signals)
-        muxer = muxers[0]
         pages = sorted({i for s in message.signals for i in (s.multiplexer_ids or ())})
-        page = pages[count % len(pages)] if pages else 0
-        carried = [
-            s
-            for s in message.signals
-            if not s.is_multiplexer and (s.multiplexer_ids is None or page in s.multiplexer_ids)
-        ]
-        return {muxer.name: page}, carried
+        page = pages[count % len(pages)] if muxers and pages else None
+        key = (message.frame_id, page)
+        layout = self._layouts.get(key)
+        if layout is None:
+            carried = [
+                s
+                for s in message.signals
+                if not s.is_multiplexer and (page is None or s.multiplexer_ids is None
+                                             or page in s.multiplexer_ids)
+            ]  # fmt: skip
+            layout = _Layout(
+                page={muxers[0].name: page} if muxers and page is not None else {},
+                checksums=[s for s in carried if _CHECKSUM.search(s.name)],
+                counters=[
+                    s for s in carried if _COUNTER.search(s.name) and not _CHECKSUM.search(s.name)
+                ],
+                plain=[
+                    s
+                    for s in carried
+                    if not _CHECKSUM.search(s.name) and not _COUNTER.search(s.name)
+                ],
+            )
+            self._layouts[key] = layout
+        return layout
 
     def frame(
         self, message: Message, t: float, values: Mapping[str, ScenarioValue], bus: str = "can0"
@@ -185,25 +220,26 @@ class FrameBuilder:
         """Encode ``message`` at ``t``; ``values`` maps scenario names to their value now."""
         count = self._counts.get(message.frame_id, 0)
         self._counts[message.frame_id] = count + 1
-        data, carried = self._page_signals(message, count)
-        checksums: list[Signal] = []
+        layout = self._layout(message, count)
         by_signal = {}
         for name, value in values.items():
             target = self.resolve(name)
             if target is not None and target[0] is message:
                 by_signal[target[1].name] = self._physical(name, target[1], value)
-        for signal in carried:
-            if _CHECKSUM.search(signal.name):
-                checksums.append(signal)
-                data[signal.name] = 0
-            elif _COUNTER.search(signal.name):
-                data[signal.name] = count % (1 << signal.length)
-            else:
-                data[signal.name] = by_signal.get(signal.name, self._default(signal))
-        payload = message.encode(data, strict=True)
-        for signal in checksums:
-            data[signal.name] = checksum_value(signal, payload)
-            payload = message.encode(data, strict=True)
+        data: dict[str, Any] = dict(layout.page)
+        for signal in layout.plain:
+            data[signal.name] = by_signal.get(signal.name, self._default(signal))
+        for signal in layout.counters:
+            data[signal.name] = count % (1 << signal.length)
+        for signal in layout.checksums:
+            data[signal.name] = 0
+        # Not strict: every value is clipped into its range or a checked choice name already.
+        payload = bytearray(message.encode(data, strict=False))
+        for signal in layout.checksums:
+            value = checksum_value(signal, bytes(payload))
+            if not _put_aligned(payload, signal, value):
+                data[signal.name] = value
+                payload = bytearray(message.encode(data, strict=False))
         return Frame(
             timestamp=t,
             arbitration_id=message.frame_id,

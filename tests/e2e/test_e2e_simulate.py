@@ -21,6 +21,7 @@ from agent.simulate import (
     FrameBuilder,
     Simulation,
     checksum,
+    checksum_value,
     distance_m,
     load_database,
     load_scenario,
@@ -88,6 +89,19 @@ def test_counters_roll_and_checksums_match_the_payload() -> None:
     assert counters == [n % 16 for n in range(40)]
     for frame in frames[:40]:
         assert frame.data[7] == sum(frame.data[:7]) & 0xFF
+
+
+def test_every_checksum_matches_its_covered_bytes() -> None:
+    db = cantools.database.load_file(str(DEMO_DBC))
+    seen: Counter[str] = Counter()
+    for _, frame in _simulation(duration=3).frames():
+        message = db.get_message_by_frame_id(frame.arbitration_id)
+        decoded = message.decode(frame.data, decode_choices=False)
+        for signal in message.signals:
+            if signal.name in decoded and ("Checksum" in signal.name or "CRC" in signal.name):
+                assert decoded[signal.name] == checksum_value(signal, frame.data), signal.name
+                seen[signal.name] += 1
+    assert {"EngineData_Checksum", "CRC", "BatteryStatusFD_CRC", "BodyInfo_Checksum"} <= set(seen)
 
 
 def test_multiplexed_pages_take_turns() -> None:
