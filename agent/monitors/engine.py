@@ -215,8 +215,12 @@ class Engine:
                 continue
             cell = cell_of(name)
             gap = index.gap
-            if gap is not None and cell is not None and gap[0] < cell.value < gap[1]:  # type: ignore[operator]
-                continue  # between the same two critical values as before: nothing can move
+            if gap is not None and cell is not None:
+                try:
+                    if gap[0] < cell.value < gap[1]:  # type: ignore[operator]
+                        continue  # between the same two critical values: nothing can move
+                except TypeError:  # not a number after all: the full look below copes
+                    pass
             if name not in watched:
                 self._watch(name, state)
             if cell is None or (cell.max_age is not None and now - cell.timestamp > cell.max_age):

@@ -275,3 +275,14 @@ def test_extensions_are_snapshots_at_the_event(
     }
     assert ext["vehicle.status"] == {RUNNING: True}
     assert ext["environment.air.temp"] == {"data": "environment.air.temp", "value": "31.5"}
+
+
+def test_a_value_of_the_wrong_type_is_unknown_not_a_crash(
+    rig: Callable[..., Rig], catalog: FakeCatalog
+) -> None:
+    r = rig(make_monitor([data("t", OIL, "greaterThan", "100")], "t", catalog))
+    r.set(OIL, 90.0, T0, max_age=None)
+    r.set(OIL, 95.0, T0 + 1, max_age=None)  # the index now has a shortcut around 95
+    assert r.set(OIL, "SNA", T0 + 2, max_age=None) == []
+    assert r.engine._runtimes["m1"].truth is None
+    assert len(r.set(OIL, 120.0, T0 + 3, max_age=None)) == 1
