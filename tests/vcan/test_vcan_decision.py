@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.vcan_vm import module_order, write_initramfs
+from scripts.vcan_vm import VmImage, module_order, write_initramfs
+from scripts.vcan_vm import run as vm_run
 from tests.vcan.harness import HostCan, decide, merge_reports, probe_host
 from tests.vcan.vcan_tools import unit_commands
 
@@ -154,3 +155,43 @@ def test_vcan_unit_parser_reads_prefixes_and_quotes() -> None:
     )
     assert unit_commands(text, "ExecStartPre") == [(True, ["/sbin/x", "a"])]
     assert unit_commands(text, "ExecStart") == [(False, ["/bin/sh", "-c", "a || b"])]
+
+
+def _fake_qemu(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "fake-qemu"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return script
+
+
+def _image(tmp_path: Path) -> VmImage:
+    return VmImage(kernel=tmp_path / "vmlinuz", initramfs=tmp_path / "initramfs", release="x")
+
+
+def test_vcan_vm_run_kills_a_hung_qemu_by_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pidfile = tmp_path / "qemu.pid"
+    fake = _fake_qemu(tmp_path, f"echo $$ > {pidfile}\necho booting\nexec sleep 600\n")
+    monkeypatch.setenv("EDGEMON_VCAN_QEMU", str(fake))
+    result = vm_run(_image(tmp_path), "true\n", tmp_path / "job", timeout=1.0)
+    assert (result.timed_out, result.exit_code) == (True, None)
+    assert "booting" in result.console
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pidfile.read_text()), 0)
+
+
+def test_vcan_vm_run_reads_the_guest_exit_code_and_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake finds the job share in its -virtfs arguments, as the guest's init would mount it.
+    body = (
+        'for a in "$@"; do case "$a" in *mount_tag=job*) '
+        "dir=${a#local,path=}; dir=${dir%%,*};; esac; done\n"
+        'grep -q "echo hi" "$dir/job.sh" && echo 7 > "$dir/exit-code"\n'
+        "printf 'vcan-vm: ready\\r\\n'\n"
+    )
+    monkeypatch.setenv("EDGEMON_VCAN_QEMU", str(_fake_qemu(tmp_path, body)))
+    result = vm_run(_image(tmp_path), "echo hi\n", tmp_path / "job", timeout=30)
+    assert (result.timed_out, result.exit_code) == (False, 7)
+    assert result.console == "vcan-vm: ready\n"
