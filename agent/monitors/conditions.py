@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import operator
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from agent.model import EventValue, SignalInfo, SignalKind, Value
-from agent.monitors.data import DataTrigger, as_kind, convert, literal, operands
+from agent.monitors.data import (
+    COMPARISONS,
+    DataTrigger,
+    Test,
+    as_kind,
+    convert,
+    literal,
+    operands,
+)
 from agent.monitors.expr import Truth
 from agent.monitors.signals import GPS_MAX_AGE_S, gps_value
 from agent.state import VehicleState
@@ -28,8 +34,6 @@ _NATIVE: dict[SignalKind, tuple[type, ...]] = {
     SignalKind.ENUM: (str,),
 }
 
-Test = Callable[[Value], bool]
-
 
 @dataclass(slots=True)
 class Context:
@@ -38,26 +42,9 @@ class Context:
     changed: frozenset[str] | set[str]  # names whose value just changed (onChange pulses)
 
 
-def _between(low: float, high: float) -> Test:
-    return lambda v: low <= v <= high  # type: ignore[operator]
-
-
 def compile_test(op: str, args: tuple[Value, ...], widen: float = 0.0) -> Test:
     """``value -> bool`` for a comparison; ``widen`` moves thresholds the way back (hysteresis)."""
-    if op == "includedIn":
-        return frozenset(args).__contains__
-    if op in ("equalsTo", "notEqualTo"):
-        return partial(operator.eq if op == "equalsTo" else operator.ne, args[0])
-    if op == "between":
-        return _between(float(args[0]) - widen, float(args[1]) + widen)
-    threshold = float(args[0])
-    tests: dict[str, Test] = {
-        "greaterThan": partial(operator.lt, threshold - widen),  # threshold < v
-        "greaterOrEqual": partial(operator.le, threshold - widen),
-        "lowerThan": partial(operator.gt, threshold + widen),
-        "lowerOrEqual": partial(operator.ge, threshold + widen),
-    }
-    return tests[op]
+    return COMPARISONS[op](args, widen)
 
 
 class RateWindow:

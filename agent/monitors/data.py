@@ -14,8 +14,10 @@ Values are strings (``["50"]``) converted to the signal's type: number, boolean 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from agent.model import SignalInfo, SignalKind, Value
 from agent.monitors.fields import Fields
@@ -94,25 +96,30 @@ def literal(value: Value) -> str:
     return str(value)
 
 
-Comparison = Callable[[Value, tuple[Value, ...], bool, float], bool]
+Test = Callable[[Value], bool]
 
 
-def _num(value: Value) -> float:
-    return float(value)
+def _threshold(compare: Callable[[float, Value], bool], sign: float) -> Callable[..., Test]:
+    # ``compare(threshold, v)`` as a C-level partial; ``widen`` moves the threshold the way back
+    return lambda args, widen: partial(compare, float(args[0]) + sign * widen)
 
 
-# op -> test(value, operands, was_true, hysteresis). Hysteresis widens the way back only.
-COMPARISONS: dict[str, Comparison] = {
-    "equalsTo": lambda v, o, was, h: v == o[0],
-    "notEqualTo": lambda v, o, was, h: v != o[0],
-    "includedIn": lambda v, o, was, h: v in o,
-    "greaterThan": lambda v, o, was, h: _num(v) > _num(o[0]) - (h if was else 0.0),
-    "greaterOrEqual": lambda v, o, was, h: _num(v) >= _num(o[0]) - (h if was else 0.0),
-    "lowerThan": lambda v, o, was, h: _num(v) < _num(o[0]) + (h if was else 0.0),
-    "lowerOrEqual": lambda v, o, was, h: _num(v) <= _num(o[0]) + (h if was else 0.0),
-    "between": lambda v, o, was, h: (
-        _num(o[0]) - (h if was else 0.0) <= _num(v) <= _num(o[1]) + (h if was else 0.0)
-    ),
+def _between(args: tuple[Value, ...], widen: float) -> Test:
+    low, high = float(args[0]) - widen, float(args[1]) + widen
+    return lambda v: low <= v <= high  # type: ignore[operator]
+
+
+# The comparison operators (a plain dict, STYLE §7): op -> builder(operands, widen) -> test(value).
+# ``widen`` is the hysteresis, applied while the trigger is true (the way back only).
+COMPARISONS: dict[str, Callable[[tuple[Value, ...], float], Test]] = {
+    "equalsTo": lambda args, widen: partial(operator.eq, args[0]),
+    "notEqualTo": lambda args, widen: partial(operator.ne, args[0]),
+    "includedIn": lambda args, widen: frozenset(args).__contains__,
+    "greaterThan": _threshold(operator.lt, -1.0),  # threshold < v
+    "greaterOrEqual": _threshold(operator.le, -1.0),
+    "lowerThan": _threshold(operator.gt, 1.0),  # threshold > v
+    "lowerOrEqual": _threshold(operator.ge, 1.0),
+    "between": _between,
 }
 # ops whose truth depends on history rather than on the current value alone
 STATEFUL_OPS = frozenset({"onChange", "risesBy", "fallsBy"})

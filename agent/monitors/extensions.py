@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from agent.model import Extension, Fix, Value
+from agent.model import Extension, Fix
 from agent.monitors.data import literal
 from agent.state import VehicleState
 
@@ -52,10 +52,6 @@ PREFIXES = {
 def is_data_name(name: str) -> bool:
     """Data names start lower-case (``vehicle.x``); DBC keys (``Message.Signal``) do not."""
     return bool(name) and name[0].islower()
-
-
-def _json_value(value: Value) -> Value:
-    return value
 
 
 def position_body(fix: Fix | None) -> dict[str, object] | None:
@@ -103,7 +99,7 @@ def _values(state: VehicleState, now: float, names: list[str]) -> dict[str, obje
     for name in names:
         value = state.current(name, now)
         if value is not None:
-            body[name] = _json_value(value)
+            body[name] = value
     return body or None
 
 

@@ -41,12 +41,6 @@ class LocalPlane:
         dlon = (lon - self.lon0 + 540.0) % 360.0 - 180.0
         return dlon * k * math.cos(math.radians(self.lat0)), (lat - self.lat0) * k
 
-    def unproject(self, x: float, y: float) -> tuple[float, float]:
-        k = math.pi / 180 * EARTH_RADIUS_M
-        lat = self.lat0 + y / k
-        lon = self.lon0 + x / (k * math.cos(math.radians(self.lat0)))
-        return lat, lon
-
 
 class ProjectedArea:
     """A lon/lat polygon or multipolygon, projected to metres, with margin bands prepared."""
