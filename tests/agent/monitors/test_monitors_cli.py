@@ -123,3 +123,36 @@ def test_check_reports_a_broken_dbc_and_a_non_json_monitors_file(tmp_path: Path)
     text.write_text("{not json")
     result = agent("check", "--monitors", text)
     assert result.returncode == 1 and "not valid JSON" in result.stdout
+
+
+def test_replay_and_check_with_a_config_file(tmp_path: Path) -> None:
+    dbc_dir = ROOT / "dbc"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'vin = "VF3CONFIG00000001"\nfleet_id = "fleet-7"\nstate_dir = "{tmp_path}"\n'
+        f'monitors_file = "{DRIVE / "monitors.json"}"\n'
+        '[[can]]\nname = "can0"\ninterface = "virtual"\nchannel = "bench"\n'
+        f'dbc = ["{dbc_dir / "demo_vehicle.dbc"}"]\n'
+        f'signal_map = "{dbc_dir / "demo_vehicle.map.toml"}"\n'
+        '[mqtt]\nhost = "127.0.0.1"\nport = 1883\n'
+    )
+    result = agent("check", "--config", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 of 6 monitor(s) valid" in result.stderr  # monitors_file of the config
+    result = agent(
+        "replay",
+        "--config",
+        config,
+        "--can",
+        DRIVE / "drive.log",
+        "--monitors",
+        DRIVE / "monitors.json",
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {(e["vin"], e["fleetId"]) for e in events} == {("VF3CONFIG00000001", "fleet-7")}
+    broken = tmp_path / "broken.toml"
+    broken.write_text('vin = 7\n[mqtt]\nport = "x"\n')
+    result = agent("check", "--config", broken)
+    assert result.returncode == 1
+    assert "$.vin" in result.stdout and "Traceback" not in result.stderr

@@ -286,3 +286,26 @@ def test_a_value_of_the_wrong_type_is_unknown_not_a_crash(
     assert r.set(OIL, "SNA", T0 + 2, max_age=None) == []
     assert r.engine._runtimes["m1"].truth is None
     assert len(r.set(OIL, 120.0, T0 + 3, max_age=None)) == 1
+
+
+def test_telemetry_extensions_pick_data_names(
+    rig: Callable[..., Rig], catalog: FakeCatalog
+) -> None:
+    kinds = [
+        "vehicle.telemetry.engines",
+        "vehicle.telemetry",
+        "vehicle.alerts",
+        "vehicle.maintenance",
+    ]
+    r = rig(
+        make_monitor(
+            [data("hot", OIL, "greaterThan", "100")], "hot", catalog, extendedEventParam=kinds
+        )
+    )
+    r.set(FUEL, 40.0, T0, max_age=None)
+    r.set("EngineData.CoolantTemp", 90.0, T0, max_age=None)  # a DBC key: not telemetry
+    (event,) = r.set(OIL, 130.0, T0 + 1, max_age=None)
+    ext = {e.type: e.body for e in event.extensions}
+    assert ext["vehicle.telemetry.engines"] == {OIL: 130.0}
+    assert ext["vehicle.telemetry"] == {OIL: 130.0, FUEL: 40.0}
+    assert set(ext) == {"vehicle.telemetry.engines", "vehicle.telemetry"}  # nothing known: left out
