@@ -13,6 +13,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from agent.model import Event, EventValue
 from agent.wire import uuid7
@@ -66,19 +68,30 @@ def event_factory() -> Callable[..., Event]:
 class Collector:
     """A plain paho subscriber that records (topic, payload, retain) in arrival order."""
 
-    def __init__(self, host: str, port: int, topics: list[str], **tls: Any) -> None:
+    def __init__(
+        self, host: str, port: int, topics: list[str], session: str = "", **tls: Any
+    ) -> None:
+        """``session``: a client id whose session (and queued QoS 1 messages) outlives a
+        disconnect, when the broker persists sessions across its own restart."""
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.subacks = 0
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=session, protocol=mqtt.MQTTv5
+        )
         if tls:
             self.client.tls_set(**tls)
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_connect = lambda c, *a: c.subscribe([(t, 1) for t in topics])
-        self.client.connect(host, port)
+        if session:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+            self.client.connect(host, port, clean_start=False, properties=properties)
+        else:
+            self.client.connect(host, port)
         self.client.loop_start()
         assert self._subscribed.wait(10), "subscriber did not get its SUBACK"
 
@@ -110,8 +123,8 @@ class Collector:
 def collector_factory() -> Iterator[Callable[..., Collector]]:
     made: list[Collector] = []
 
-    def make(host: str, port: int, topics: list[str], **tls: Any) -> Collector:
-        made.append(Collector(host, port, topics, **tls))
+    def make(host: str, port: int, topics: list[str], **kw: Any) -> Collector:
+        made.append(Collector(host, port, topics, **kw))
         return made[-1]
 
     yield make

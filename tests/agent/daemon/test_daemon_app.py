@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,11 @@ class Running:
         self.result: list[int] = []
         self.thread = threading.Thread(target=lambda: self.result.append(agent.run()))
         self.thread.start()
+        # frames sent before the agent's reader joined the virtual channel would be lost
+        deadline = time.monotonic() + 10
+        while not all(r.source is not None and r.source.is_open for r in agent.readers):
+            assert time.monotonic() < deadline, "the agent's CAN reader did not open"
+            time.sleep(0.01)
 
     def send_oil(self, *temps: float) -> None:
         for temp in temps:
@@ -51,11 +57,11 @@ class Running:
 def running(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
-    def start(monitors: list[dict[str, object]] | None = None) -> Running:
+    def start(monitors: list[dict[str, object]] | None = None, port: int = 0) -> Running:
         channel = f"edgemon-{tmp_path.name}"
         path = agent_toml(
             tmp_path / "agent",
-            mosquitto.port,
+            port or mosquitto.port,
             can=f'interface = "virtual"\nchannel = "{channel}"',
             monitors=monitors,
         )
@@ -210,3 +216,45 @@ def test_gps_fixes_drive_a_zone_monitor(
     status = json.loads(collector.payloads("/status")[-1])
     assert status["online"] is False
     assert not thread.is_alive()
+
+
+def test_events_fired_while_the_broker_is_down_arrive_after_it_returns(
+    tmp_path: Path,
+    running: Callable[..., Running],
+    collector_factory: Callable[..., Collector],
+) -> None:
+    # The broker keeps the subscriber's session across its restart, so whichever of the agent
+    # and the subscriber reconnects first, nothing published meanwhile is missed.
+    store = tmp_path / "persist"
+    store.mkdir()
+    mosquitto = Mosquitto(
+        tmp_path / "persistent-broker",
+        extra_conf=f"persistence true\npersistence_location {store}/\n"
+        # as root, mosquitto drops to its own user, which cannot write pytest's tmp dirs
+        + ("user root\n" if os.geteuid() == 0 else ""),
+    ).start()
+    collector = collector_factory(
+        mosquitto.host, mosquitto.port, [TOPICS.events(VIN)], session="backend-1"
+    )
+    agent = running([oil_monitor("120", id="oil-local")], port=mosquitto.port)
+    agent.send_oil(100, 130)
+    collector.wait_for(lambda c: len(c.payloads("/events")) >= 1)
+    mosquitto.stop()
+    agent.send_oil(100, 131, 100, 132, 100, 133)
+    deadline = time.monotonic() + 10
+    while agent.agent.outbox.depth() < 3:  # committed while offline
+        assert time.monotonic() < deadline, "events were not committed while offline"
+        time.sleep(0.05)
+    mosquitto.start()
+    try:
+        collector.wait_for(
+            lambda c: len({json.loads(p)["seq"] for p in c.payloads("/events")}) >= 4
+        )
+    finally:
+        mosquitto.stop()
+    seqs: list[int] = []
+    for event in _events(collector):
+        if event["seq"] not in seqs:
+            seqs.append(event["seq"])  # type: ignore[arg-type]
+    assert seqs == [1, 2, 3, 4]
+    assert agent.stop() == 0
