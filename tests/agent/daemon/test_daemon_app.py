@@ -258,3 +258,29 @@ def test_events_fired_while_the_broker_is_down_arrive_after_it_returns(
             seqs.append(event["seq"])  # type: ignore[arg-type]
     assert seqs == [1, 2, 3, 4]
     assert agent.stop() == 0
+
+
+def test_paused_pushed_monitor_does_not_fire_until_resumed(
+    running: Callable[..., Running],
+    mosquitto: Mosquitto,
+    collector_factory: Callable[..., Collector],
+) -> None:
+    collector = collector_factory(
+        mosquitto.host,
+        mosquitto.port,
+        [TOPICS.events(VIN), f"{TOPICS.prefix}/vehicles/{VIN}/monitors/+/state"],
+    )
+    agent = running()
+    topic = TOPICS.vehicle_monitor(VIN, "hot")
+    paused = json.dumps(oil_monitor("120", status="Paused"))
+    collector.client.publish(topic, paused, qos=1, retain=True)
+    collector.wait_for(lambda c: _state(c, "hot") is not None)
+    agent.send_oil(100, 140, 100, 141)
+    time.sleep(0.5)
+    assert _events(collector) == []
+    collector.client.publish(topic, json.dumps(oil_monitor("120")), qos=1, retain=True)
+    collector.wait_for(lambda c: len([t for t, _, _ in c.messages if t.endswith("/state")]) >= 2)
+    agent.send_oil(100, 142)
+    collector.wait_for(lambda c: len(c.payloads("/events")) >= 1)
+    assert [e["monitorId"] for e in _events(collector)] == ["hot"]
+    assert agent.stop() == 0
