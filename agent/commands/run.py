@@ -1,7 +1,8 @@
 """``edgemon-agent run -c agent.toml``: the daemon.
 
-Runs in the foreground (systemd ``Type=notify``): logs go to the standard streams, which journald
-collects (without our own timestamps when ``$JOURNAL_STREAM`` says journald is listening).
+Runs in the foreground (systemd ``Type=notify``): logs go to stdout, which journald collects
+(without our own timestamps when ``$JOURNAL_STREAM`` says journald is listening). Errors before
+the configuration is loaded stay one line on stderr.
 SIGTERM and SIGINT stop it cleanly (outbox flushed as far as the broker allows, status offline);
 SIGHUP reloads the local monitors file.
 """
@@ -12,6 +13,7 @@ import argparse
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 
@@ -25,8 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _configure_logging(level: str, debug: bool) -> None:
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))
-    if os.environ.get("JOURNAL_STREAM"):
-        for handler in root.handlers:
+    journald = bool(os.environ.get("JOURNAL_STREAM"))
+    for handler in root.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            handler.setStream(sys.stdout)  # the daemon logs to stdout; journald collects it
+        if journald:  # journald adds its own timestamps
             handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger("can").setLevel(max(root.level, logging.INFO))
 

@@ -31,8 +31,8 @@ def processes() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
             [sys.executable, "-m", "agent", "run", "-c", str(config)],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=(config.parent / f"agent-{len(started)}.log").open("wb"),
+            stdout=(config.parent / f"agent-{len(started)}.log").open("wb"),
+            stderr=(config.parent / f"agent-{len(started)}.err").open("wb"),
         )
         started.append(proc)
         return proc
@@ -137,6 +137,8 @@ def test_notify_watchdog_sighup_and_sigterm(
     stopping = _read_until(notify, b"STOPPING=1")
     assert stopping
     assert proc.wait(10) == 0
+    logged = (folder / "agent-0.log").read_text()
+    assert "agent up" in logged and "agent stopped" in logged  # logs on stdout
     last = json.loads(collector.payloads("/status")[-1])
     assert last["online"] is False
     notify.close()
