@@ -213,14 +213,14 @@ class Engine:
             index = index_of(name)
             if index is None:
                 continue
-            cell = cell_of(name)
             gap = index.gap
-            if gap is not None and cell is not None:
+            if gap is not None and index.state is state:
                 try:
-                    if gap[0] < cell.value < gap[1]:  # type: ignore[operator]
+                    if gap[0] < index.cell.value < gap[1]:  # type: ignore[operator,union-attr]
                         continue  # between the same two critical values: nothing can move
                 except TypeError:  # not a number after all: the full look below copes
                     pass
+            cell = cell_of(name)
             if name not in watched:
                 self._watch(name, state)
             if cell is None or (cell.max_age is not None and now - cell.timestamp > cell.max_age):
@@ -228,6 +228,7 @@ class Engine:
                 entries = index.entries
             else:
                 entries = index.affected(cell.value)
+                index.cell, index.state = cell, state  # the cell stays: the shortcut reads it
             if entries:
                 work = [entries] if work is None else [*work, entries]
         if work is None:
@@ -427,7 +428,6 @@ class Engine:
             ext = snapshot(kind, ctx.state, ctx.now)
             if ext is not None:
                 extensions.append(ext)
-        log.debug("monitor %s fired (refresh=%s) at %.3f", monitor.id, refresh, ctx.now)
         return Event(
             event_id=self.event_ids(ctx.now),
             seq=self.sequence.next(),

@@ -21,6 +21,7 @@ from typing import Any
 
 from agent.model import SignalKind, Value
 from agent.monitors.conditions import DataState
+from agent.state import SignalState, VehicleState
 
 _UNSEEN: Any = object()
 _NUMBERS = (int, float)
@@ -53,6 +54,8 @@ class NameIndex:
         # the open interval between the critical values around ``last`` (numbers only): a new
         # value strictly inside it affects nothing (checked inline by the engine, the hot path)
         self.gap: tuple[float, float] | None = None
+        self.cell: SignalState | None = None  # the state's cell of this name (updated in place)
+        self.state: VehicleState | None = None  # the state that cell belongs to
 
     def add(self, entry: Entry) -> None:
         self.entries.append(entry)
