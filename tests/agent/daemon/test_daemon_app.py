@@ -284,3 +284,23 @@ def test_paused_pushed_monitor_does_not_fire_until_resumed(
     collector.wait_for(lambda c: len(c.payloads("/events")) >= 1)
     assert [e["monitorId"] for e in _events(collector)] == ["hot"]
     assert agent.stop() == 0
+
+
+def test_restart_while_firing_sends_no_duplicate_and_seq_continues(
+    running: Callable[..., Running],
+    mosquitto: Mosquitto,
+    collector_factory: Callable[..., Collector],
+) -> None:
+    collector = collector_factory(mosquitto.host, mosquitto.port, [TOPICS.events(VIN)])
+    first = running([oil_monitor("120", id="oil-local")])
+    first.send_oil(100, 140)
+    collector.wait_for(lambda c: len(c.payloads("/events")) >= 1)
+    assert first.stop() == 0
+    second = running([oil_monitor("120", id="oil-local")])  # same state directory
+    second.send_oil(141, 142)  # still above: the fired state survived, no new event
+    time.sleep(0.5)
+    assert len(_events(collector)) == 1
+    second.send_oil(100, 143)  # re-armed, fires again
+    collector.wait_for(lambda c: len(c.payloads("/events")) >= 2)
+    assert [e["seq"] for e in _events(collector)] == [1, 2]
+    assert second.stop() == 0
