@@ -52,6 +52,7 @@ BATCH = 512  # inbox items handled per outbox transaction, at most
 STATUS_PERIOD = 60.0
 HOUSEKEEPING_PERIOD = 30.0
 FLUSH_SECONDS = 3.0
+RECONCILE_DELAY = 10.0  # after a connect, retained monitors not re-delivered by then are gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,7 @@ class Agent:
         self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
         self.gps = GpsSource(config.gps, self._on_fix) if config.gps else None
         self._stopping = False
+        self._reconcile_at = 0.0
         self.events_committed = 0
 
     def _open_outbox(self) -> Outbox:
@@ -222,6 +224,10 @@ class Agent:
             if mono >= next_status:
                 self._publish_status()
                 next_status = mono + STATUS_PERIOD
+            if self._reconcile_at and mono >= self._reconcile_at:
+                self._reconcile_at = 0.0
+                if self.sync.reconcile():
+                    self._apply_wanted_names()
             if mono >= next_housekeeping:
                 self._housekeeping()
                 next_housekeeping = mono + HOUSEKEEPING_PERIOD
@@ -321,6 +327,7 @@ class Agent:
             if isinstance(item, Connected):
                 self._publish_status()
                 self.sync.on_connected()
+                self._reconcile_at = time.monotonic() + RECONCILE_DELAY
         return []
 
     def _control(self, item: Control) -> None:

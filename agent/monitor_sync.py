@@ -14,6 +14,9 @@ validation is rejected and reported; it does not replace the layer's previous va
 which keeps running. A ``Paused`` monitor is applied (reported ``applied``) but the engine does not
 evaluate it, so it never fires; its fired state is kept for when it runs again.
 
+Deletions while offline: after each (re)connect the broker delivers every retained definition
+again; pushed monitors it did not deliver within a settling delay are removed (``reconcile``).
+
 Every decision is reported on ``{prefix}/vehicles/{vin}/monitors/{id}/state`` (retained):
 ``applied`` with the hash of the definition that runs, or ``rejected`` with every reason. When no
 layer holds the id any more, the retained state is cleared (empty payload).
@@ -43,7 +46,7 @@ class MonitorTarget(Protocol):
 
     def set_monitor(self, monitor: Monitor) -> None: ...
 
-    def remove_monitor(self, monitor_id: str) -> None: ...
+    def remove_monitor(self, monitor_id: str, *, forget: bool = True) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,8 @@ class MonitorSync:
         self._verdicts: dict[str, Verdict] = {}
         self.counters: dict[str, int] = {"applied": 0, "rejected": 0, "removed": 0}
         self.counters |= {"skipped_foreign_topic": 0, "skipped_unchanged": 0}
+        self.counters["removed_not_retained"] = 0
+        self._seen: set[tuple[str, str]] | None = None  # pushed ids delivered since connecting
 
     def subscriptions(self) -> tuple[str, ...]:
         subs = [self.topics.vehicle_monitors(self.vin)]
@@ -121,6 +126,8 @@ class MonitorSync:
             self.counters["skipped_foreign_topic"] += 1
             return False
         layer, monitor_id = located
+        if self._seen is not None:
+            self._seen.add((layer, monitor_id))
         if not payload:
             return self._remove(layer, monitor_id)
         try:
@@ -148,9 +155,34 @@ class MonitorSync:
         return changed
 
     def on_connected(self) -> None:
-        """Publish every verdict again (retained states may be gone after a broker restart)."""
+        """Publish every verdict again (retained states may be gone after a broker restart), and
+        start noting which pushed monitors the broker delivers again (see ``reconcile``)."""
+        self._seen = set()
         for monitor_id, verdict in self._verdicts.items():
             self._send(monitor_id, verdict)
+
+    def reconcile(self) -> bool:
+        """Drop pushed monitors the broker did not deliver again since ``on_connected``.
+
+        A monitor deleted while the agent was offline leaves no empty retained message behind,
+        only the absence of its retained definition: the retained messages are the desired state.
+        Called by the main loop a while after each connection. The fired state is kept, so a
+        definition that only arrived late is not fired twice. True when the running set changed.
+        """
+        if self._seen is None:
+            return False
+        changed = False
+        for layer in ("vehicle", "fleet"):
+            for monitor_id in sorted(set(self._layers[layer])):
+                if (layer, monitor_id) not in self._seen:
+                    log.info(
+                        "monitor %s no longer retained for this %s: removed", monitor_id, layer
+                    )
+                    self.counters["removed_not_retained"] += 1
+                    del self._layers[layer][monitor_id]
+                    changed |= self._settle(monitor_id, forget=False)
+        self._seen = None
+        return changed
 
     # -- merging ---------------------------------------------------------------------------------
 
@@ -191,7 +223,7 @@ class MonitorSync:
             return False
         return self._settle(monitor_id)
 
-    def _settle(self, monitor_id: str) -> bool:
+    def _settle(self, monitor_id: str, *, forget: bool = True) -> bool:
         """Make the engine run the highest valid layer's definition of ``monitor_id``."""
         wanted = next(
             (self._layers[n][monitor_id] for n in LAYERS if monitor_id in self._layers[n]), None
@@ -201,7 +233,7 @@ class MonitorSync:
             if running is None:
                 return False
             self._running.pop(monitor_id)
-            self.engine.remove_monitor(monitor_id)
+            self.engine.remove_monitor(monitor_id, forget=forget)
             self._verdicts.pop(monitor_id, None)
             self.counters["removed"] += 1
             log.info("monitor %s removed", monitor_id)

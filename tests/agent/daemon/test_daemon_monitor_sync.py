@@ -26,9 +26,9 @@ class RecordingEngine:
         self.monitors[monitor.id] = monitor
         self.calls.append(f"set {monitor.id}")
 
-    def remove_monitor(self, monitor_id: str) -> None:
+    def remove_monitor(self, monitor_id: str, *, forget: bool = True) -> None:
         self.monitors.pop(monitor_id, None)
-        self.calls.append(f"remove {monitor_id}")
+        self.calls.append(f"remove {monitor_id}" + ("" if forget else " (kept state)"))
 
 
 @pytest.fixture
@@ -154,3 +154,19 @@ def test_unreadable_monitors_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not valid JSON"):
         (tmp_path / "m.json").write_text("{")
         read_monitors_file(tmp_path / "m.json")
+
+
+def test_monitors_deleted_while_offline_are_dropped_after_reconnect(parts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sync, engine, sent = parts
+    sync.load_local([oil_monitor("100", id="local-only")])
+    _push(sync, "vehicle", "kept", oil_monitor("130"))
+    _push(sync, "fleet", "gone", oil_monitor("131"))
+    assert not sync.reconcile()  # nothing to compare before a connection
+    sync.on_connected()
+    _push(sync, "vehicle", "kept", oil_monitor("130"))  # the broker re-delivers what it retains
+    assert sync.reconcile()
+    assert set(engine.monitors) == {"kept", "local-only"}
+    assert "remove gone (kept state)" in engine.calls
+    assert _state(sent, "gone") is None
+    assert sync.counters["removed_not_retained"] == 1
+    assert not sync.reconcile()  # once per connection
