@@ -20,10 +20,8 @@ import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from agent.model import Event, EventValue, Extension
-from agent.monitors.data import DataTrigger
-from agent.monitors.expr import Truth, compile_expression
-from agent.monitors.extensions import snapshot, wanted_for
+from agent.model import Event
+from agent.monitors.extensions import event_extensions, event_values, wanted_for
 from agent.monitors.index import Entry, NameIndex
 from agent.monitors.memory import (
     FiredState,
@@ -34,6 +32,7 @@ from agent.monitors.memory import (
     Sequence,
 )
 from agent.monitors.model import Catalog, Monitor
+from agent.monitors.runtime import MonitorRuntime, by_order
 from agent.monitors.schedule import TimeTrigger
 from agent.monitors.signals import GpsCatalog, resolve_in_use, with_gps
 from agent.monitors.triggers import (
@@ -66,42 +65,8 @@ STALE_RECHECK_S = 1.0  # while a name is stale, look every second whether frames
 STALE_LOOK_S = 1.0
 
 
-def _order(runtime: _Runtime) -> int:
-    return runtime.order
-
-
 def _random_ids(now: float) -> str:
     return uuid7(int(now * 1000))
-
-
-class _Runtime:
-    """One monitor's trigger states and firing memory."""
-
-    def __init__(
-        self, monitor: Monitor, states: dict[str, TriggerState], fired: FiredState
-    ) -> None:
-        self.monitor = monitor
-        self.states = states
-        self.fired = fired.fired
-        self.last_event = fired.last_event
-        self.truth: Truth = None
-        self.truths: dict[str, Truth] = dict.fromkeys(states)
-        self.readers: dict[str, list[tuple[str, TriggerState]]] = {}
-        for trigger_name, state in states.items():
-            for name in state.names:
-                self.readers.setdefault(name, []).append((trigger_name, state))
-        self.names: frozenset[str] = frozenset(self.readers)
-        self.uses_fix = any(s.uses_fix for s in states.values())
-        self.pulses = frozenset(
-            s.trigger.data
-            for s in states.values()
-            if isinstance(s, DataState) and s.trigger.op == "onChange"
-        )
-        self.evaluate = compile_expression(monitor.expression)
-        self.timed = [s for s in states.values() if s.has_deadlines]
-        self.order = 0  # registration order: events of one input come out in this order
-        self.version = 0  # bumps when its deadline is rescheduled (stale heap entries)
-        self.deadline: float | None = None
 
 
 class Engine:
@@ -124,9 +89,9 @@ class Engine:
         self.in_use_name = resolve_in_use(self.catalog.base, in_use_name)
         self.event_ids = event_ids or _random_ids
         self.counters: dict[str, int] = {"evaluations": 0, "events": 0, "reminders": 0}
-        self._runtimes: dict[str, _Runtime] = {}
-        self._by_name: dict[str, dict[str, _Runtime]] = {}
-        self._by_fix: dict[str, _Runtime] = {}
+        self._runtimes: dict[str, MonitorRuntime] = {}
+        self._by_name: dict[str, dict[str, MonitorRuntime]] = {}
+        self._by_fix: dict[str, MonitorRuntime] = {}
         self._heap: list[tuple[float, int, str, int]] = []  # (when, tiebreak, id or name, version)
         self._tiebreak = 0
         self._order = 0
@@ -150,7 +115,7 @@ class Engine:
             else:
                 states[trigger.name] = DataState(trigger, self.catalog.describe(trigger.data))
         fired = self.fired_store.load(monitor.id) or FiredState(False)
-        runtime = _Runtime(monitor, states, fired)
+        runtime = MonitorRuntime(monitor, states, fired)
         self._order += 1
         runtime.order = self._order
         self._runtimes[monitor.id] = runtime
@@ -183,6 +148,10 @@ class Engine:
             self._by_fix.pop(monitor_id, None)
         if forget:
             self.fired_store.delete(monitor_id)
+
+    def runtime(self, monitor_id: str) -> MonitorRuntime | None:
+        """A monitor's live view (``truth``, ``truths``, ``fired``, ``last_event``)."""
+        return self._runtimes.get(monitor_id)
 
     def monitors(self) -> list[Monitor]:
         return [r.monitor for r in self._runtimes.values()]
@@ -239,7 +208,7 @@ class Engine:
         self, work: list[list[Entry]], changed: set[str], state: VehicleState, now: float
     ) -> list[Event]:
         ctx = Context(state, now, changed)
-        touched: dict[_Runtime, bool] = {}
+        touched: dict[MonitorRuntime, bool] = {}
         for entries in work:
             for runtime, trigger_name, trigger_state in entries:
                 value = trigger_state.evaluate(ctx)
@@ -249,7 +218,7 @@ class Engine:
                 touched[runtime] = touched.get(runtime, False) or moved
         events: list[Event] = []
         quiet = Context(state, now, frozenset())
-        for runtime in sorted(touched, key=_order) if len(touched) > 1 else touched:
+        for runtime in sorted(touched, key=by_order) if len(touched) > 1 else touched:
             self.counters["evaluations"] += 1
             if touched[runtime]:
                 self._decide(runtime, ctx, events)
@@ -259,7 +228,7 @@ class Engine:
                 self._unpulse(runtime, quiet, events)
         return events
 
-    def _unpulse(self, runtime: _Runtime, quiet: Context, events: list[Event]) -> None:
+    def _unpulse(self, runtime: MonitorRuntime, quiet: Context, events: list[Event]) -> None:
         """onChange is true once per change: back to false right after the change."""
         moved = False
         for name in runtime.pulses:
@@ -299,7 +268,7 @@ class Engine:
     def tick(self, state: VehicleState, now: float) -> list[Event]:
         """Run every deadline due at ``now``."""
         self._head_valid = False
-        due: dict[str, _Runtime] = {}
+        due: dict[str, MonitorRuntime] = {}
         heap = self._heap
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
@@ -339,7 +308,7 @@ class Engine:
         self._push(when, name, -1)
 
     def _check_name(
-        self, name: str, state: VehicleState, now: float, due: dict[str, _Runtime]
+        self, name: str, state: VehicleState, now: float, due: dict[str, MonitorRuntime]
     ) -> None:
         del self._name_watch[name]
         self._head_valid = False
@@ -365,11 +334,11 @@ class Engine:
         self._name_watch[name] = when
         self._push(when, name, -1)
 
-    def _run(self, due: dict[str, _Runtime], state: VehicleState, now: float) -> list[Event]:
+    def _run(self, due: dict[str, MonitorRuntime], state: VehicleState, now: float) -> list[Event]:
         """Evaluate every trigger of the ``due`` monitors (deadlines, fixes, staleness)."""
         events: list[Event] = []
         ctx = Context(state, now, frozenset())
-        for runtime in sorted(due.values(), key=_order) if len(due) > 1 else due.values():
+        for runtime in sorted(due.values(), key=by_order) if len(due) > 1 else due.values():
             self.counters["evaluations"] += 1
             truths = runtime.truths
             for trigger_name, trigger_state in runtime.states.items():
@@ -377,7 +346,7 @@ class Engine:
             self._decide(runtime, ctx, events)
         return events
 
-    def _decide(self, runtime: _Runtime, ctx: Context, events: list[Event]) -> None:
+    def _decide(self, runtime: MonitorRuntime, ctx: Context, events: list[Event]) -> None:
         """The expression from the trigger values: fire, remind or re-arm; then reschedule."""
         truth = runtime.evaluate(runtime.truths)
         runtime.truth = truth
@@ -392,7 +361,7 @@ class Engine:
             self.fired_store.save(runtime.monitor.id, FiredState(False, runtime.last_event))
         self._reschedule(runtime)
 
-    def _reschedule(self, runtime: _Runtime) -> None:
+    def _reschedule(self, runtime: MonitorRuntime) -> None:
         deadlines = [d for d in (s.deadline() for s in runtime.timed) if d is not None]
         refresh_every = runtime.monitor.subscribe.refresh_event
         if (
@@ -411,23 +380,12 @@ class Engine:
         if when is not None:
             self._push(when, runtime.monitor.id, runtime.version)
 
-    def _fire(self, runtime: _Runtime, ctx: Context, *, refresh: bool) -> Event:
+    def _fire(self, runtime: MonitorRuntime, ctx: Context, *, refresh: bool) -> Event:
         monitor = runtime.monitor
         runtime.fired = True
         runtime.last_event = ctx.now
         self.fired_store.save(monitor.id, FiredState(True, ctx.now))
         self.counters["reminders" if refresh else "events"] += 1
-        values: list[EventValue] = []
-        for trigger in monitor.triggers:
-            if isinstance(trigger, DataTrigger):
-                entry = runtime.states[trigger.name].value(ctx)
-                if entry is not None:
-                    values.append(entry)
-        extensions: list[Extension] = []
-        for kind in monitor.extended:
-            ext = snapshot(kind, ctx.state, ctx.now)
-            if ext is not None:
-                extensions.append(ext)
         return Event(
             event_id=self.event_ids(ctx.now),
             seq=self.sequence.next(),
@@ -436,6 +394,6 @@ class Engine:
             monitor_id=monitor.id,
             event_date=datetime.fromtimestamp(ctx.now, UTC),
             refresh=refresh,
-            values=tuple(values),
-            extensions=tuple(extensions),
+            values=event_values(monitor, runtime.states, ctx),
+            extensions=event_extensions(monitor, ctx),
         )

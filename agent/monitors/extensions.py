@@ -1,4 +1,5 @@
-"""``extendedEventParam`` snapshots: the latest known data of each requested kind at the event.
+"""What an event carries: ``values[]`` (the data behind the firing) and ``extensionParam``
+snapshots (``extensions[]``: the latest known data of each requested kind at the event).
 
 Bodies (objects, the B2B shape of reference §3.1; an extension with nothing known is left out):
 
@@ -19,10 +20,13 @@ Bodies (objects, the B2B shape of reference §3.1; an extension with nothing kno
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from agent.model import Extension, Fix
-from agent.monitors.data import literal
+from agent.model import EventValue, Extension, Fix
+from agent.monitors.data import DataTrigger, literal
+from agent.monitors.model import Monitor
+from agent.monitors.triggers import Context, TriggerState
 from agent.state import VehicleState
 
 DOOR_IDS = ("Driver", "Passenger", "RearLeft", "RearRight", "Trunk", "Hood", "RearWindow", "Roof")
@@ -150,3 +154,22 @@ def wanted_for(kind: str, catalog_names: list[str]) -> set[str]:
     if kind in PREFIXES:
         return {n for n in catalog_names if n.startswith(PREFIXES[kind])}
     return {kind}
+
+
+def event_extensions(monitor: Monitor, ctx: Context) -> tuple[Extension, ...]:
+    """The ``extensions[]`` of an event: one snapshot per ``extendedEventParam`` entry."""
+    found = (snapshot(kind, ctx.state, ctx.now) for kind in monitor.extended)
+    return tuple(ext for ext in found if ext is not None)
+
+
+def event_values(
+    monitor: Monitor, states: Mapping[str, TriggerState], ctx: Context
+) -> tuple[EventValue, ...]:
+    """The ``values[]`` of an event: the data triggers that are true, in definition order."""
+    values = []
+    for trigger in monitor.triggers:
+        if isinstance(trigger, DataTrigger):
+            entry = states[trigger.name].value(ctx)
+            if entry is not None:
+                values.append(entry)
+    return tuple(values)

@@ -111,7 +111,7 @@ def test_min_duration_already_true_at_start_is_unknown_not_false(
         make_monitor([data("t", OIL, "greaterThan", "120", minDurationSeconds=30)], "t", catalog)
     )
     r.set(OIL, 125.0, T0, max_age=None)
-    assert r.engine._runtimes["m1"].truth is None
+    assert r.engine.runtime("m1").truth is None
     assert [e.event_date.timestamp() for e in r.advance(T0 + 60)] == [T0 + 30]
 
 
@@ -125,7 +125,7 @@ def test_rises_by_within_a_window(rig: Callable[..., Rig], catalog: FakeCatalog)
     assert r.set(OIL, 112.0, T0 + 320, max_age=None) != []
     # the low sample leaves the window 60 s later: false, re-armed
     r.advance(T0 + 400)
-    assert r.engine._runtimes["m1"].truth is False and r.engine._runtimes["m1"].fired is False
+    assert r.engine.runtime("m1").truth is False and r.engine.runtime("m1").fired is False
 
 
 def test_falls_by(rig: Callable[..., Rig], catalog: FakeCatalog) -> None:
@@ -168,7 +168,7 @@ def test_gps_speed_when_the_catalog_has_no_can_speed(
     assert r.fix(fix_at(45.0, 5.0, T0, speed_kmh=50.0)) == []
     assert len(r.fix(fix_at(45.0, 5.0, T0 + 1, speed_kmh=95.0))) == 1
     r.advance(T0 + 60)  # no fix for a minute: unknown, not false
-    assert r.engine._runtimes["m1"].truth is None and r.engine._runtimes["m1"].fired is True
+    assert r.engine.runtime("m1").truth is None and r.engine.runtime("m1").fired is True
 
 
 def test_unknown_propagates_through_the_expression(
@@ -181,9 +181,9 @@ def test_unknown_propagates_through_the_expression(
     )
     r = rig(monitor)
     assert r.set(FUEL, 5.0, T0, max_age=None) == []  # hot unknown, !low false -> unknown
-    assert r.engine._runtimes["m1"].truth is None
+    assert r.engine.runtime("m1").truth is None
     assert r.set(OIL, 90.0, T0 + 1, max_age=None) == []
-    assert r.engine._runtimes["m1"].truth is False
+    assert r.engine.runtime("m1").truth is False
     assert len(r.set(FUEL, 50.0, T0 + 2, max_age=None)) == 1
 
 
@@ -218,12 +218,12 @@ def test_stale_signal_returns_with_the_same_value(
     r = rig(make_monitor([data("t", OIL, "greaterThan", "100")], "t", catalog))
     r.set(OIL, 90.0, T0, max_age=1.0)
     r.advance(T0 + 5)
-    assert r.engine._runtimes["m1"].truth is None
+    assert r.engine.runtime("m1").truth is None
     cell = r.state.get(OIL)
     assert cell is not None
     cell.timestamp = T0 + 6  # a frame with the same value refreshes the cell (decoder behaviour)
     r.advance(T0 + 6.5)
-    assert r.engine._runtimes["m1"].truth is False
+    assert r.engine.runtime("m1").truth is False
 
 
 def test_extensions_are_snapshots_at_the_event(
@@ -284,7 +284,7 @@ def test_a_value_of_the_wrong_type_is_unknown_not_a_crash(
     r.set(OIL, 90.0, T0, max_age=None)
     r.set(OIL, 95.0, T0 + 1, max_age=None)  # the index now has a shortcut around 95
     assert r.set(OIL, "SNA", T0 + 2, max_age=None) == []
-    assert r.engine._runtimes["m1"].truth is None
+    assert r.engine.runtime("m1").truth is None
     assert len(r.set(OIL, 120.0, T0 + 3, max_age=None)) == 1
 
 

@@ -113,5 +113,5 @@ def test_indexed_engine_fires_exactly_like_a_full_look(
         for step, (name, value) in enumerate(values):
             rig.set(name, value, T0 + step, max_age=None)
     assert fired(both[0]) == fired(both[1])
-    truths = [{m: r.truths for m, r in rig.engine._runtimes.items()} for rig in both]
+    truths = [{m.id: rig.engine.runtime(m.id).truths for m in monitors} for rig in both]  # type: ignore[union-attr]
     assert truths[0] == truths[1]

@@ -164,9 +164,9 @@ def test_time_trigger_needs_the_vehicle_in_use(
     assert [e.event_date.timestamp() for e in fired] == [T0 + 1800]  # at the window's opening
     assert r.set(RUNNING, False, T0 + 2000, max_age=None) == []
     assert len(r.set(RUNNING, True, T0 + 2100, max_age=None)) == 1  # re-armed by "not in use"
-    assert r.engine._runtimes["m1"].fired is True
+    assert r.engine.runtime("m1").fired is True
     r.advance(T0 + 5401)  # 15:30: the window closes, which re-arms
-    assert r.engine._runtimes["m1"].fired is False
+    assert r.engine.runtime("m1").fired is False
     next_day = r.advance(T0 + 90_000)
     assert [e.event_date.timestamp() for e in next_day] == [T0 + 86_400 + 1800]
 
@@ -176,7 +176,7 @@ def test_unknown_in_use_is_unknown_inside_the_window(
 ) -> None:
     r = rig(time_monitor(catalog))
     assert r.advance(T0 + 2000) == []
-    assert r.engine._runtimes["m1"].truth is None
+    assert r.engine.runtime("m1").truth is None
 
 
 def test_plain_schedule_without_in_use(rig: Callable[..., Rig], catalog: FakeCatalog) -> None:

@@ -194,9 +194,9 @@ def test_margin_stops_flapping_on_the_edge(rig: Callable[..., Rig], catalog: Fak
     assert len(r.fix(fix_at(*inside, T0))) == 1
     for i, point in enumerate([edge_out, edge_in, edge_out, edge_in]):  # GPS jitter at the edge
         assert r.fix(fix_at(*point, T0 + 1 + i)) == []
-    assert r.engine._runtimes["m1"].fired is True  # never re-armed inside the band
+    assert r.engine.runtime("m1").fired is True  # never re-armed inside the band
     r.fix(fix_at(*destination(45.0, 5.0, 0, 600), T0 + 10))
-    assert r.engine._runtimes["m1"].fired is False
+    assert r.engine.runtime("m1").fired is False
 
 
 def test_dwell_fires_after_the_minimum_time_inside(
@@ -223,7 +223,7 @@ def test_restart_inside_a_dwell_zone_sends_no_duplicate(catalog: FakeCatalog) ->
     )
     second.fix(fix_at(45.0, 5.0, T0 + 50))
     assert second.advance(T0 + 120) == []
-    assert second.engine._runtimes["m1"].truth is True
+    assert second.engine.runtime("m1").truth is True
 
 
 def test_bad_fix_neither_fires_nor_rearms(rig: Callable[..., Rig], catalog: FakeCatalog) -> None:
@@ -231,5 +231,5 @@ def test_bad_fix_neither_fires_nor_rearms(rig: Callable[..., Rig], catalog: Fake
     assert len(r.fix(fix_at(45.0, 5.0, T0))) == 1
     far = destination(45.0, 5.0, 90, 2000)
     assert r.fix(fix_at(*far, T0 + 1, hdop=20)) == []  # a bad fix far away: unknown
-    assert r.engine._runtimes["m1"].fired is True
+    assert r.engine.runtime("m1").fired is True
     assert r.fix(fix_at(45.0, 5.0, T0 + 2)) == []
