@@ -13,6 +13,10 @@ connection are ignored (``generation``).
 Reconnect: exponential backoff from ``reconnect_min`` to ``reconnect_max`` seconds with "equal
 jitter" (a random delay between half and all of the step), reset after a successful CONNACK.
 
+Refusals: an MQTT 5 broker answers a publish it refuses (ACL) with a failure reason code in the
+PUBACK; the event is counted (``broker_rejected``), logged and kept in the outbox, to be sent again
+after the next reconnect. An MQTT 3.1.1 broker cannot say so: it acknowledges and drops it.
+
 Latency: paho leaves Nagle's algorithm on; ``TCP_NODELAY`` is set on the socket right after the
 TCP/TLS connect. The pump keeps at most ``window`` events in flight (paho's ``max_inflight`` is set
 to the same value): paho scans its in-flight table on each acknowledgement, so a large window costs

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from agent.config import MqttConfig
 from agent.outbox import Outbox
@@ -62,14 +63,18 @@ def _in_order(payloads: list[bytes]) -> list[int]:
     return seqs
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_events_arrive_in_order_and_match_schema(
-    tmp_path: Path, mosquitto: Mosquitto, collector_factory: Callable[..., Collector]
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    collector_factory: Callable[..., Collector],
+    protocol: str,
 ) -> None:
     collector = collector_factory(mosquitto.host, mosquitto.port, [TOPICS.events(VIN)])
     outbox = Outbox(tmp_path / "o.sqlite")
     outbox.append([make_event(outbox.next()) for _ in range(120)])
     inbox: queue.Queue[LinkEvent] = queue.Queue()
-    link = MqttLink(_config(mosquitto), "agent-1", inbox.put)
+    link = MqttLink(_config(mosquitto, protocol=protocol), "agent-1", inbox.put)
     pump = EventPump(outbox, link, TOPICS, window=16)
     link.start()
     try:
