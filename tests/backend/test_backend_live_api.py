@@ -113,7 +113,7 @@ def test_schemathesis_finds_no_server_error(live_api: str, tmp_path: Path) -> No
             "--max-examples",
             "12",
             "--max-time",
-            "30",
+            "20",
             "--seed",
             "7",
             "--report-dir",
