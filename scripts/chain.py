@@ -135,7 +135,7 @@ class Chain:
             f'ca_file = "{self.pki.ca_file}"\nusername = "backend"\n'
             f'password = "{self.passwords["backend"]}"\nclient_id = "edgemon-backend-demo"\n'
             f'[webhooks]\ndefault_secret = "{self.secret}"\nca_bundle = "{self.pki.ca_file}"\n'
-            "timeout = 3.0\nconnect_timeout = 1.0\n"
+            "timeout = 10.0\nconnect_timeout = 2.0\n"
             "[dispatcher]\npoll_interval = 0.1\n"
         )
         return [sys.executable, "-m", "backend", "run", "-c", str(config)]
