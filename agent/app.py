@@ -168,6 +168,7 @@ class Agent:
         self._stopping = False
         self._reconcile_at = 0.0
         self.events_committed = 0
+        self.local_file_errors = 0
 
     def _open_outbox(self) -> Outbox:
         settings = self.config.outbox
@@ -352,7 +353,8 @@ class Agent:
         try:
             definitions = read_monitors_file(path)
         except ValueError as exc:
-            log.error("local monitors not (re)loaded: %s", exc)
+            self.local_file_errors += 1
+            log.error("local monitors not (re)loaded, the previous ones keep running: %s", exc)
             return
         self.sync.load_local(definitions)
 
@@ -364,7 +366,10 @@ class Agent:
     # -- status ----------------------------------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
-        merged: dict[str, int] = {"events_committed": self.events_committed}
+        merged = {
+            "events_committed": self.events_committed,
+            "monitors.local_file_errors": self.local_file_errors,
+        }
         parts: list[tuple[str, dict[str, int]]] = [
             ("can", self.decoder.counters),
             ("outbox", self.outbox.counters),

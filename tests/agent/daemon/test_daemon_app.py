@@ -304,3 +304,22 @@ def test_restart_while_firing_sends_no_duplicate_and_seq_continues(
     collector.wait_for(lambda c: len(c.payloads("/events")) >= 2)
     assert [e["seq"] for e in _events(collector)] == [1, 2]
     assert second.stop() == 0
+
+
+def test_broken_monitors_file_on_reload_keeps_the_running_monitors(
+    tmp_path: Path,
+    running: Callable[..., Running],
+    mosquitto: Mosquitto,
+    collector_factory: Callable[..., Collector],
+) -> None:
+    collector = collector_factory(mosquitto.host, mosquitto.port, [TOPICS.events(VIN)])
+    agent = running([oil_monitor("120", id="oil-local")])
+    (tmp_path / "agent" / "monitors.json").write_text("[{broken")
+    agent.agent.request_reload()
+    deadline = time.monotonic() + 10
+    while agent.agent.counters()["monitors.local_file_errors"] < 1:
+        assert time.monotonic() < deadline, "reload did not happen"
+        time.sleep(0.02)
+    agent.send_oil(100, 130)
+    collector.wait_for(lambda c: len(c.payloads("/events")) >= 1)
+    assert agent.stop() == 0
