@@ -13,6 +13,39 @@ from agent import __version__
 
 _ERROR = {"$ref": "#/components/schemas/XError"}
 
+EXAMPLE_MONITOR: dict[str, Any] = {
+    "label": "Oil too hot",
+    "subscribeParam": {
+        "refreshEvent": 300,
+        "retryPolicy": {"policy": "Bounded", "retryNumber": 3, "retryDelay": 60},
+        "batchNotify": {"size": 10, "timeWindow": 30},
+        "callback": {
+            "webhook": {
+                "target": "https://fleet.example.com/webhooks/edgemon",
+                "name": "fleet-ops",
+                "attributes": [
+                    {"type": "Header", "key": "X-Vehicle", "value": "$vin"},
+                    {"type": "Body", "key": "monitor", "value": "$monitorID"},
+                ],
+            }
+        },
+    },
+    "extendedEventParam": ["vehicle.position"],
+    "triggerParam": {
+        "triggers": [
+            {
+                "name": "hot",
+                "data": {
+                    "data": "vehicle.engines.thermic.oil.temp",
+                    "op": "greaterThan",
+                    "value": ["130"],
+                },
+            }
+        ],
+        "boolExp": "hot",
+    },
+}
+
 
 def _json(schema: dict[str, Any], media: str = "application/hal+json") -> dict[str, Any]:
     return {"content": {media: {"schema": schema}}}
@@ -47,10 +80,11 @@ _PAGING = [
 def _monitor_paths(prefix: str, owner: dict[str, Any], tag: str) -> dict[str, Any]:
     mid = _param("monitorId")
     ref = {"$ref": "#/components/schemas/MonitorRef"}
-    body = {
+    body: dict[str, Any] = {
         "required": True,
         **_json({"$ref": "#/components/schemas/MonitorParameter"}, "application/json"),
     }
+    body["content"]["application/json"]["example"] = EXAMPLE_MONITOR
     return {
         f"{prefix}/monitors": {
             "parameters": [owner],

@@ -255,3 +255,11 @@ def test_paths_in_the_document_match_the_app(tmp_path: Path) -> None:
     served = {r.path for r in app.routes if isinstance(r, Route)} - {"/openapi.json"}
     assert served == set(openapi_document()["paths"])
     store.close()
+
+
+def test_the_documented_example_is_accepted(api: Api) -> None:
+    from backend.openapi import EXAMPLE_MONITOR
+
+    client, _, _ = api
+    response = client.post("/fleets/fleet-1/monitors", json=EXAMPLE_MONITOR, headers=AUTH)
+    assert response.status_code == 202, response.text
