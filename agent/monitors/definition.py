@@ -6,7 +6,9 @@ Every helper records problems in the shared ``Report`` and goes on, so one pass 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
+from agent.model import SignalInfo
 from agent.monitors.data import (
     STATEFUL_OPS,
     DataTrigger,
@@ -15,7 +17,7 @@ from agent.monitors.data import (
     parse_data,
 )
 from agent.monitors.expr import Expr, ExprError, constant_value, names_of, parse_expression
-from agent.monitors.fields import Fields, Report
+from agent.monitors.fields import Fields, Report, split_repeated
 from agent.monitors.model import (
     ATTRIBUTE_TYPES,
     DEFAULT_RETRY,
@@ -163,8 +165,16 @@ def _retry(sub: Fields) -> RetryPolicy:
     if policy is not None and policy not in RETRY_POLICIES:
         sub.report.problem(retry.at("policy"), f"must be None, Bounded or Always, got {policy!r}")
         policy = None
-    number = retry.integer("retryNumber", "maxRetryNumber", minimum=1)
-    delay = retry.integer("retryDelay", minimum=1)
+    number = retry.integer("retryNumber", "maxRetryNumber")
+    delay = retry.integer("retryDelay")
+    for key, value in (("retryNumber", number), ("retryDelay", delay)):
+        if value is not None and value < 1:
+            if policy == "None":  # ignored with None; the docs' model example writes 0
+                sub.report.warn(retry.at(key), "ignored with policy None")
+            else:
+                sub.report.problem(retry.at(key), f"must be at least 1, got {value}")
+    number = None if number is None or number < 1 else number
+    delay = None if delay is None or delay < 1 else delay
     return RetryPolicy(policy or "None", 3 if number is None else number, delay or 10)
 
 
@@ -245,7 +255,7 @@ def _triggers(
     """Valid triggers by name, and every declared name (valid or not)."""
     triggers: dict[str, Trigger] = {}
     declared: set[str] = set()
-    for path, item in items:
+    for path, item in _unfold(items, report):
         fields = Fields.of(item, path, report)
         if fields is None:
             continue
@@ -269,6 +279,22 @@ def _triggers(
     return triggers, declared
 
 
+def _unfold(items: list[tuple[str, object]], report: Report) -> list[tuple[str, object]]:
+    """Several triggers written in one object with repeated keys (the docs' examples) become
+    separate triggers, ``triggers[0][1]``, ``triggers[0][2]``..."""
+    out: list[tuple[str, object]] = []
+    for path, item in items:
+        parts = split_repeated(item, "name")
+        if len(parts) == 1:
+            out.append((path, item))
+            continue
+        report.warn(
+            path, f"{len(parts)} triggers written in one object (repeated keys): read apart"
+        )
+        out += [(f"{path}[{k}]", part) for k, part in enumerate(parts)]
+    return out
+
+
 def _one_trigger(name: str, kind: str, fields: Fields, catalog: Catalog | None) -> Trigger | None:
     body = fields.child(kind)
     if body is None:
@@ -278,37 +304,62 @@ def _one_trigger(name: str, kind: str, fields: Fields, catalog: Catalog | None) 
     if kind == "time":
         return parse_time(name, body)
     trigger = parse_data(name, body)
-    if trigger is not None and not check_data(trigger, body, catalog):
-        return None
+    if trigger is not None:
+        trigger = check_data(trigger, body, catalog)
     return trigger
 
 
-def check_data(trigger: DataTrigger, body: Fields, catalog: Catalog | None) -> bool:
-    """The data name, operator and values against the catalog (or the Stellantis table)."""
+def _resolve_name(name: str, catalog: Catalog | None) -> str | None:
+    """The data name as the table or the catalog spells it (the docs write ``Vehicle.odometer``)."""
+    lowered = name.lower()
+    names = list(STELLANTIS_NAMES)
+    listed = getattr(catalog, "names", None)
+    if catalog is not None and callable(listed):
+        names = list(listed())
+    for known in names:
+        if known.lower() == lowered:
+            return known
+    return None
+
+
+def _describe(
+    trigger: DataTrigger, body: Fields, catalog: Catalog | None
+) -> tuple[DataTrigger, SignalInfo | None]:
+    info = catalog.describe(trigger.data) if catalog is not None else stellantis_info(trigger.data)
+    if info is None and (spelled := _resolve_name(trigger.data, catalog)) is not None:
+        body.report.warn(body.at("data"), f"read as {spelled!r} (data names are case-sensitive)")
+        trigger = replace(trigger, data=spelled)
+        info = catalog.describe(spelled) if catalog is not None else stellantis_info(spelled)
+    return trigger, info
+
+
+def check_data(trigger: DataTrigger, body: Fields, catalog: Catalog | None) -> DataTrigger | None:
+    """The data name, operator and values against the catalog (or the Stellantis table);
+    the trigger (its data name as spelled by the catalog), or None when it has problems."""
     report = body.report
     before = len(report.problems)
-    info = catalog.describe(trigger.data) if catalog is not None else stellantis_info(trigger.data)
+    trigger, info = _describe(trigger, body, catalog)
     if info is None:
         if catalog is None and _DBC_SIGNAL.match(trigger.data):
             report.warn(
                 body.at("data"), f"{trigger.data!r} looks like a DBC signal; the vehicle checks it"
             )
-            return True
+            return trigger
         where = "this vehicle does not provide" if catalog is not None else "unknown data name"
         report.problem(body.at("data"), f"{where} {trigger.data!r}")
-        return False
+        return None
     ops = allowed_ops(trigger.data, info, from_table=catalog is None)
     if trigger.op not in ops:
         report.problem(
             body.at("op"),
             f"{trigger.op} is not allowed for {trigger.data} (allowed: {', '.join(sorted(ops))})",
         )
-        return False
+        return None
     try:
         values = operands(trigger, info)
     except ValueError as exc:
         report.problem(body.at("value"), str(exc))
-        return False
+        return None
     if trigger.op == "between" and float(values[0]) > float(values[1]):  # type: ignore[arg-type]
         report.problem(body.at("value"), "between needs low <= high")
     if trigger.previous is not None:
@@ -327,7 +378,7 @@ def check_data(trigger: DataTrigger, body: Fields, catalog: Catalog | None) -> b
                 report.problem(f"{body.at('previous')}.value", str(exc))
     if trigger.min_duration_s and trigger.op in STATEFUL_OPS - {"risesBy", "fallsBy"}:
         report.problem(body.at("minDurationSeconds"), "does not apply to onChange")
-    return len(report.problems) == before
+    return trigger if len(report.problems) == before else None
 
 
 def _expression(
@@ -377,8 +428,8 @@ def _v2_triggers(
             continue
         name = f"data{index + 1}"
         trigger = parse_data(name, body)
-        if trigger is not None and check_data(trigger, body, catalog):
-            triggers[name] = trigger
+        if trigger is not None and (checked := check_data(trigger, body, catalog)) is not None:
+            triggers[name] = checked
     if not triggers:
         report.problem(params.path, "has no trigger")
     if report.problems:

@@ -7,6 +7,7 @@ keep going and report every problem at once.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -175,3 +176,38 @@ class Fields:
                     self.report.warn(self.at(key), "unknown field, ignored")
                 else:
                     self.report.problem(self.at(key), "unknown field")
+
+
+class RepeatedKeys(dict[str, object]):
+    """A JSON object whose keys repeat; ``pairs`` keeps every (key, value) in order.
+
+    The published docs write several triggers in one object, one ``name`` key per trigger
+    (reference §6/§7.6); a plain ``json.loads`` keeps only the last of each key."""
+
+    pairs: list[tuple[str, object]]
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    repeated = RepeatedKeys(obj)
+    repeated.pairs = pairs
+    return repeated
+
+
+def loads_monitor(text: str | bytes) -> object:
+    """``json.loads`` that remembers repeated keys (``RepeatedKeys``); raises ValueError."""
+    return json.loads(text, object_pairs_hook=_object)
+
+
+def split_repeated(obj: object, first_key: str) -> list[object]:
+    """Objects of a ``RepeatedKeys`` cut at each ``first_key``; any other value as is."""
+    if not isinstance(obj, RepeatedKeys) or [k for k, _ in obj.pairs].count(first_key) < 2:
+        return [obj]
+    parts: list[dict[str, object]] = []
+    for key, value in obj.pairs:
+        if key == first_key or not parts:
+            parts.append({})
+        parts[-1][key] = value
+    return list(parts)

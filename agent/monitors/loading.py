@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import MonitorError, Problem
+from agent.monitors.fields import loads_monitor
 from agent.monitors.model import Catalog, MonitorParse, parse_monitor
 
 
@@ -30,7 +31,7 @@ class Checked:
 def read_definitions(path: Path) -> list[Definition]:
     text = path.read_text(encoding="utf-8")
     try:
-        doc = json.loads(text)
+        doc = loads_monitor(text)
     except json.JSONDecodeError as exc:
         raise MonitorError([Problem("$", f"{path}: not valid JSON: {exc}")]) from exc
     if isinstance(doc, list):

@@ -22,7 +22,7 @@ from agent.errors import Problem
 from agent.model import SignalInfo
 from agent.monitors.data import DataTrigger, Previous
 from agent.monitors.expr import And, Expr, Name
-from agent.monitors.fields import Report
+from agent.monitors.fields import Report, loads_monitor
 from agent.monitors.schedule import DailyWindow, OnceWindow, TimeTrigger
 from agent.monitors.zone import Area, Circle, FixGate, ZoneTrigger
 
@@ -45,6 +45,7 @@ __all__ = [
     "Trigger",
     "Webhook",
     "ZoneTrigger",
+    "loads_monitor",
     "monitor_hash",
     "parse_monitor",
 ]

@@ -9,8 +9,10 @@ from agent.monitors.model import (
     Attribute,
     Circle,
     DataTrigger,
+    RetryPolicy,
     TimeTrigger,
     ZoneTrigger,
+    loads_monitor,
     monitor_hash,
     parse_monitor,
 )
@@ -299,3 +301,72 @@ def test_monitor_hash_is_stable_and_order_free() -> None:
     assert monitor_hash(a) == monitor_hash(b)
     assert len(monitor_hash(a)) == 64
     assert monitor_hash(a) != monitor_hash({**a, "label": "y"})
+
+
+# As the docs publish it (reference §6): three triggers in ONE object with repeated keys, a
+# callback without the webhook wrapper, `circle`, an unbalanced boolExp.
+AUTONOMY_TEXT = """{
+  "label": "Autonomy outside Paris or on Mondays",
+  "subscribeParam": {
+    "refreshEvent": 600,
+    "retryPolicy": {"policy": "Always", "maxRetryNumber": 3, "retryDelay": 120},
+    "batchNotify": {"size": 10, "timeWindow": 300},
+    "callback": {"target": "https://hooks.example.net/cb1", "name": "HTTP_CB",
+                 "attributes": [{"type": "Query", "key": "vin", "value": "$vin"}]}
+  },
+  "extendedEventParam": ["vehicle.alerts", "vehicle.status"],
+  "triggerParam": {
+    "triggers": [{
+      "name": "outOfParis",
+      "zone": {"transition": "Out",
+               "circle": {"radius": 20, "center": {"longitude": 2.3333, "latitude": 48.8667}}},
+      "name": "onMonday",
+      "time": {"times": [{"recurrence": "Daily", "start": "PT14H30M",
+                          "occurence": {"day": ["Mon"]}, "duration": "PT04H30M"}],
+               "timeZone": "Europe/Paris"},
+      "name": "batteryIsLow",
+      "data": {"data": "vehicle.energy.electric.level", "op": "lowerThan", "value": ["50"]}
+    }],
+    "boolExp": "((outOfParis & (batteryIsLow | onMonday)"
+  }
+}"""
+
+
+def test_the_published_autonomy_example_is_read_as_three_triggers() -> None:
+    result = parse_monitor(loads_monitor(AUTONOMY_TEXT))
+    assert result.problems == []
+    monitor = result.monitor
+    assert monitor is not None
+    assert [t.name for t in monitor.triggers] == ["outOfParis", "onMonday", "batteryIsLow"]
+    assert [type(t) for t in monitor.triggers] == [ZoneTrigger, TimeTrigger, DataTrigger]
+    assert monitor.bool_exp == "((outOfParis & (batteryIsLow | onMonday)))"
+    warnings = {w.path: w.message for w in result.warnings}
+    assert "read apart" in warnings["$.triggerParam.triggers[0]"]
+
+
+def test_published_model_quirks_capitalised_name_and_zero_retry_with_none() -> None:
+    obj = {
+        "label": "model",
+        "subscribeParam": {"retryPolicy": {"policy": "None", "maxRetryNumber": 0, "retryDelay": 0}},
+        "triggerParam": {
+            "triggers": [
+                {
+                    "name": "o1",
+                    "data": {"data": "Vehicle.odometer", "op": "greaterThan", "value": ["75"]},
+                }
+            ],
+            "boolExp": "o1",
+        },
+    }
+    result = parse_monitor(obj)
+    assert result.problems == []
+    assert result.monitor is not None
+    assert result.monitor.triggers[0] == DataTrigger(
+        "o1", "vehicle.odometer", "greaterThan", ("75",)
+    )
+    assert result.monitor.subscribe.retry == RetryPolicy("None", 3, 10)
+    obj["subscribeParam"]["retryPolicy"]["policy"] = "Bounded"  # type: ignore[index]
+    assert {p.path for p in parse_monitor(obj).problems} == {
+        "$.subscribeParam.retryPolicy.retryNumber",
+        "$.subscribeParam.retryPolicy.retryDelay",
+    }
