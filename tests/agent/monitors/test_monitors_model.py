@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from agent.monitors.model import (
     Attribute,
     Circle,
@@ -332,8 +334,13 @@ AUTONOMY_TEXT = """{
 }"""
 
 
-def test_the_published_autonomy_example_is_read_as_three_triggers() -> None:
-    result = parse_monitor(loads_monitor(AUTONOMY_TEXT))
+@pytest.mark.parametrize("quickstart", [False, True])
+def test_the_published_autonomy_example_is_read_as_three_triggers(quickstart: bool) -> None:
+    text = AUTONOMY_TEXT
+    if quickstart:  # the quickstart page's spellings, and its plain-http target
+        text = text.replace('"timeZone"', '"time.zone"').replace('"boolExp"', '"bool.exp"')
+        text = text.replace("https://hooks", "http://hooks")
+    result = parse_monitor(loads_monitor(text))
     assert result.problems == []
     monitor = result.monitor
     assert monitor is not None
