@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.dbc import DEMO_DBC, BusSpec, Vehicle, demo_buses, load_vehicle
-from agent.errors import ConfigError, DbcError, MonitorError
+from agent.errors import ConfigError, DbcError, EdgemonError, MonitorError
 from agent.monitors.loading import Checked, Definition, check_definitions, read_definitions
 
 
-class UsageError(Exception):
-    """Unusable arguments or unreadable files: exit 2."""
+class UsageError(EdgemonError):
+    """Unusable arguments or unreadable files: ``edgemon-agent`` prints one line, exit 2."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +124,8 @@ def _label(item: Checked) -> str:
 
 def execute(args: argparse.Namespace) -> int:
     problems: list[str] = []
-    try:
-        inputs = load_inputs(args, problems)
-        checked = check_monitors(inputs, problems) if inputs is not None else []
-    except UsageError as exc:
-        print(f"edgemon-agent: {exc}", file=sys.stderr)
-        return 2
+    inputs = load_inputs(args, problems)
+    checked = check_monitors(inputs, problems) if inputs is not None else []
     for line in problems:
         print(line)
     valid = sum(1 for c in checked if c.parse.ok)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from agent.commands.check import UsageError, add_vehicle_arguments, check_monitors, load_inputs
 from agent.decode import Decoder
-from agent.errors import SourceError
 from agent.model import Event, Fix, Frame
 from agent.monitors.engine import Engine, MemoryFiredStore, MemorySequence, SeededIds
 from agent.nmea import NmeaParser, read_nmea_file
@@ -93,16 +92,11 @@ def _emit(events: list[Event], tally: Tally) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     problems: list[str] = []
-    try:
-        require = [args.nmea, *(p for _, p in _can_logs(args.can, []))]
-        for path in require:
-            if path is not None and not path.is_file():
-                raise UsageError(f"cannot read {path}")
-        inputs = load_inputs(args, problems)
-        checked = check_monitors(inputs, problems) if inputs is not None else []
-    except UsageError as exc:
-        print(f"edgemon-agent: {exc}", file=sys.stderr)
-        return 2
+    for path in [args.nmea, *(p for _, p in _can_logs(args.can, []))]:
+        if path is not None and not path.is_file():
+            raise UsageError(f"cannot read {path}")
+    inputs = load_inputs(args, problems)
+    checked = check_monitors(inputs, problems) if inputs is not None else []
     if problems or inputs is None:
         for line in problems:
             print(line, file=sys.stderr)
@@ -124,11 +118,8 @@ def execute(args: argparse.Namespace) -> int:
     tally = Tally()
     nmea_parser = NmeaParser(epoch_timeout=None)
     logs = _can_logs(args.can, list(inputs.vehicle.buses))
-    try:
-        fixes = _run(engine, decoder, _inputs(logs, args.nmea, tally, nmea_parser), tally)
-    except SourceError as exc:
-        print(f"edgemon-agent: {exc}", file=sys.stderr)
-        return 2
+    # a log that cannot be read raises SourceError: one line from edgemon-agent, exit 2
+    fixes = _run(engine, decoder, _inputs(logs, args.nmea, tally, nmea_parser), tally)
     sys.stdout.flush()
     _summary(tally, decoder, nmea_parser, fixes)
     return 0
