@@ -39,7 +39,16 @@ from agent.model import Event, Fix, Frame
 from agent.monitor_sync import MonitorSync, read_monitors_file
 from agent.monitors.engine import Engine, FiredState
 from agent.outbox import Outbox
-from agent.publisher import Acked, Connected, EventPump, LinkEvent, MqttLink, Received, Will
+from agent.publisher import (
+    Acked,
+    Connected,
+    Disconnected,
+    EventPump,
+    LinkEvent,
+    MqttLink,
+    Received,
+    Will,
+)
 from agent.sdnotify import Notifier
 from agent.sources.can import BusConfig, CanSource, read_log
 from agent.sources.gps import GpsSource
@@ -283,30 +292,31 @@ class Agent:
         """Take a batch from the inbox, commit what it produced, then publish."""
         events: list[Event] = []
         acks: list[Acked] = []
-        try:
-            item: Item | None = (
-                self.inbox.get(timeout=wait) if wait > 0 else self.inbox.get_nowait()
-            )
-        except queue.Empty:
-            item = None
+        item = self._next_item(wait)
         handled = 0
         offset = self._offset()
-        while item is not None and handled < BATCH:
+        while item is not None:
             handled += 1
             if isinstance(item, Acked):
                 acks.append(item)
             else:
+                if isinstance(item, Connected | Disconnected):
+                    self.pump.handle_acks(acks)  # acks of the old connection first
+                    acks = []
                 events += self._handle(item, offset)
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                item = None
-        if item is not None:
-            self.inbox.put(item)  # over the batch size: next step
+            if handled >= BATCH:
+                break  # the rest waits for the next step, in order
+            item = self._next_item(0.0)
         events += self.engine.tick(self.state, self.now())
         self._commit(events)
         self.pump.handle_acks(acks)
         self.pump.fill()
+
+    def _next_item(self, wait: float) -> Item | None:
+        try:
+            return self.inbox.get(timeout=wait) if wait > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            return None
 
     def _handle(self, item: Item, offset: float) -> list[Event]:
         if isinstance(item, Frame):
