@@ -336,6 +336,8 @@ class Engine:
 
     def _run(self, due: dict[str, MonitorRuntime], state: VehicleState, now: float) -> list[Event]:
         """Evaluate every trigger of the ``due`` monitors (deadlines, fixes, staleness)."""
+        if not due:
+            return []
         events: list[Event] = []
         ctx = Context(state, now, frozenset())
         for runtime in sorted(due.values(), key=by_order) if len(due) > 1 else due.values():

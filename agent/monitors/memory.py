@@ -7,7 +7,7 @@ numbers. ``SeededIds`` makes reproducible UUIDv7-shaped event ids for replay.
 
 from __future__ import annotations
 
-import hashlib
+import random
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,20 +54,19 @@ class MemorySequence:
 
 
 class SeededIds:
-    """Reproducible UUIDv7-shaped event ids: the event time's milliseconds + a hash of a seed and
-    a counter. For replay, where the same recording must give the same output."""
+    """Reproducible UUIDv7-shaped event ids: the event time's milliseconds + 74 bits from a
+    pseudo-random generator seeded with ``seed``. For replay, where the same recording must give
+    the same output (never for anything secret)."""
 
     def __init__(self, seed: str = "edgemon") -> None:
-        self.seed = seed
-        self.count = 0
+        self._random = random.Random(seed)
 
     def __call__(self, now: float) -> str:
-        self.count += 1
-        digest = hashlib.sha256(f"{self.seed}:{self.count}".encode()).digest()
+        bits = self._random.getrandbits(74)
         value = (int(now * 1000) & ((1 << 48) - 1)) << 80
         value |= 0x7 << 76
-        value |= (int.from_bytes(digest[:2], "big") & 0xFFF) << 64
+        value |= (bits >> 62) << 64  # 12 bits
         value |= 0b10 << 62
-        value |= int.from_bytes(digest[2:10], "big") & ((1 << 62) - 1)
+        value |= bits & ((1 << 62) - 1)
         text = f"{value:032x}"
         return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

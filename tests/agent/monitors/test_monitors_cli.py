@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,6 +47,8 @@ def test_replay_of_the_recorded_drive_gives_exactly_the_golden_events() -> None:
         ("door-open", "20:02:25.005", False),
     ]
     assert [e["seq"] for e in events] == list(range(1, 10))
+    ids = [uuid.UUID(e["eventId"]) for e in events]
+    assert {i.version for i in ids} == {7} and len(set(ids)) == 9
     assert "5602 frames" in result.stderr and "281 fixes" in result.stderr
     assert "8 events, 1 reminders" in result.stderr
 
