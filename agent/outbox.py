@@ -142,6 +142,11 @@ class Outbox:
     # -- events ----------------------------------------------------------------------------------
 
     @property
+    def last_seq(self) -> int:
+        """The highest sequence number handed out so far."""
+        return self._seq
+
+    @property
     def dropped(self) -> int:
         """Events dropped by the bounds since the database was created."""
         return self._dropped

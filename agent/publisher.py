@@ -393,8 +393,8 @@ class EventPump:
         if not self.link.connected or self.link.generation != self._generation:
             return 0
         room = self.window - len(self._inflight)
-        if room <= 0:
-            return 0
+        if room <= 0 or self.outbox.last_seq <= self._last_seq:
+            return 0  # window full, or nothing newer than what this connection already sent
         sent = 0
         for item in self.outbox.pending(room, after_seq=self._last_seq):
             mid = self.link.publish(self.topics.events(item.vin), item.payload, qos=1)
