@@ -304,7 +304,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the drive")
     parser.add_argument("--stress-frames", type=int, default=6_000)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=21)
     args = parser.parse_args()
     vehicle = load_vehicle(demo_buses())
     active = monitors(vehicle.catalog)
