@@ -183,3 +183,25 @@ def test_plain_schedule_without_in_use(rig: Callable[..., Rig], catalog: FakeCat
     r = rig(time_monitor(catalog, requireInUse=False))
     fired = r.advance(T0 + 86_400 + 1800)
     assert [e.event_date.timestamp() - T0 for e in fired] == [1800.0, 86_400 + 1800.0]
+
+
+def test_one_off_window_opens_and_closes_on_deadlines(
+    rig: Callable[..., Rig], catalog: FakeCatalog
+) -> None:
+    once = {"recurrence": "None", "start": "2026-06-10T14:10:00+02:00", "duration": "PT5M"}
+    body = {"timeZone": "Europe/Paris", "times": [once], "requireInUse": False}
+    r = rig(make_monitor([{"name": "t", "time": body}], "t", catalog))
+    fired = r.advance(T0 + 3600)
+    assert [e.event_date.timestamp() - T0 for e in fired] == [600.0]  # 14:10 Paris
+    assert r.engine.runtime("m1").truth is False  # closed at 14:15
+    assert r.engine.next_deadline() is None  # nothing left to wait for
+
+
+def test_in_use_falls_back_to_ignition() -> None:
+    from agent.model import SignalInfo, SignalKind
+    from agent.monitors.signals import resolve_in_use
+
+    ignition = FakeCatalog({"vehicle.ignition": SignalInfo("vehicle.ignition", SignalKind.BOOLEAN)})
+    assert resolve_in_use(ignition) == "vehicle.ignition"
+    assert resolve_in_use(FakeCatalog({})) == "vehicle.engines.running"
+    assert resolve_in_use(ignition, "EngineData.EngineRunning") == "EngineData.EngineRunning"
