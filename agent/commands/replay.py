@@ -57,23 +57,26 @@ class Tally:
     reminders: int = 0
 
 
-def _can_logs(specs: list[str], buses: list[str]) -> list[tuple[str, Path]]:
-    out = []
+def _can_logs(specs: list[str], buses: list[str]) -> list[tuple[str | None, Path]]:
+    """``LOG`` or ``BUS=LOG``; no bus: the first bus of the vehicle (``None`` until known)."""
+    out: list[tuple[str | None, Path]] = []
     for spec in specs:
         bus, sep, rest = spec.partition("=")
-        if sep and bus in buses:
+        if sep and bus and "/" not in bus and not Path(spec).exists():
+            if buses and bus not in buses:
+                raise UsageError(f"--can {spec}: no bus {bus!r} (buses: {', '.join(buses)})")
             out.append((bus, Path(rest)))
         else:
-            out.append((buses[0] if buses else "can0", Path(spec)))
+            out.append((buses[0] if buses else None, Path(spec)))
     return out
 
 
 def _inputs(
-    logs: list[tuple[str, Path]], nmea: Path | None, tally: Tally, parser: NmeaParser
+    logs: list[tuple[str | None, Path]], nmea: Path | None, tally: Tally, parser: NmeaParser
 ) -> Iterator[tuple[float, int, Frame | Fix]]:
     streams: list[Iterator[tuple[float, int, Frame | Fix]]] = []
     for index, (bus, path) in enumerate(logs):
-        frames = read_log(path, bus, tally.can)
+        frames = read_log(path, bus or "can0", tally.can)
         streams.append((f.timestamp, index, f) for f in frames)
     if nmea is not None:
         fixes = read_nmea_file(nmea, parser=parser)

@@ -73,10 +73,13 @@ class NameIndex:
         self.forget()
 
     def remove(self, runtime: object) -> None:
+        """Drop every trigger of one monitor (rebuilds the sorted lists)."""
         kept = [e for e in self.entries if e[0] is not runtime]
-        self.__init__(self.kind)  # type: ignore[misc]
+        self.entries, self._points, self._at_point = [], [], []
+        self._by_value, self._always = {}, []
         for entry in kept:
             self.add(entry)
+        self.forget()
 
     def forget(self) -> None:
         """The previous value is no longer trusted: the next change looks at every trigger."""

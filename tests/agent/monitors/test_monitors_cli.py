@@ -159,3 +159,13 @@ def test_replay_and_check_with_a_config_file(tmp_path: Path) -> None:
     result = agent("check", "--config", broken)
     assert result.returncode == 1
     assert "$.vin" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_replay_refuses_invalid_monitors_with_every_problem(tmp_path: Path) -> None:
+    bad = {"id": "x", "label": "x", "triggerParam": {"triggers": [], "boolExp": "a"}}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    result = agent("replay", "--can", f"can0={DRIVE / 'drive.log'}", "--monitors", path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "$.triggerParam.triggers: needs 1 to 10 triggers" in result.stderr
+    assert "'a', which is not a trigger" in result.stderr
