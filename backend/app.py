@@ -8,6 +8,7 @@ leases deliveries, so two dispatchers never send the same attempt).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +32,20 @@ log = logging.getLogger(__name__)
 ROLES = ("ingest", "dispatcher", "api")
 
 
+async def status_sync(channel: MqttMonitorChannel, stop: asyncio.Event, every: float = 5.0) -> None:
+    """Push status changes made outside the API (a dispatcher marking a monitor Failed after
+    410 Gone) to the retained monitor topics, so the agents stop firing it."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if not channel.connected.is_set():
+            continue  # the reconnection republishes everything
+        for record in channel.store.live_monitors():
+            if channel.published.get(record.monitor_id) != record.status:
+                log.info("monitor %s is now %s", record.monitor_id, record.status)
+                await asyncio.to_thread(channel.publish, record)
+
+
 @dataclass
 class Backend:
     config: BackendConfig
@@ -41,6 +56,7 @@ class Backend:
     dispatcher: Dispatcher | None = None
     ingest: MqttIngest | None = None
     server: uvicorn.Server | None = None
+    status_sync_interval: float = 5.0
 
     def _secret_for(self, callback_name: str) -> bytes:
         return secret_key(self.config.webhooks.secret_for(callback_name))
@@ -93,7 +109,7 @@ class Backend:
         channel = MqttMonitorChannel(
             self.config.mqtt,
             topics,
-            live_monitors=store.live_monitors,
+            store=store,
             on_state=on_state,
             on_bad_state=lambda reason: self.metrics.skipped.labels(reason=reason).inc(),
         )
@@ -132,6 +148,8 @@ class Backend:
             self.server, channel = self._build_api(topics)
             channel.start()
             tasks.append(asyncio.create_task(self.server.serve()))
+            sync = status_sync(channel, stop, self.status_sync_interval)
+            tasks.append(asyncio.create_task(sync))
         log.info("edgemon-backend running: %s", ", ".join(sorted(self.roles)))
         try:
             await stop.wait()

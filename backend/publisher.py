@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 from agent.wire import Topics, WireError, valid_topic_level
 from backend.broker import connect_properties, mqtt_client
 from backend.config import MqttConfig
-from backend.records import MonitorRecord, VehicleMonitorState
+from backend.records import MonitorRecord, Store, VehicleMonitorState
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,14 @@ class MqttMonitorChannel:
         config: MqttConfig,
         topics: Topics,
         *,
-        live_monitors: Callable[[], list[MonitorRecord]],
+        store: Store,
         on_state: Callable[[str, VehicleMonitorState | None, str, str], None],
         on_bad_state: Callable[[str], None] = lambda _reason: None,
         publish_timeout: float = 5.0,
     ) -> None:
         self.topics = topics
         self.config = config
-        self.live_monitors = live_monitors
+        self.store = store
         self.on_state = on_state
         self.on_bad_state = on_bad_state
         self.publish_timeout = publish_timeout
@@ -105,6 +105,7 @@ class MqttMonitorChannel:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self.connected = threading.Event()
+        self.published: dict[str, str] = {}  # monitor id -> status last published
 
     def start(self) -> None:
         self._client.connect_async(
@@ -127,7 +128,8 @@ class MqttMonitorChannel:
             log.error("MQTT connection refused: %s", rc)
             return
         client.subscribe(self.topics.all_monitor_states(), qos=1)
-        for record in self.live_monitors():
+        for record in self.store.live_monitors():
+            self.published[record.monitor_id] = record.status
             self._send(monitor_topic(self.topics, record), monitor_payload(record), wait=False)
         self.connected.set()
 
@@ -150,7 +152,9 @@ class MqttMonitorChannel:
                 log.warning("publish to %s not confirmed: %s", topic, exc)
 
     def publish(self, record: MonitorRecord) -> None:
+        self.published[record.monitor_id] = record.status
         self._send(monitor_topic(self.topics, record), monitor_payload(record))
 
     def clear(self, record: MonitorRecord) -> None:
+        self.published.pop(record.monitor_id, None)
         self._send(monitor_topic(self.topics, record), b"")

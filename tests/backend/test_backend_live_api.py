@@ -41,7 +41,8 @@ def live_api(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[str]:
         api={"port": port},
         mqtt={"host": mosquitto.host, "port": mosquitto.port, "client_id": "api-test"},
     )
-    running = BackendThread(Backend(config, frozenset({"api"}))).start()
+    backend = Backend(config, frozenset({"api"}), status_sync_interval=0.1)
+    running = BackendThread(backend).start()
     try:
         wait_for_port("127.0.0.1", port)
         yield f"http://127.0.0.1:{port}"
@@ -126,3 +127,22 @@ def test_schemathesis_finds_no_server_error(live_api: str, tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "Tested: 18" in result.stdout and " passed" in result.stdout
+
+
+def test_a_monitor_failed_by_the_dispatcher_is_republished(
+    live_api: str, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    from backend.store import SqliteStore
+
+    definition = monitor_definition("https://hooks.example/in")
+    ref = httpx.post(f"{live_api}/fleets/f1/monitors", json=definition, headers=AUTH).json()
+    watcher, seen = _watch(mosquitto, TOPICS.fleet_monitor("f1", ref["monitorId"]))
+    try:
+        assert json.loads(seen.get(timeout=10))["status"] == "Running"
+        store = SqliteStore(tmp_path / "backend.db")  # what a dispatcher does on 410 Gone
+        store.set_monitor_status(ref["monitorId"], "Failed", time.time())
+        store.close()
+        assert json.loads(seen.get(timeout=10))["status"] == "Failed"
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
