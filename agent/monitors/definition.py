@@ -43,7 +43,7 @@ from agent.monitors.names import (
     stellantis_info,
 )
 from agent.monitors.schedule import parse_time
-from agent.monitors.signals import with_gps
+from agent.monitors.signals import resolve_in_use, with_gps
 from agent.monitors.zone import parse_zone
 
 MAX_TRIGGERS = 10  # Stellantis allows 5; more is an extension (the truth table stays small)
@@ -302,7 +302,16 @@ def _one_trigger(name: str, kind: str, fields: Fields, catalog: Catalog | None) 
     if kind == "zone":
         return parse_zone(name, body)
     if kind == "time":
-        return parse_time(name, body)
+        time_trigger = parse_time(name, body)
+        if time_trigger is not None and time_trigger.require_in_use and catalog is not None:
+            in_use = resolve_in_use(catalog)
+            if catalog.describe(in_use) is None:
+                body.report.warn(
+                    body.at("requireInUse"),
+                    f"this vehicle has no {in_use!r} (nor an ignition name): the trigger stays "
+                    "unknown; set requireInUse to false for a plain schedule",
+                )
+        return time_trigger
     trigger = parse_data(name, body)
     if trigger is not None:
         trigger = check_data(trigger, body, catalog)

@@ -377,3 +377,16 @@ def test_published_model_quirks_capitalised_name_and_zero_retry_with_none() -> N
         "$.subscribeParam.retryPolicy.retryNumber",
         "$.subscribeParam.retryPolicy.retryDelay",
     }
+
+
+def test_time_trigger_on_a_vehicle_without_an_in_use_signal_is_warned() -> None:
+    window = {"times": [{"start": "PT8H", "duration": "PT1H"}]}
+    obj = {
+        "label": "x",
+        "triggerParam": {"triggers": [{"name": "t", "time": window}], "boolExp": "t"},
+    }
+    result = parse_monitor(obj, catalog=FakeCatalog({}))
+    assert result.problems == []
+    assert [w.path for w in result.warnings] == ["$.triggerParam.triggers[0].time.requireInUse"]
+    window["requireInUse"] = False  # type: ignore[assignment]
+    assert parse_monitor(obj, catalog=FakeCatalog({})).warnings == []
