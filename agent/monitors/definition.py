@@ -16,22 +16,15 @@ from agent.monitors.data import (
     operands,
     parse_data,
 )
+from agent.monitors.delivery import read_attributes, read_subscribe
 from agent.monitors.expr import Expr, ExprError, constant_value, names_of, parse_expression
 from agent.monitors.fields import Fields, Report, split_repeated
 from agent.monitors.model import (
-    ATTRIBUTE_TYPES,
-    DEFAULT_RETRY,
-    RETRY_POLICIES,
     STATUSES,
-    VARIABLES,
-    Attribute,
-    BatchNotify,
     Catalog,
     Monitor,
-    RetryPolicy,
     SubscribeParam,
     Trigger,
-    Webhook,
     and_of,
     monitor_hash,
 )
@@ -84,9 +77,9 @@ def build_monitor(
     if status not in STATUSES:
         report.problem("$.status", f"must be one of {', '.join(STATUSES)}, got {status!r}")
     label = fields.string("label", required=True)
-    subscribe = _subscribe(fields)
+    subscribe = read_subscribe(fields)
     extended = _extended(fields, catalog)
-    attributes = _attributes(fields, "attributes", "attributres")
+    attributes = read_attributes(fields, "attributes", "attributres")
     params = fields.child("triggerParam", required=True)
     parsed = _trigger_param(params, catalog) if params is not None else None
     if report.problems or parsed is None or label is None:
@@ -103,106 +96,6 @@ def build_monitor(
         attributes=attributes,
         status=status,
     )
-
-
-def _attributes(fields: Fields, *keys: str) -> tuple[Attribute, ...]:
-    found = fields.find(*keys)
-    if found is not None and found[0] == "attributres":
-        fields.report.warn(fields.at("attributres"), "read as attributes (spelling of the docs)")
-    out: list[Attribute] = []
-    for path, item in fields.array(*keys) or []:
-        attr = Fields.of(item, path, fields.report)
-        if attr is None:
-            continue
-        attr.unknown({"type", "key", "value"})
-        kind = attr.string("type", required=True)
-        key = attr.string("key", required=True)
-        value = attr.string("value", required=True)
-        if kind is not None and kind not in ATTRIBUTE_TYPES:
-            fields.report.problem(attr.at("type"), f"must be Header, Body or Query, got {kind!r}")
-            continue
-        if kind is None or key is None or value is None:
-            continue
-        if value.startswith("$") and value[1:].lower() not in VARIABLES:
-            fields.report.warn(attr.at("value"), f"unknown variable {value!r}, sent as is")
-        out.append(Attribute(kind, key, value))
-    return tuple(out)
-
-
-def _subscribe(fields: Fields) -> SubscribeParam | None:
-    sub = fields.child("subscribeParam")
-    if sub is None:
-        return None
-    report = sub.report
-    sub.unknown({"refreshEvent", "retryPolicy", "batchNotify", "callback", "callbackAttributes"})
-    refresh = sub.integer("refreshEvent", minimum=1)
-    if refresh is not None and refresh < 60:
-        report.warn(sub.at("refreshEvent"), "below the Stellantis minimum of 60 s; accepted")
-    retry = _retry(sub)
-    batch = None
-    batch_fields = sub.child("batchNotify")
-    if batch_fields is not None:
-        batch_fields.unknown({"size", "timeWindow"})
-        size = batch_fields.integer("size", required=True, minimum=1)
-        window = batch_fields.integer("timeWindow", minimum=5)
-        batch = None if size is None else BatchNotify(size, 60 if window is None else window)
-    webhook = _webhook(sub)
-    callback_attributes: tuple[Attribute, ...] = ()
-    channels = sub.child("callbackAttributes")
-    if channels is not None:
-        channels.unknown({"webhook", "websocket", "pushnotif"})
-        for channel in ("webhook", "websocket", "pushnotif"):
-            callback_attributes += _attributes(channels, channel)
-    return SubscribeParam(refresh, retry, batch, webhook, callback_attributes)
-
-
-def _retry(sub: Fields) -> RetryPolicy:
-    retry = sub.child("retryPolicy")
-    if retry is None:
-        return DEFAULT_RETRY
-    retry.unknown({"policy", "retryNumber", "maxRetryNumber", "retryDelay"})
-    policy = retry.string("policy", required=True)
-    if policy is not None and policy not in RETRY_POLICIES:
-        sub.report.problem(retry.at("policy"), f"must be None, Bounded or Always, got {policy!r}")
-        policy = None
-    number = retry.integer("retryNumber", "maxRetryNumber")
-    delay = retry.integer("retryDelay")
-    for key, value in (("retryNumber", number), ("retryDelay", delay)):
-        if value is not None and value < 1:
-            if policy == "None":  # ignored with None; the docs' model example writes 0
-                sub.report.warn(retry.at(key), "ignored with policy None")
-            else:
-                sub.report.problem(retry.at(key), f"must be at least 1, got {value}")
-    number = None if number is None or number < 1 else number
-    delay = None if delay is None or delay < 1 else delay
-    return RetryPolicy(policy or "None", 3 if number is None else number, delay or 10)
-
-
-def _webhook(sub: Fields) -> Webhook | None:
-    callback = sub.child("callback")
-    if callback is None:
-        return None
-    if "webhook" in callback.obj:
-        callback.unknown({"webhook"})
-        hook = callback.child("webhook")
-        if hook is None:
-            return None
-    else:  # reference §7.5: target/name directly under callback
-        hook = callback
-    hook.unknown({"target", "name", "attributes", "attributres"})
-    target = hook.string("target", required=True)
-    name = hook.string("name", required=True)
-    attributes = _attributes(hook, "attributes", "attributres")
-    if target is not None:
-        lowered = target.lower()
-        if lowered.startswith("http://"):
-            sub.report.warn(hook.at("target"), "plain http: the backend refuses it (HTTPS only)")
-        elif not lowered.startswith("https://"):
-            sub.report.problem(hook.at("target"), f"not an http(s) URL: {target!r}")
-            return None
-    if target is None or name is None:
-        return None
-    return Webhook(target, name, attributes)
 
 
 def _extended(fields: Fields, catalog: Catalog | None) -> tuple[str, ...]:
