@@ -5,11 +5,12 @@ one way: JSON -> ``model.parse_monitor`` (frozen ``Monitor``) -> ``engine.Engine
 states, three-valued expression) -> ``agent.model.Event``.
 
 Modules: ``model`` (objects, ``parse_monitor``, ``monitor_hash``), ``definition`` (building a
-monitor from JSON), ``fields`` (JSON access with paths), ``names`` (the Stellantis data-name
-table), ``expr`` (boolExp), ``zone``/``geo`` (places), ``schedule`` (time windows), ``data``
-(data triggers, operators), ``conditions``/``triggers`` (trigger states), ``index`` (which
-triggers a change can affect), ``runtime``, ``engine``, ``memory`` (fired store, sequence, ids),
-``extensions`` (event values and snapshots), ``signals`` (GPS-derived names, "in use").
+monitor from JSON), ``delivery`` (subscribeParam), ``fields`` (JSON access with paths),
+``names`` (the Stellantis data-name table), ``expr`` (boolExp), ``zone``/``geo`` (places),
+``schedule`` (time windows), ``data`` (data triggers, operators), ``conditions``/``triggers``
+(trigger states), ``index`` (which triggers a change can affect), ``runtime``, ``engine``,
+``memory`` (fired store, sequence, ids), ``extensions`` (event values and snapshots),
+``signals`` (GPS-derived names, "in use"), ``loading`` (monitors files).
 
 Errors: invalid definitions never raise; ``parse_monitor`` returns every problem
 (``agent.errors.Problem``). ``expr.ExprError`` (a ValueError) stays inside the package;
