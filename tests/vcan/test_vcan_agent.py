@@ -18,7 +18,7 @@ import agent.app
 import agent.commands.simulate  # noqa: F401 - same for `edgemon-agent simulate`
 from agent.dbc import DEMO_DBC, DEMO_MAP, demo_buses, load_vehicle
 from agent.decode import Decoder
-from agent.model import Frame
+from agent.model import Event, Frame
 from agent.sources.can import BusConfig, CanSource
 from agent.state import VehicleState
 from agent.wire import Topics, event_from_json
@@ -129,9 +129,22 @@ class Subscriber:
         self.client.loop_stop()
 
 
+def _oil(event: Event) -> str:
+    return {v.data: v.value for v in event.values}[OIL]
+
+
+def _bounce_link(channel: str) -> None:
+    assert sh("ip", "link", "set", channel, "down").returncode == 0
+    try:
+        time.sleep(0.5)
+    finally:
+        assert sh("ip", "link", "set", channel, "up").returncode == 0
+
+
 def test_vcan_agent_run_fires_on_cansend_and_canplayer(vcan: VcanBus, tmp_path: Path) -> None:
     """The real daemon on vcan0: frames from cansend and canplayer are decoded, the monitor
-    fires, the events wait in the outbox while the broker is down, then are published."""
+    fires, the daemon survives vcan0 going down and up, the events wait in the outbox while the
+    broker is down, then are published."""
     port = free_port()
     broker_dir = tmp_path / "broker"
     durable = f"user root\npersistence true\npersistence_location {broker_dir}/\n"
@@ -164,12 +177,24 @@ def test_vcan_agent_run_fires_on_cansend_and_canplayer(vcan: VcanBus, tmp_path: 
         wait_until(lambda: len(_outbox_events(outbox)) >= 2, 60, "two events in the outbox")
         stored = [event_from_json(p) for p in _outbox_events(outbox)]
         assert [(e.seq, e.monitor_id) for e in stored] == [(1, "oil-hot"), (2, "oil-hot")]
-        assert [{v.data: v.value for v in e.values}[OIL] for e in stored] == ["130", "131"]
+        assert [_oil(e) for e in stored] == ["130", "131"]
+        if vcan.admin:  # the daemon survives its interface going down and up
+            _bounce_link(vcan.classic)
+
+            def fired_again() -> bool:  # frames sent while the agent reopens are lost
+                cansend(vcan.classic, engine_frame(100))
+                cansend(vcan.classic, engine_frame(132))
+                return len(_outbox_events(outbox)) >= 3
+
+            wait_until(fired_again, 60, "an event after the link came back", poll=0.5)
+            stored = [event_from_json(p) for p in _outbox_events(outbox)]
+            assert {_oil(e) for e in stored[2:]} == {"132"}
+            assert agent.poll() is None
         broker.start()  # same port, same durable session: the agent reconnects and publishes
         try:
             wait_until(lambda: not _outbox_events(outbox), 60, "the outbox to drain")
             subscriber.connect()
-            wait_until(lambda: len(subscriber.payloads) >= 2, 30, "the queued events")
+            wait_until(lambda: len(subscriber.payloads) >= len(stored), 30, "the queued events")
             subscriber.disconnect()
         finally:
             agent.terminate()
