@@ -20,6 +20,7 @@ from agent.wire import Topics
 from backend.api import ApiContext, build_api
 from backend.config import BackendConfig
 from backend.dispatcher import Dispatcher
+from backend.http1 import Http1Sender
 from backend.ingest import EventIntake, MqttIngest
 from backend.metrics import Metrics
 from backend.publisher import MqttMonitorChannel
@@ -63,7 +64,8 @@ class Backend:
 
     def _build_dispatcher(self) -> Dispatcher:
         hooks = self.config.webhooks
-        sender = self.sender or HttpxSender(
+        kind = Http1Sender if hooks.client == "builtin" else HttpxSender
+        sender = self.sender or kind(
             verify=tls_context(hooks.ca_bundle),
             connect_timeout=hooks.connect_timeout,
             timeout=hooks.timeout,

@@ -60,6 +60,7 @@ class WebhookConfig:
     connect_timeout: float = 5.0
     timeout: float = 10.0
     per_endpoint_concurrency: int = 8
+    client: str = "httpx"  # "httpx" | "builtin" (backend.http1: ~25x less CPU per request)
 
     def secret_for(self, callback_name: str) -> str:
         return self.secrets.get(callback_name, self.default_secret)
@@ -191,7 +192,16 @@ def _webhooks(r: _Reader, base: Path) -> WebhookConfig:
         connect_timeout=r.positive("connect_timeout", float, 5.0),
         timeout=r.positive("timeout", float, 10.0),
         per_endpoint_concurrency=r.positive("per_endpoint_concurrency", int, 8),
+        client=_client(r),
     )
+
+
+def _client(r: _Reader) -> str:
+    client: str = r.get("client", str, "httpx")
+    if client not in ("httpx", "builtin"):
+        r.problems.append(Problem(f"{r.path}.client", "must be 'httpx' or 'builtin'"))
+        return "httpx"
+    return client
 
 
 def _dispatcher(r: _Reader) -> DispatcherConfig:

@@ -68,10 +68,12 @@ def target_problems(spec: DeliverySpec, allow_insecure_http: bool, path: str) ->
         )
     if not parts.hostname:
         problems.append(Problem(f"{path}.target", "the target has no host"))
-    for i, (kind, key, _value) in enumerate(spec.attributes):
-        where = f"{path}.attributes[{i}].key"
+    for i, (kind, key, value) in enumerate(spec.attributes):
+        where = f"{path}.attributes[{i}]"
         if kind == "Header" and (not _HEADER_NAME.match(key) or key.lower() in _RESERVED_HEADERS):
-            problems.append(Problem(where, f"{key!r} cannot be sent as a header"))
+            problems.append(Problem(f"{where}.key", f"{key!r} cannot be sent as a header"))
+        if any(c in value for c in "\r\n\0"):
+            problems.append(Problem(f"{where}.value", "a value cannot hold line breaks"))
     return problems
 
 

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from backend.dispatcher import Dispatcher
+from backend.http1 import Http1Sender
 from backend.retry import MAX_AGE
 from backend.signing import secret_key
 from backend.store import SqliteStore
@@ -36,11 +37,24 @@ from tests.backend.conftest import (
 Make = Callable[..., Receiver]
 
 
+SENDERS = {"httpx": HttpxSender, "builtin": Http1Sender}
+KIND = {"sender": "httpx"}
+
+
+@pytest.fixture(autouse=True, params=sorted(SENDERS))
+def sender_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs against both WebhookSender implementations (a contract test)."""
+    KIND["sender"] = request.param
+    yield request.param
+    KIND["sender"] = "httpx"
+
+
 def dispatcher(
     store: SqliteStore, ca: CertAuthority, clock: ManualClock, *, timeout: float = 5.0, **kw: Any
 ) -> Dispatcher:
     d = Dispatcher(store, MemorySender(), lambda _name: secret_key(SECRET), clock=clock, **kw)
-    d.sender_factory = lambda: HttpxSender(  # type: ignore[attr-defined]
+    kind = SENDERS[KIND["sender"]]
+    d.sender_factory = lambda: kind(  # type: ignore[attr-defined]
         verify=ca.client_context(), timeout=timeout, connect_timeout=timeout
     )
     return d

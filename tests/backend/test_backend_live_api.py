@@ -115,6 +115,8 @@ def test_schemathesis_finds_no_server_error(live_api: str, tmp_path: Path) -> No
             "8",
             "--max-time",
             "20",
+            "--request-timeout",
+            "15",
             "--seed",
             "7",
             "--report-dir",

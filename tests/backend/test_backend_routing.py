@@ -57,7 +57,15 @@ def test_webhook_body_has_the_stellantis_shape() -> None:
 
 
 def test_targets_must_be_https_unless_switched_on() -> None:
-    spec = DeliverySpec("cb", "http://hooks.example/in", (("Header", "bad header", "x"),))
+    spec = DeliverySpec(
+        "cb",
+        "http://hooks.example/in",
+        (("Header", "bad header", "x"), ("Header", "X-Ok", "a\r\nX-Evil: 1")),
+    )
     problems = target_problems(spec, False, "$.cb")
-    assert [p.path for p in problems] == ["$.cb.target", "$.cb.attributes[0].key"]
-    assert [p.path for p in target_problems(spec, True, "$.cb")] == ["$.cb.attributes[0].key"]
+    assert [p.path for p in problems] == [
+        "$.cb.target",
+        "$.cb.attributes[0].key",
+        "$.cb.attributes[1].value",
+    ]
+    assert len(target_problems(spec, True, "$.cb")) == 2
