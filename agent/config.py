@@ -27,7 +27,7 @@ from agent.wire import DEFAULT_PREFIX, valid_topic_level
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _MQTT_KEYS = {"host", "port", "protocol", "client_id", "keepalive", "tls", "ca_file", "cert_file"}
 _MQTT_KEYS |= {"key_file", "username", "password", "password_file", "password_env", "max_inflight"}
-_MQTT_KEYS |= {"tcp_nodelay", "reconnect_min", "reconnect_max", "topic_prefix"}
+_MQTT_KEYS |= {"tcp_nodelay", "reconnect_min", "reconnect_max", "topic_prefix", "connack_timeout"}
 _CAN_KEYS = {
     "name",
     "interface",
@@ -69,6 +69,7 @@ class MqttConfig:
     tcp_nodelay: bool = True
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
+    connack_timeout: float = 10.0  # a broker that accepts TCP but never answers CONNECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +260,7 @@ def _read_mqtt(r: _Reader, raw: dict[str, Any], env: Mapping[str, str]) -> MqttC
         tcp_nodelay=bool(raw.get("tcp_nodelay", True)),
         reconnect_min=r.positive(raw, "reconnect_min", where, 0.5),
         reconnect_max=r.positive(raw, "reconnect_max", where, 30.0),
+        connack_timeout=r.positive(raw, "connack_timeout", where, 10.0),
     )
 
 

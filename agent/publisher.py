@@ -30,6 +30,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -229,8 +230,14 @@ class MqttLink:
     def _run_session(self, client: mqtt.Client) -> None:
         self._client = client
         client.loop_start()
+        # a broker that accepts TCP but never answers CONNECT must not hold us forever
+        connack_deadline = time.monotonic() + self.config.connack_timeout
         while not self._session_over.wait(0.5):
             if self._stopping.is_set() and not self.connected:
+                break
+            if not self._last_connect_ok and time.monotonic() > connack_deadline:
+                self._refusal = f"no CONNACK from {self.config.host}:{self.config.port}"
+                client.disconnect()
                 break
         client.loop_stop()
         self._connected.clear()

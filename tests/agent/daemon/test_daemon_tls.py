@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -208,3 +209,20 @@ def test_username_password_over_server_tls(tmp_path: Path, protocol: str) -> Non
         assert isinstance(refused, ConnectFailed) and "refused" in refused.reason
     finally:
         broker.stop()
+
+
+def test_a_broker_that_never_answers_connect_is_left_and_retried() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        config = MqttConfig(port=port, connack_timeout=0.3, reconnect_min=0.05, reconnect_max=0.1)
+        inbox: queue.Queue[LinkEvent] = queue.Queue()
+        link = MqttLink(config, "car-silent", inbox.put)
+        link.start()
+        try:
+            first = _wait(inbox, ConnectFailed)
+            _wait(inbox, ConnectFailed)
+        finally:
+            link.stop()
+    assert isinstance(first, ConnectFailed) and "no CONNACK" in first.reason
