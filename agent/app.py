@@ -168,7 +168,7 @@ class Agent:
             config.mqtt.client_id or f"edgemon-{config.vin}",
             self.inbox.put,
             subscriptions=self.sync.subscriptions(),
-            will=Will(self.topics.status(config.vin), self._status(online=False)),
+            will=self._will,
         )
         self.pump = EventPump(self.outbox, self.link, self.topics, config.mqtt.max_inflight)
         replays = {r.bus: r for r in config.can_replay}
@@ -397,16 +397,29 @@ class Agent:
         return merged
 
     def _status(self, *, online: bool) -> bytes:
+        """The status message; offline (the stop message) without counters."""
         return status_to_json(
             vin=self.config.vin,
             online=online,
             at=datetime.fromtimestamp(self.now(), UTC),
             version=__version__,
-            outbox_depth=self.outbox.depth() if hasattr(self, "outbox") else 0,
-            monitors=self.sync.applied() if hasattr(self, "sync") else [],
+            outbox_depth=self.outbox.depth(),
+            monitors=self.sync.applied(),
             counters=self.counters() if online else {},
             clock=self.clock.source,
         )
+
+    def _will(self) -> Will:
+        """The last will, built in the MQTT thread at each connect: plain values only (no
+        structure the main loop may be changing)."""
+        payload = status_to_json(
+            vin=self.config.vin,
+            online=False,
+            at=datetime.fromtimestamp(self.now(), UTC),
+            version=__version__,
+            outbox_depth=self.outbox.depth(),
+        )
+        return Will(self.topics.status(self.config.vin), payload)
 
     def _publish_status(self) -> None:
         self._publish_retained(self.topics.status(self.config.vin), self._status(online=True))

@@ -141,7 +141,7 @@ class MqttLink:
         sink: Callable[[LinkEvent], None],
         *,
         subscriptions: tuple[str, ...] = (),
-        will: Will | None = None,
+        will: Will | Callable[[], Will] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -286,8 +286,9 @@ class MqttLink:
             client.tls_set_context(self._tls)
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password)
-        if self.will is not None:
-            client.will_set(self.will.topic, self.will.payload, qos=1, retain=True)
+        if self.will is not None:  # a callable is asked again at each connect (fresh "at")
+            will = self.will() if callable(self.will) else self.will
+            client.will_set(will.topic, will.payload, qos=1, retain=True)
         client.on_connect = self._on_connect_for(generation)
         client.on_disconnect = self._on_disconnect_for(generation)
         client.on_publish = self._on_publish_for(generation)

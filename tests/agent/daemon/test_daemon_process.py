@@ -67,7 +67,9 @@ def test_sigkill_mid_burst_loses_nothing_committed(
     collector_factory: Callable[..., Collector],
     processes: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
-    collector = collector_factory(mosquitto.host, mosquitto.port, [TOPICS.events(VIN)])
+    collector = collector_factory(
+        mosquitto.host, mosquitto.port, [TOPICS.events(VIN), TOPICS.status(VIN)]
+    )
     log = write_oil_log(tmp_path / "burst.log", 4000, step=0.0005)
     folder = tmp_path / "agent"
     burst = agent_toml(
@@ -77,11 +79,13 @@ def test_sigkill_mid_burst_loses_nothing_committed(
         monitors=[oil_monitor("120", id="oil")],
     )
     proc = processes(burst)
-    collector.wait_for(lambda c: len(c.payloads()) >= 50, timeout=60)
+    collector.wait_for(lambda c: len(c.payloads("/events")) >= 50, timeout=60)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(10) == -signal.SIGKILL
+    # the broker notices the dead connection and publishes the agent's last will
+    collector.wait_for(lambda c: any(not json.loads(p)["online"] for p in c.payloads("/status")))
     _settle(collector)  # what the broker acknowledged before the kill is still on its way
-    received_before = _unique(collector.payloads())
+    received_before = _unique(collector.payloads("/events"))
     with sqlite3.connect(folder / "state" / "outbox.sqlite") as db:
         pending = dict(db.execute("SELECT event_id, seq FROM events").fetchall())
     committed = {**received_before, **pending}
@@ -89,8 +93,8 @@ def test_sigkill_mid_burst_loses_nothing_committed(
     # restart without the replay: the outbox alone must deliver the rest
     quiet = agent_toml(folder, mosquitto.port, monitors=[oil_monitor("120", id="oil")])
     processes(quiet)
-    collector.wait_for(lambda c: set(committed) <= set(_unique(c.payloads())), timeout=60)
-    final = _unique(collector.payloads())
+    collector.wait_for(lambda c: set(committed) <= set(_unique(c.payloads("/events"))), timeout=60)
+    final = _unique(collector.payloads("/events"))
     seqs = [final[i] for i in final]
     assert seqs == sorted(seqs), "first occurrences out of order"
     assert sorted(committed.values()) == list(range(1, len(committed) + 1))
