@@ -376,6 +376,7 @@ class Agent:
     # -- status ----------------------------------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
+        """Every stage's counters, prefixed (``can.``, ``gps.``, ``outbox.``, ``mqtt.``...)."""
         merged = {
             "events_committed": self.events_committed,
             "monitors.local_file_errors": self.local_file_errors,
@@ -387,10 +388,10 @@ class Agent:
             ("monitors", self.sync.counters),
         ]
         if self.gps is not None:
-            parts.append(("gps", self.gps.counters))
+            parts.append(("gps", _snapshot(self.gps)))
         for reader in self.readers:
             if reader.source is not None:
-                parts.append((f"bus.{reader.bus.name}", reader.source.counters))
+                parts.append((f"bus.{reader.bus.name}", _snapshot(reader.source)))
         for prefix, counters in parts:
             merged.update({f"{prefix}.{k}": int(v) for k, v in counters.items()})
         merged["outbox.dropped_total"] = self.outbox.dropped
@@ -434,3 +435,13 @@ class Agent:
     def _housekeeping(self) -> None:
         self.clock.set_system_synced(system_clock_synced())
         self.outbox.prune(self.now())
+
+
+def _snapshot(source: CanSource | GpsSource) -> dict[str, int]:
+    """A copy of counters a reader thread updates (a key added meanwhile: read again)."""
+    for _ in range(3):
+        try:
+            return dict(source.counters)
+        except RuntimeError:  # dictionary changed size during iteration
+            continue
+    return {}
