@@ -34,7 +34,7 @@ from agent.clock import TrustedClock, system_clock_synced
 from agent.config import AgentConfig, CanReplay
 from agent.dbc import load_vehicle
 from agent.decode import Decoder
-from agent.errors import SourceError
+from agent.errors import OutboxError, SourceError
 from agent.model import Event, Fix, Frame
 from agent.monitor_sync import MonitorSync, read_monitors_file
 from agent.monitors.engine import Engine, FiredState
@@ -61,6 +61,7 @@ BATCH = 512  # inbox items handled per outbox transaction, at most
 STATUS_PERIOD = 60.0
 HOUSEKEEPING_PERIOD = 30.0
 FLUSH_SECONDS = 3.0
+HELD_MAX = 10_000  # events kept in memory while the outbox cannot be written
 RECONCILE_DELAY = 10.0  # after a connect, retained monitors not re-delivered by then are gone
 
 
@@ -178,6 +179,9 @@ class Agent:
         self._reconcile_at = 0.0
         self.events_committed = 0
         self.local_file_errors = 0
+        self.commit_failures = 0
+        self.held_dropped = 0
+        self._held: list[Event] = []
 
     def _open_outbox(self) -> Outbox:
         settings = self.config.outbox
@@ -283,6 +287,8 @@ class Agent:
         while self.outbox.depth() and self.link.connected and time.monotonic() < deadline:
             self._step(0.05)
         self.link.stop((self.topics.status(self.config.vin), self._status(online=False)))
+        if self._held:
+            log.error("%d event(s) could not be committed and are lost", len(self._held))
         log.info("agent stopped; %d event(s) left in the outbox", self.outbox.depth())
         self.outbox.close()
 
@@ -351,8 +357,27 @@ class Agent:
             self._apply_wanted_names()
 
     def _commit(self, events: list[Event]) -> None:
-        self.outbox.append(events, self.now())
-        self.events_committed += len(events)
+        """Commit this step's events (and any a failed commit left behind), oldest first.
+
+        When the disk refuses (full, I/O error) the events wait in memory, bounded by
+        HELD_MAX (oldest dropped, counted), and the next step tries again: nothing is published
+        before it is committed, and the process keeps running.
+        """
+        batch = self._held + events if self._held else events
+        if not batch:
+            self.outbox.append((), self.now())  # buffered fired state, if any
+            return
+        try:
+            self.outbox.append(batch, self.now())
+        except OutboxError as exc:
+            self.commit_failures += 1
+            if self.commit_failures & (self.commit_failures - 1) == 0:  # 1, 2, 4, 8...
+                log.error("%s; %d event(s) held in memory, retrying", exc, len(batch))
+            self.held_dropped += max(0, len(batch) - HELD_MAX)
+            self._held = batch[-HELD_MAX:]
+            return
+        self._held = []
+        self.events_committed += len(batch)
 
     # -- monitors --------------------------------------------------------------------------------
 
@@ -380,6 +405,9 @@ class Agent:
         merged = {
             "events_committed": self.events_committed,
             "monitors.local_file_errors": self.local_file_errors,
+            "outbox.commit_failures": self.commit_failures,
+            "outbox.held": len(self._held),
+            "outbox.held_dropped": self.held_dropped,
         }
         parts: list[tuple[str, dict[str, int]]] = [
             ("can", self.decoder.counters),

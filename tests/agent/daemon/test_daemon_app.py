@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import can
 import jsonschema
@@ -15,6 +16,7 @@ import pytest
 
 from agent.app import Agent
 from agent.config import load_config
+from agent.errors import OutboxError
 from agent.wire import Topics, event_from_json
 from tests.agent.daemon.conftest import VIN, Collector, agent_toml, engine_frame, oil_monitor
 from tests.conftest import ROOT
@@ -322,4 +324,32 @@ def test_broken_monitors_file_on_reload_keeps_the_running_monitors(
         time.sleep(0.02)
     agent.send_oil(100, 130)
     collector.wait_for(lambda c: len(c.payloads("/events")) >= 1)
+    assert agent.stop() == 0
+
+
+def test_a_refused_commit_holds_events_and_retries(
+    running: Callable[..., Running],
+    mosquitto: Mosquitto,
+    collector_factory: Callable[..., Collector],
+) -> None:
+    """The disk refusing a write (injected: a root test cannot make SQLite fail for real)."""
+    collector = collector_factory(mosquitto.host, mosquitto.port, [TOPICS.events(VIN)])
+    agent = running([oil_monitor("120", id="oil-local")])
+    outbox = agent.agent.outbox
+    real_append = outbox.append
+    refusals = [2]
+
+    def flaky_append(events: Any, now: float | None = None) -> int:
+        events = list(events)
+        if events and refusals[0] > 0:
+            refusals[0] -= 1
+            raise OutboxError("cannot write outbox: database or disk is full (injected)")
+        return real_append(events, now)
+
+    outbox.append = flaky_append  # type: ignore[method-assign]
+    agent.send_oil(100, 130)
+    collector.wait_for(lambda c: len(c.payloads("/events")) >= 1)
+    assert agent.agent.commit_failures == 2
+    assert [e["seq"] for e in _events(collector)] == [1]
+    assert agent.agent.counters()["outbox.held"] == 0
     assert agent.stop() == 0
