@@ -220,40 +220,46 @@ def test_gps_fixes_drive_a_zone_monitor(
     assert not thread.is_alive()
 
 
+@pytest.fixture
+def persistent_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker that keeps sessions across its own restart (stopped by PID afterwards)."""
+    store = tmp_path / "persist"
+    store.mkdir()
+    broker = Mosquitto(
+        tmp_path / "persistent-broker",
+        extra_conf=f"persistence true\npersistence_location {store}/\n"
+        # as root, mosquitto drops to its own user, which cannot write pytest's tmp dirs
+        + ("user root\n" if os.geteuid() == 0 else ""),
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 def test_events_fired_while_the_broker_is_down_arrive_after_it_returns(
-    tmp_path: Path,
+    persistent_broker: Mosquitto,
     running: Callable[..., Running],
     collector_factory: Callable[..., Collector],
 ) -> None:
     # The broker keeps the subscriber's session across its restart, so whichever of the agent
     # and the subscriber reconnects first, nothing published meanwhile is missed.
-    store = tmp_path / "persist"
-    store.mkdir()
-    mosquitto = Mosquitto(
-        tmp_path / "persistent-broker",
-        extra_conf=f"persistence true\npersistence_location {store}/\n"
-        # as root, mosquitto drops to its own user, which cannot write pytest's tmp dirs
-        + ("user root\n" if os.geteuid() == 0 else ""),
-    ).start()
+    broker = persistent_broker
     collector = collector_factory(
-        mosquitto.host, mosquitto.port, [TOPICS.events(VIN)], session="backend-1"
+        broker.host, broker.port, [TOPICS.events(VIN)], session="backend-1"
     )
-    agent = running([oil_monitor("120", id="oil-local")], port=mosquitto.port)
+    agent = running([oil_monitor("120", id="oil-local")], port=broker.port)
     agent.send_oil(100, 130)
     collector.wait_for(lambda c: len(c.payloads("/events")) >= 1)
-    mosquitto.stop()
+    broker.stop()
     agent.send_oil(100, 131, 100, 132, 100, 133)
     deadline = time.monotonic() + 10
     while agent.agent.outbox.depth() < 3:  # committed while offline
         assert time.monotonic() < deadline, "events were not committed while offline"
         time.sleep(0.05)
-    mosquitto.start()
-    try:
-        collector.wait_for(
-            lambda c: len({json.loads(p)["seq"] for p in c.payloads("/events")}) >= 4
-        )
-    finally:
-        mosquitto.stop()
+    broker.start()
+    collector.wait_for(lambda c: len({json.loads(p)["seq"] for p in c.payloads("/events")}) >= 4)
     seqs: list[int] = []
     for event in _events(collector):
         if event["seq"] not in seqs:
