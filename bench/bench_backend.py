@@ -3,13 +3,16 @@
 Runs a real mosquitto, an HTTPS receiver (trustme CA) and ``edgemon-backend run --role ingest
 --role dispatcher`` as a separate process. Prints:
 
-- baseline: raw HTTPS POSTs/s from one httpx client to the same receiver (same concurrency);
+- baselines: raw HTTPS POSTs/s from one sender (builtin ``backend.http1`` and httpx) to the same
+  receiver, same concurrency, nothing else;
 - sustained deliveries/s when events are published as fast as possible (each event = one
-  webhook, store durable with synchronous=FULL), and the ratio against the baseline;
+  webhook, store durable with synchronous=FULL), with the httpx sender and with the builtin one,
+  in one and in two backend processes, and the ratio against the baseline of that sender;
+- events/s with batchNotify;
 - latency from publish to the webhook's arrival (p50/p99) at a paced load of half that rate
   (this includes MQTT; the backend's own ingest->delivery histogram is in /metrics).
 
-Usage: .venv/bin/python bench/bench_backend.py [--events 6000] [--concurrency 16]
+Usage: .venv/bin/python bench/bench_backend.py [--events 4000] [--concurrency 8]
 """
 
 from __future__ import annotations
@@ -33,14 +36,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.model import Event, EventValue  # noqa: E402
 from agent.wire import Topics, event_to_json, uuid7  # noqa: E402
+from backend.http1 import Http1Sender  # noqa: E402
 from backend.records import MonitorRecord  # noqa: E402
 from backend.store import SqliteStore  # noqa: E402
+from backend.webhooks import HttpxSender, WebhookRequest  # noqa: E402
 from tests.backend.backend_receiver import CertAuthority, Received, Receiver, Reply  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 
@@ -99,21 +103,25 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
-async def baseline(url: str, ca_file: Path, count: int, concurrency: int) -> float:
-    """Raw HTTPS POSTs/s from one httpx client: the ceiling for any sender written with httpx."""
+async def baseline(url: str, ca_file: Path, count: int, concurrency: int, client: str) -> float:
+    """Raw HTTPS POSTs/s from one sender, nothing else: the ceiling of that HTTP client."""
     body = b'{"monitorId":"m","attributes":[],"events":[]}'
     gate = asyncio.Semaphore(concurrency)
     context = ssl.create_default_context(cafile=str(ca_file))
-    async with httpx.AsyncClient(verify=context) as client:
+    kind = Http1Sender if client == "builtin" else HttpxSender
+    sender = kind(verify=context)
+    request = WebhookRequest(url + "/base", (), body)
 
-        async def one() -> None:
-            async with gate:
-                response = await client.post(url + "/base", content=body)
-                response.raise_for_status()
+    async def one() -> None:
+        async with gate:
+            answer = await sender.send(request)
+            assert answer.status == 200
 
-        start = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(count)))
-        return count / (time.perf_counter() - start)
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(count)))
+    elapsed = time.perf_counter() - start
+    await sender.close()
+    return count / elapsed
 
 
 def monitor(target: str, batch: int | None) -> dict[str, object]:
@@ -171,14 +179,15 @@ def wait_events(receiver: ReceiverProcess, prefix: str, target: int, timeout: fl
 
 
 def start_backend(
-    work: Path, broker: Mosquitto, ca_file: Path, conc: int, name: str = "bench"
+    work: Path, broker: Mosquitto, ca_file: Path, conc: int, *, name: str, client: str
 ) -> subprocess.Popen[bytes]:
     config = work / f"{name}.toml"
     config.write_text(
         f'[store]\npath = "{work / "backend.db"}"\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "{name}"\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        f'client_id = "slot-{name.split("-")[1]}"\n'
         f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca_file}"\n'
-        f"per_endpoint_concurrency = {conc}\n"
+        f'per_endpoint_concurrency = {conc}\nclient = "{client}"\n'
         "[dispatcher]\npoll_interval = 0.05\nclaim_batch = 500\n"
     )
     log_path = work / f"{name}.log"
@@ -234,45 +243,50 @@ def stop_all(backends: list[subprocess.Popen[bytes]]) -> None:
 
 
 def run(args: argparse.Namespace, work: Path, receiver: ReceiverProcess) -> dict[str, float]:
-    """Runs A-E; returns every figure."""
+    """Runs every measurement; returns every figure."""
     ca_file = work / "test-ca.pem"
     broker = Mosquitto(work / "broker").start()
     store = SqliteStore(work / "backend.db")
-    single, batched = uuid7(), uuid7()
-    for mid, prefix, batch in ((single, "/one", None), (batched, "/batch", args.batch)):
-        definition = monitor(receiver.url + prefix, batch)
+    ids = {"/httpx": uuid7(), "/one": uuid7(), "/batch": uuid7()}
+    for prefix, mid in ids.items():
+        definition = monitor(receiver.url + prefix, args.batch if prefix == "/batch" else None)
         store.create_monitor(MonitorRecord(mid, "fleet", FLEET, definition, "Running", 0, 0))
     store.close()
-    backends = [start_backend(work, broker, ca_file, args.concurrency)]
+    conc, n, out = args.concurrency, args.events, {}
+    # The client id is per process slot, not per run: a stopped process keeps its persistent
+    # session, and with it its share of the shared subscription, until a process with the
+    # same id returns (or the session expires).
+    backends = [start_backend(work, broker, ca_file, conc, name="httpx-1", client="httpx")]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher")
     client.max_inflight_messages_set(1000)
     client.connect(broker.host, broker.port)
     client.loop_start()
-    n, out = args.events, {}
-    try:
-        out["base"] = asyncio.run(baseline(receiver.url, ca_file, 2000, args.concurrency))
+
+    def sustained(prefix: str, first: int, expect: int) -> float:
         start = time.perf_counter()
-        out["published"] = burst(client, single, n, 0)
-        wait_events(receiver, "/one", n, timeout=600)
-        out["rate"] = n / (time.perf_counter() - start)
+        burst(client, ids[prefix], n, first)
+        wait_events(receiver, prefix, expect, timeout=600)
+        return n / (time.perf_counter() - start)
+
+    try:
+        out["base_httpx"] = asyncio.run(baseline(receiver.url, ca_file, 2000, conc, "httpx"))
+        out["base"] = asyncio.run(baseline(receiver.url, ca_file, 4000, conc, "builtin"))
+        out["httpx"] = sustained("/httpx", 0, n)
+        stop_all(backends)
+        backends = [start_backend(work, broker, ca_file, conc, name="builtin-1", client="builtin")]
+        out["rate"] = sustained("/one", n, n)
         saturated = latencies(receiver.lines(), "/one")
         out["sat50"], out["sat99"] = pct(saturated, 0.5), pct(saturated, 0.99)
-
-        start = time.perf_counter()
-        burst(client, batched, n, n)
-        wait_events(receiver, "/batch", n, timeout=600)
-        out["batch_rate"] = n / (time.perf_counter() - start)
+        out["batch_rate"] = sustained("/batch", 2 * n, n)
         out["batch_requests"] = receiver.count("/batch")
-
-        backends.append(start_backend(work, broker, ca_file, args.concurrency, "bench-2"))
-        start = time.perf_counter()
-        burst(client, single, n, 2 * n)
-        wait_events(receiver, "/one", 2 * n, timeout=600)
-        out["two_rate"] = n / (time.perf_counter() - start)
+        backends.append(
+            start_backend(work, broker, ca_file, conc, name="builtin-2", client="builtin")
+        )
+        out["two_rate"] = sustained("/one", 3 * n, 2 * n)
 
         before = len(receiver.lines())
         out["paced_rate"] = max(20.0, round(out["rate"] / 2))
-        total = paced(client, single, out["paced_rate"], args.paced_seconds, 3 * n)
+        total = paced(client, ids["/one"], out["paced_rate"], args.paced_seconds, 4 * n)
         wait_events(receiver, "/one", 2 * n + total, timeout=300)
         calm = latencies(receiver.lines()[before:], "/one")
         out["calm50"], out["calm99"] = pct(calm, 0.5), pct(calm, 0.99)
@@ -301,20 +315,22 @@ def main() -> int:
         r = run(args, work, receiver)
     finally:
         receiver.stop()
-    base = r["base"]
+    base, hx = r["base"], r["base_httpx"]
     print(f"machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}")
-    print(f"A baseline: raw HTTPS POSTs/s, httpx, concurrency {args.concurrency}: {base:,.0f}")
-    print(f"B one event per webhook, one backend process: {args.events} events published in "
-          f"{r['published']:.2f}s; {r['rate']:,.0f} deliveries/s sustained (ratio to A "
-          f"{r['rate'] / base:.2f}); publish->webhook under saturation p50 {r['sat50']:,.0f} ms,"
-          f" p99 {r['sat99']:,.0f} ms")  # fmt: skip
-    print(f"C batchNotify size {args.batch}: {r['batch_rate']:,.0f} events/s delivered in "
-          f"{r['batch_requests']:.0f} webhooks "
-          f"(ratio to A {r['batch_rate'] / base:.2f})")  # fmt: skip
-    print(f"E as B with two backend processes (shared subscription, leased deliveries): "
+    print(f"A  baseline, raw HTTPS POSTs/s, concurrency {args.concurrency}: builtin sender "
+          f"{base:,.0f}; httpx {hx:,.0f}")  # fmt: skip
+    print(f"B0 httpx sender, one backend process, one event per webhook: {r['httpx']:,.0f} "
+          f"deliveries/s (ratio to httpx baseline {r['httpx'] / hx:.2f})")  # fmt: skip
+    print(f"B  builtin sender, one process, one event per webhook: {r['rate']:,.0f} "
+          f"deliveries/s (ratio to A {r['rate'] / base:.2f}); publish->webhook with "
+          f"{args.events} queued at once p50 {r['sat50']:,.0f} ms, "
+          f"p99 {r['sat99']:,.0f} ms")  # fmt: skip
+    print(f"C  batchNotify size {args.batch}: {r['batch_rate']:,.0f} events/s delivered in "
+          f"{r['batch_requests']:.0f} webhooks")  # fmt: skip
+    print(f"E  as B with two backend processes (shared subscription, leased deliveries): "
           f"{r['two_rate']:,.0f} deliveries/s (ratio to A {r['two_rate'] / base:.2f})")  # fmt: skip
-    print(f"D paced at {r['paced_rate']:,.0f} events/s for {args.paced_seconds:.0f}s, one event "
-          f"per webhook: publish->webhook p50 {r['calm50']:.1f} ms, p99 {r['calm99']:.1f} ms, "
+    print(f"D  paced at {r['paced_rate']:,.0f} events/s for {args.paced_seconds:.0f}s (two "
+          f"processes), publish->webhook p50 {r['calm50']:.1f} ms, p99 {r['calm99']:.1f} ms, "
           f"mean {r['calm_mean']:.1f} ms")  # fmt: skip
     best = max(r["rate"], r["two_rate"])
     print(f"target >= 1000 deliveries/s: {'met' if best >= 1000 else 'NOT met'} ({best:,.0f})")

@@ -9,6 +9,7 @@ import pytest
 from backend.__main__ import main
 from backend.config import config_from_dict, load_config
 from backend.errors import ConfigError
+from tests.backend.conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,3 +50,14 @@ def test_cli_check_reports_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert err.startswith("edgemon-backend: ") and "$.store.path" in err
     assert main(["check", "-c", str(ROOT / "backend.example.toml")]) == 0
+
+
+def test_client_choice_is_checked(tmp_path: Path) -> None:
+    base = {"store": {"path": "b.db"}, "webhooks": {"default_secret": SECRET}}
+    assert config_from_dict(base, tmp_path).webhooks.client == "httpx"
+    chosen = {**base, "webhooks": {"default_secret": SECRET, "client": "builtin"}}
+    assert config_from_dict(chosen, tmp_path).webhooks.client == "builtin"
+    wrong = {**base, "webhooks": {"default_secret": SECRET, "client": "curl"}}
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(wrong, tmp_path)
+    assert [p.path for p in info.value.problems] == ["$.webhooks.client"]
