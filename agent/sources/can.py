@@ -154,9 +154,11 @@ class CanSource:
         except (can.CanError, OSError, ValueError) as exc:
             self._on_failure(exc)
             return None
-        self._delay = self._reopen_delay  # the bus works again: next failure retries quickly
         if msg is None:
             return None
+        # Only a received message proves the link works again: a down interface binds fine and
+        # times out quietly, so resetting the backoff on a timeout would make it spin.
+        self._delay = self._reopen_delay
         if msg.is_error_frame:
             self.counters["error_frames"] += 1
             return None
