@@ -1,6 +1,7 @@
 """``edgemon-agent``: a thin CLI. Each subcommand lives in ``agent/commands/<name>.py`` and exposes
 ``add_arguments(parser)`` and ``execute(args) -> int`` (the exit code).
 
+Only the chosen subcommand's module is imported.
 Errors of the tree in ``agent.errors`` print as one line (``edgemon-agent: ...``), exit 2 for
 unusable arguments or files; ``--debug`` shows the traceback instead.
 """
@@ -25,7 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser; only the subcommand named in ``argv`` is imported (``check`` needs no paho)."""
+    # Top-level options take no value, so the first word that is not an option is the command.
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="edgemon-agent", description="edgemon vehicle agent")
     parser.add_argument("--version", action="version", version=f"edgemon-agent {__version__}")
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
@@ -33,29 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
-        try:
+        if name == chosen:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            sub_parser.set_defaults(_unavailable=True)
-            continue
-        module.add_arguments(sub_parser)
-        sub_parser.set_defaults(_execute=module.execute)
+            module.add_arguments(sub_parser)
+            sub_parser.set_defaults(_execute=module.execute)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(arguments).parse_args(arguments)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if getattr(args, "_unavailable", False):
-        print(f"edgemon-agent: '{args.command}' is not available in this build", file=sys.stderr)
-        return 2
     try:
         code: int = args._execute(args)
     except EdgemonError as exc:
