@@ -34,7 +34,7 @@ from backend.publisher import MonitorChannel
 from backend.records import DeliveryView, MonitorRecord, Store
 
 HAL = "application/hal+json"
-_RANGE = re.compile(r"^(\d+)-(\d*)$")
+_RANGE = re.compile(r"^([0-9]+)-([0-9]*)$")
 MAX_PAGE = 60
 SCOPE_PATH = {"fleet": "fleets", "vehicle": "vehicles"}
 
@@ -90,11 +90,14 @@ async def _json_body(request: Request) -> Any:
         raise ApiProblem(400, "the body is not JSON", (Problem("$", str(exc)),)) from exc
 
 
+MAX_INDEX = 2**53
+
+
 def _paging(request: Request) -> tuple[int, int]:
     """``indexRange`` (``\\d+-\\d*``, default ``0-``) and ``pageSize`` (1-60, default 60)."""
     problems = []
     size_text = request.query_params.get("pageSize", str(MAX_PAGE))
-    size = int(size_text) if size_text.isdigit() else 0
+    size = int(size_text) if size_text.isascii() and size_text.isdigit() else 0
     if not 1 <= size <= MAX_PAGE:
         problems.append(Problem("pageSize", f"must be an integer from 1 to {MAX_PAGE}"))
     match = _RANGE.match(request.query_params.get("indexRange", "0-"))
@@ -103,6 +106,8 @@ def _paging(request: Request) -> tuple[int, int]:
     if problems or match is None:
         raise ApiProblem(400, "invalid paging parameters", tuple(problems))
     start = int(match.group(1))
+    if start > MAX_INDEX:  # SQLite integers are 64-bit; no collection is anywhere near this
+        raise ApiProblem(400, "invalid paging", (Problem("indexRange", "start is too large"),))
     if match.group(2):
         end = int(match.group(2))
         if end < start:

@@ -105,6 +105,11 @@ def test_list_is_paged_in_the_stellantis_collection_shape(api: Api) -> None:
     bad = client.get("/fleets/fleet-1/monitors?pageSize=61&indexRange=x", headers=AUTH)
     assert bad.status_code == 400
     assert {p["path"] for p in bad.json()["problems"]} == {"pageSize", "indexRange"}
+    # Found by schemathesis: a start past SQLite's 64-bit integers was a 500, and a
+    # non-ASCII digit passed str.isdigit() then broke int().
+    huge = client.get(f"/fleets/fleet-1/monitors?indexRange={2**70}-", headers=AUTH)
+    assert huge.status_code == 400
+    assert client.get("/fleets/fleet-1/monitors?pageSize=\u00b2", headers=AUTH).status_code == 400
 
 
 def test_replace_pause_resume_delete(api: Api) -> None:
