@@ -262,6 +262,11 @@ def qemu_argv(image: VmImage, job_dir: Path, memory_mb: int, smp: int) -> list[s
     if qemu is None:
         raise VmUnavailable("qemu-system-x86_64 is not installed")
     append = "console=ttyS0 panic=-1 quiet loglevel=3 mitigations=off nokaslr 8250.nr_uarts=1"
+    # The project (and its .venv) is shared again on its own: a clone under /tmp would
+    # otherwise vanish under the guest's tmpfs /tmp. init.sh mounts it back at the same path.
+    project = str(ROOT)
+    if " " not in project:
+        append += f" edgemon.project={project}"
     return [
         qemu,
         *(
@@ -280,6 +285,8 @@ def qemu_argv(image: VmImage, job_dir: Path, memory_mb: int, smp: int) -> list[s
         "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
         "-virtfs",
         f"local,path={job_dir},mount_tag=job,security_model=none",
+        "-virtfs",
+        f"local,path={ROOT},mount_tag=project,security_model=none,readonly=on,multidevs=remap",
     ]
 
 

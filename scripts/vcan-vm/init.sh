@@ -40,6 +40,14 @@ mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || die "tmpfs /tmp"
 mount -t tmpfs -o mode=755 tmpfs /newroot/run || die "tmpfs /run"
 mkdir -p /newroot/tmp/job
 mount -t 9p -o "$opts" job /newroot/tmp/job || die "mount job share"
+# The project may live under /tmp (a fresh CI clone): mount its own share back at its path.
+for word in $(cat /proc/cmdline); do
+    case "$word" in edgemon.project=*) project="${word#edgemon.project=}" ;; esac
+done
+if [ -n "${project:-}" ]; then
+    mkdir -p "/newroot$project" 2>/dev/null
+    mount -t 9p -o "$opts,ro,cache=loose" project "/newroot$project" || die "mount project"
+fi
 
 say "ready"
 chroot /newroot /bin/sh /tmp/job/job.sh
