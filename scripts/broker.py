@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 from scripts.pki import Pki
 
@@ -27,7 +28,7 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -62,7 +63,66 @@ def _binary(name: str) -> str:
     return found
 
 
-class TlsBroker:
+class BrokerProcess:
+    """One mosquitto process for a config file written by a subclass (``conf_path``)."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.workdir / "mosquitto.log"
+        self.conf_path = self.workdir / "mosquitto.conf"
+
+    def write_config(self) -> None:
+        """Write ``conf_path``; called by ``start``."""
+
+    def start(self) -> Self:
+        self.write_config()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [_binary("mosquitto"), "-c", str(self.conf_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
+        try:
+            wait_for_port(self.host, self.port)
+        except TimeoutError:
+            self.stop()
+            tail = self.log_path.read_text()[-2000:]
+            raise RuntimeError(f"mosquitto did not start: {tail}") from None
+        return self
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+
+
+class TlsBroker(BrokerProcess):
+    """TLS, passwords and the per-vehicle ACL; persistent, so a restart keeps sessions."""
+
     def __init__(
         self,
         workdir: Path,
@@ -73,13 +133,8 @@ class TlsBroker:
         prefix: str = "edgemon/v1",
         port: int | None = None,
     ) -> None:
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.host = "127.0.0.1"
-        self.port = port or free_port()
+        super().__init__(workdir, port)
         self.pki = pki
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / "mosquitto.log"
         passwords = workdir / "passwd"
         passwords.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
         passwords.chmod(0o600)
@@ -107,45 +162,4 @@ class TlsBroker:
         ]
         if os.geteuid() == 0:
             conf.insert(0, "user root")  # keep access to the files in this private temp dir
-        self.conf_path = workdir / "mosquitto.conf"
         self.conf_path.write_text("\n".join(conf) + "\n")
-
-    def start(self) -> TlsBroker:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [_binary("mosquitto"), "-c", str(self.conf_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
-        try:
-            wait_for_port(self.port)
-        except TimeoutError:
-            self.stop()
-            tail = self.log_path.read_text()[-2000:]
-            raise RuntimeError(f"mosquitto did not start: {tail}") from None
-        return self
-
-    def stop(self) -> None:
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-    def restart(self, down_for: float = 0.0) -> None:
-        self.stop()
-        time.sleep(down_for)
-        self.start()
-
-    def __enter__(self) -> TlsBroker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
