@@ -45,6 +45,8 @@ from agent.wire import Topics
 
 log = logging.getLogger(__name__)
 
+NO_MATCHING_SUBSCRIBERS = 16  # MQTT 5 PUBACK reason code (0x10)
+
 
 # -- what crosses from paho's threads to the main loop ------------------------------------------
 
@@ -72,6 +74,7 @@ class Acked:
     mid: int
     ok: bool
     reason: str
+    no_subscribers: bool = False  # MQTT 5 reason 16: accepted, but nobody received it
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +331,11 @@ class MqttLink:
     def _on_publish_for(self, generation: int) -> Callable[..., None]:
         def on_publish(_c: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
             failed = bool(getattr(rc, "is_failure", False))
-            self._sink(Acked(generation, mid, not failed, str(rc)))
+            # Reason 16 is not a failure for paho, but the event reached nobody: mosquitto does
+            # not restore shared subscriptions after its own restart, so until the backend
+            # subscribes again "accepted" would mean "lost".
+            nobody = getattr(rc, "value", 0) == NO_MATCHING_SUBSCRIBERS
+            self._sink(Acked(generation, mid, not (failed or nobody), str(rc), nobody))
 
         return on_publish
 
@@ -343,18 +350,39 @@ class MqttLink:
 
 
 class EventPump:
-    """Main-loop side: sends pending outbox events in ``seq`` order, deletes them on PUBACK."""
+    """Main-loop side: sends pending outbox events in ``seq`` order, deletes them on PUBACK.
 
-    def __init__(self, outbox: Outbox, link: MqttLink, topics: Topics, window: int = 20) -> None:
+    An event the broker accepted but delivered to nobody (reason 16) stays in the outbox; the
+    pump pauses (backoff from ``hold_min`` to ``hold_max`` seconds) and then resends from the
+    oldest such event, so order is kept and nothing is lost while the backend resubscribes.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        link: MqttLink,
+        topics: Topics,
+        window: int = 20,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        hold_min: float = 0.5,
+        hold_max: float = 10.0,
+    ) -> None:
         self.outbox = outbox
         self.link = link
         self.topics = topics
         self.window = window
-        self._inflight: dict[int, str] = {}  # mid -> event_id, current generation only
+        self._inflight: dict[int, tuple[str, int]] = {}  # mid -> (event_id, seq), this generation
         self._generation = -1
         self._last_seq = 0
+        self._clock = clock
+        self._hold_min, self._hold_max = hold_min, hold_max
+        self._hold = hold_min
+        self._hold_until = 0.0
+        self._resend_from: int | None = None  # oldest seq that reached no subscriber
         self.counters: dict[str, int] = {"sent": 0, "unacked_at_disconnect": 0, "acked": 0}
         self.counters["broker_rejected"] = 0
+        self.counters["no_subscribers"] = 0
 
     @property
     def inflight(self) -> int:
@@ -366,6 +394,7 @@ class EventPump:
             self._generation = event.generation
             self._inflight.clear()
             self._last_seq = 0  # resend everything still in the outbox, oldest first
+            self._resend_from = None
         elif isinstance(event, Disconnected) and event.generation == self._generation:
             self.counters["unacked_at_disconnect"] += len(self._inflight)
             self._inflight.clear()
@@ -378,15 +407,30 @@ class EventPump:
         for event in events:
             if event.generation != self._generation:
                 continue
-            event_id = self._inflight.pop(event.mid, None)
-            if event_id is None:
+            entry = self._inflight.pop(event.mid, None)
+            if entry is None:
                 continue
+            event_id, seq = entry
             if event.ok:
                 ids.append(event_id)
+            elif event.no_subscribers:
+                self._nobody_listened(seq)
             else:
                 self._rejected(event_id, event.reason)
         if ids:
             self.counters["acked"] += self.outbox.ack_many(ids)
+            if self._resend_from is None:
+                self._hold = self._hold_min
+
+    def _nobody_listened(self, seq: int) -> None:
+        self.counters["no_subscribers"] += 1
+        if self._resend_from is None:
+            log.warning(
+                "MQTT: no subscriber for events; holding them, resending in %.1f s", self._hold
+            )
+            self._hold_until = self._clock() + self._hold
+            self._hold = min(self._hold * 2, self._hold_max)
+        self._resend_from = seq if self._resend_from is None else min(self._resend_from, seq)
 
     def _on_ack(self, event: Acked) -> None:
         self.handle_acks([event])
@@ -400,6 +444,11 @@ class EventPump:
         """Publish pending events up to the window; returns how many were sent."""
         if not self.link.connected or self.link.generation != self._generation:
             return 0
+        if self._resend_from is not None:
+            if self._clock() < self._hold_until:
+                return 0
+            self._last_seq = self._resend_from - 1  # rewind: resend from the oldest unheard
+            self._resend_from = None
         room = self.window - len(self._inflight)
         if room <= 0 or self.outbox.last_seq <= self._last_seq:
             return 0  # window full, or nothing newer than what this connection already sent
@@ -408,7 +457,7 @@ class EventPump:
             mid = self.link.publish(self.topics.events(item.vin), item.payload, qos=1)
             if mid < 0:
                 break
-            self._inflight[mid] = item.event_id
+            self._inflight[mid] = (item.event_id, item.seq)
             self._last_seq = item.seq
             sent += 1
         self.counters["sent"] += sent
