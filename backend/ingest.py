@@ -133,7 +133,12 @@ class MqttIngest:
         self.on_committed = on_committed
         self.clock = clock
         self.max_group = max_group
-        self.subscription = f"$share/{config.share_group}/{topics.all_events()}"
+        # An empty share group subscribes plainly. mosquitto 2.0 does not restore a *shared*
+        # subscription after its own restart (events published before the backend reconnects
+        # reach nobody); a plain one is kept in the persistent session. One ingest process only.
+        events = topics.all_events()
+        group = config.share_group
+        self.subscription = f"$share/{group}/{events}" if group else events
         self._inbox: queue.Queue[Envelope | None] = queue.Queue()
         self._client = mqtt_client(config, config.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect

@@ -134,6 +134,9 @@ class Chain:
             f'[mqtt]\nhost = "127.0.0.1"\nport = {self.broker.port}\ntls = true\n'
             f'ca_file = "{self.pki.ca_file}"\nusername = "backend"\n'
             f'password = "{self.passwords["backend"]}"\nclient_id = "edgemon-backend-demo"\n'
+            # One ingest process: a plain subscription, which mosquitto keeps across its own
+            # restart (a shared one it drops; see docs/mqtt.md).
+            'share_group = ""\n'
             f'[webhooks]\ndefault_secret = "{self.secret}"\nca_bundle = "{self.pki.ca_file}"\n'
             "timeout = 10.0\nconnect_timeout = 2.0\n"
             "[dispatcher]\npoll_interval = 0.1\n"

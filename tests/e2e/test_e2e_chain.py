@@ -1,6 +1,7 @@
 """The whole chain with real processes: simulator -> agent -> mosquitto (TLS, ACL) -> backend ->
-HTTPS receiver (trustme CA, Standard Webhooks signatures). Happy path, then faults: the
-backend SIGKILLed and restarted, the receiver down then back.
+HTTPS receiver (trustme CA, Standard Webhooks signatures). Happy path, then the faults of
+issue 8 in one drive: the broker restarted, the backend SIGKILLed and restarted, the receiver
+down then back.
 Every event the agent published is delivered; a repeat only ever carries the same webhook-id."""
 
 from __future__ import annotations
@@ -123,15 +124,17 @@ def test_a_vehicle_cannot_publish_under_another_vin(chain: Chain) -> None:
         client.disconnect()
 
 
-def test_backend_sigkill_then_receiver_outage(chain: Chain) -> None:
+def test_faults_broker_restart_backend_sigkill_receiver_outage(chain: Chain) -> None:
     start = _drive(chain)
-    _until(start, 10.5)
-    chain.backend.kill()  # SIGKILL: the door opening at 12 s meets no backend
-    _until(start, 14)
-    chain.start_backend()
+    _until(start, 9.5)
+    chain.broker.restart(down_for=4)  # the door opening at 12 s happens while it is down
     _until(start, 16.5)
-    chain.receiver.stop()  # door at 18 s, depot exit at ~19 s: refused connections, retries
-    _until(start, 22)
+    chain.backend.kill()  # SIGKILL: the door at 18 s and the depot exit at ~19 s meet no backend
+    _until(start, 20)
+    chain.start_backend()
+    _until(start, 22.5)
+    chain.receiver.stop()  # door 24 s, oil ~27.5 s, door 30 s: refused connections, retries
+    _until(start, 31.5)
     chain.receiver.start()
     _until(start, DRIVE_SECONDS)
     chain.wait_for(lambda: _all_delivered(chain), 60, "every event to be delivered")
