@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cantools
+from machine import machine  # bench/machine.py: this folder is on sys.path
 
 from agent.dbc import DEMO_DBC, demo_buses, load_vehicle
 from agent.decode import Decoder
@@ -264,20 +264,6 @@ def run(
             events += len(on_change(changed, state, now))
     elapsed = time.process_time() - start
     return len(stream) / elapsed, events
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"{os.cpu_count()} CPU(s), {model}, Python {platform.python_version()}"
 
 
 def compare(

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import random
 import time
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from typing import Any
 
 import opendbc
 from cantools.database.can import Database, Message, Signal
+from machine import machine  # bench/machine.py: this folder is on sys.path
 
 from agent.dbc import BusSpec, Vehicle, load_vehicle
 from agent.decode import Decoder, is_rolling_name
@@ -175,18 +174,6 @@ def compare(
     print(f"  edgemon Decoder -> VehicleState:             {len(frames) / ours_best:11,.0f} fr/s")
     print(f"  ratio: {ratio:.1f}x")
     return ratio
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cpu, {model}, Python {platform.python_version()}"
 
 
 def main() -> None:
