@@ -64,7 +64,7 @@ def judge(
         claim.policy, claim.retry_number, claim.retry_delay, max_age=max_age, none_delay=none_delay
     )
     attempt = Attempt(claim.delivery_id, number, started, duration, "failed", status, error)
-    nxt = next_attempt_at(schedule, claim.attempts + 1, claim.first_trigger, now, retry_after)
+    nxt = next_attempt_at(schedule, claim.attempts + 1, claim.held_since, now, retry_after)
     if nxt is None:
         reason = f"gave up after {claim.attempts + 1} attempts ({claim.policy}): {error}"
         return AttemptResult(claim.delivery_id, attempt, claim.monitor_id, "dead", reason=reason)

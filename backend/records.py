@@ -89,7 +89,7 @@ class ClaimedDelivery:
     events: tuple[str, ...]  # MonitorEvent JSON texts, in arrival order
     attempts: int  # attempts in this round (a re-send starts a new round)
     tries: int  # attempts ever made, for numbering the history
-    first_trigger: float
+    held_since: float  # receipt of its oldest event (or its re-send): the retry cap's origin
     received_at: float
     policy: str
     retry_number: int

@@ -6,10 +6,19 @@ Reference: ``stellantis-monitors.md`` §4 and B2B ``CallbackSubscribe.retryPolic
   ``none_delay`` seconds later (``retryDelay`` is ignored for None).
 - ``Bounded``: the first try plus ``retry_number`` retries, ``retry_delay`` apart.
 - ``Always``: a retry every ``retry_delay`` seconds.
-- Every policy stops at ``first_trigger + max_age`` (3 days): no attempt is planned later.
+- Every policy stops at ``held_since + max_age`` (3 days): no attempt is planned later.
 - A server's ``Retry-After`` (429/503) postpones the next attempt to at least ``now + after``.
 
-Nothing here reads the clock: ``now`` and ``first_trigger`` are epoch seconds passed in.
+``held_since`` is the moment the backend *received* the event (for a batch, its oldest event; for
+a re-send from the dead letters, the re-send), never the event's own ``eventDate``. The reference
+counts the 3 days from the "trigger time" because there the engine and the sender are one server;
+here the engine is on the vehicle, which may hold an event in its outbox for days (underground
+garage, no roaming, a gateway off over a long weekend) and whose clock may be wrong by days. The
+cap is about the customer's endpoint being unavailable, so it counts only time the backend has
+held the event. Counted from ``eventDate``, an event uploaded 3 days late got one single attempt,
+even under ``Always`` (issue 11). ``eventDate`` stays what the vehicle said, in the body.
+
+Nothing here reads the clock: ``now`` and ``held_since`` are epoch seconds passed in.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ class Schedule:
 def next_attempt_at(
     schedule: Schedule,
     attempts: int,
-    first_trigger: float,
+    held_since: float,
     now: float,
     retry_after: float | None = None,
 ) -> float | None:
@@ -62,16 +71,16 @@ def next_attempt_at(
     candidate = now + schedule.delay()
     if retry_after is not None and retry_after > 0:
         candidate = max(candidate, now + retry_after)
-    if candidate > first_trigger + schedule.max_age:
+    if candidate > held_since + schedule.max_age:
         return None
     return candidate
 
 
-def planned_attempts(schedule: Schedule, first_trigger: float, first_attempt: float) -> list[float]:
+def planned_attempts(schedule: Schedule, held_since: float, first_attempt: float) -> list[float]:
     """Every attempt time if every attempt fails at once (the schedule's shape, for docs/tests)."""
     times = [first_attempt]
     while True:
-        nxt = next_attempt_at(schedule, len(times), first_trigger, times[-1])
+        nxt = next_attempt_at(schedule, len(times), held_since, times[-1])
         if nxt is None:
             return times
         times.append(nxt)
@@ -93,9 +102,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, moment.timestamp() - now)
 
 
-def expires_at(schedule: Schedule, first_trigger: float) -> float:
+def expires_at(schedule: Schedule, held_since: float) -> float:
     """The moment after which a stored notification is dropped to the dead-letter list."""
-    return first_trigger + schedule.max_age
+    return held_since + schedule.max_age
 
 
 def as_datetime(moment: float) -> datetime:

@@ -66,12 +66,19 @@ MIGRATIONS: tuple[str, ...] = (
         duration REAL NOT NULL, outcome TEXT NOT NULL, status_code INTEGER, error TEXT NOT NULL,
         PRIMARY KEY (delivery_id, number));
     """,
+    # 2: the retry cap counts from the backend's receipt, not from the vehicle's eventDate
+    # (issue 11). Live deliveries whose origin was an older eventDate restart from their receipt.
+    """
+    ALTER TABLE deliveries RENAME COLUMN first_trigger TO held_since;
+    UPDATE deliveries SET held_since = max(held_since, received_at)
+        WHERE state IN ('open', 'pending');
+    """,
 )
 
 _LIVE = "('open', 'pending')"
 _DELIVERY_COLUMNS = (
     "delivery_id, monitor_id, callback_name, url, endpoint, headers, body_attributes, "
-    "attempts, tries, first_trigger, received_at, policy, retry_number, retry_delay"
+    "attempts, tries, held_since, received_at, policy, retry_number, retry_delay"
 )
 
 
@@ -259,14 +266,11 @@ class SqliteStore:
                 )
                 fresh.append(cursor.rowcount == 1)
                 if cursor.rowcount == 1:
-                    trigger = min(event.event_date, now)
                     for route in event.routes:
-                        self._route_event(db, event.event_id, route, trigger, now)
+                        self._route_event(db, event.event_id, route, now)
         return fresh
 
-    def _route_event(
-        self, db: sqlite3.Connection, event_id: str, route: Route, trigger: float, now: float
-    ) -> None:
+    def _route_event(self, db: sqlite3.Connection, event_id: str, route: Route, now: float) -> None:
         row = None
         if route.batch_size > 1:
             row = db.execute(
@@ -280,7 +284,7 @@ class SqliteStore:
             db.execute(
                 "INSERT INTO deliveries (delivery_id, monitor_id, callback_name, url, endpoint,"
                 " headers, body_attributes, batch_key, batch_size, state, event_count,"
-                " first_trigger, received_at, next_at, policy, retry_number, retry_delay,"
+                " held_since, received_at, next_at, policy, retry_number, retry_delay,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     delivery_id,
@@ -293,7 +297,7 @@ class SqliteStore:
                     route.batch_key,
                     route.batch_size,
                     "open" if batching else "pending",
-                    trigger,
+                    now,
                     now,
                     now + route.batch_window if batching else now,
                     route.policy,
@@ -309,10 +313,9 @@ class SqliteStore:
         full = count + 1 >= route.batch_size
         db.execute(
             "UPDATE deliveries SET event_count = event_count + 1,"
-            " first_trigger = min(first_trigger, ?),"
             " state = CASE WHEN ? THEN 'pending' ELSE state END,"
             " next_at = CASE WHEN ? THEN ? ELSE next_at END WHERE delivery_id = ?",
-            (trigger, full, full, now, delivery_id),
+            (full, full, now, delivery_id),
         )
 
     # -- dispatcher ----------------------------------------------------------------------------
@@ -366,7 +369,7 @@ class SqliteStore:
                 events=tuple(events.get(row[0], ())),
                 attempts=row[7],
                 tries=row[8],
-                first_trigger=row[9],
+                held_since=row[9],
                 received_at=row[10],
                 policy=row[11],
                 retry_number=row[12],
@@ -450,7 +453,7 @@ class SqliteStore:
         with self._tx() as db:
             cursor = db.execute(
                 "UPDATE deliveries SET state = 'dead', reason = 'expired after the retry window'"
-                " WHERE state = 'pending' AND attempts = 0 AND first_trigger + ? < ?"
+                " WHERE state = 'pending' AND attempts = 0 AND held_since + ? < ?"
                 " AND lease_until <= ? AND monitor_id IN (SELECT monitor_id FROM deliveries"
                 "  WHERE state = 'pending' AND attempts > 0)",
                 (max_age, now, now),
@@ -521,10 +524,10 @@ class SqliteStore:
 
     def resend(self, delivery_id: str, now: float, max_age: float) -> bool:
         """Put a dead-lettered delivery back in line as a new round; False if it is not dead."""
-        del max_age  # the new round's age cap starts now (first_trigger = now)
+        del max_age  # the new round's age cap starts now (held_since = now)
         with self._tx() as db:
             cursor = db.execute(
-                "UPDATE deliveries SET state = 'pending', attempts = 0, first_trigger = ?,"
+                "UPDATE deliveries SET state = 'pending', attempts = 0, held_since = ?,"
                 " next_at = ?, lease_until = 0, reason = '' WHERE delivery_id = ?"
                 " AND state = 'dead'",
                 (now, now, delivery_id),

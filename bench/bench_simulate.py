@@ -46,12 +46,12 @@ def best(runs: dict[str, Callable[[], int]]) -> dict[str, tuple[float, int]]:
 
 def simulator_frames() -> int:
     builder = FrameBuilder(load_database([DEMO_DBC]), load_signal_map(DEMO_MAP))
-    return sum(1 for _ in Simulation(load_scenario(SCENARIO), builder).frames())
+    return sum(1 for _ in Simulation(load_scenario(SCENARIO, time.time()), builder).frames())
 
 
 def baseline_frames() -> int:
     db = cantools.database.load_file(str(DEMO_DBC))
-    duration = load_scenario(SCENARIO).duration
+    duration = load_scenario(SCENARIO, time.time()).duration
     plan = []
     for message in db.messages:
         period = (message.cycle_time or 100) / 1000
@@ -76,11 +76,11 @@ def baseline_frames() -> int:
 
 def simulator_sentences() -> int:
     builder = FrameBuilder(load_database([DEMO_DBC]), load_signal_map(DEMO_MAP))
-    return sum(1 for _ in Simulation(load_scenario(SCENARIO), builder).sentences())
+    return sum(1 for _ in Simulation(load_scenario(SCENARIO, time.time()), builder).sentences())
 
 
 def main() -> None:
-    duration = load_scenario(SCENARIO).duration
+    duration = load_scenario(SCENARIO, time.time()).duration
     print(f"machine: {os.cpu_count()} CPU(s), {cpu_model()}, Python {platform.python_version()}")
     print(f"scenario: {SCENARIO.name}, {duration:g} s of driving, best of {RUNS} runs")
     found = best({"sim": simulator_frames, "base": baseline_frames, "nmea": simulator_sentences})

@@ -220,15 +220,37 @@ class Chain:
         timeout: float,
         what: str,
         process: Process | None = None,
+        explain: Callable[[], str] | None = None,
     ) -> None:
+        """Poll ``condition``; on time-out the error carries ``explain()`` (what is missing)."""
         deadline = time.monotonic() + timeout
         while not condition():
             if process is not None and process.popen is not None and not process.running():
                 raise RuntimeError(f"{process.name} exited while waiting for {what}:\n"
                                    f"{process.tail()}")  # fmt: skip
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+                detail = f"\n{explain()}" if explain is not None else ""
+                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}{detail}")
             time.sleep(0.05)
+
+    def delivery_report(self, monitor_id: str) -> list[str]:
+        """One line per delivery of a monitor not delivered yet, with its last error (API)."""
+        try:
+            answer = self.api("GET", f"/monitors/{monitor_id}/deliveries?pageSize=60")
+            items = answer.json()["_embedded"]["deliveries"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            return [f"  deliveries of {monitor_id}: the API did not answer ({exc})"]
+        lines = []
+        for item in items:
+            if item.get("state") == "delivered":
+                continue
+            last = item["attempts"][-1] if item.get("attempts") else {}
+            lines.append(
+                f"  delivery {item.get('deliveryId')} of {monitor_id}: {item.get('state')}, "
+                f"{item.get('attemptCount')} attempt(s), last error {last.get('error')!r}, "
+                f"reason {item.get('reason')!r}, next {item.get('nextAttemptAt')}"
+            )
+        return lines
 
     def monitors_applied(self) -> bool:
         if self.observer is None:

@@ -115,7 +115,7 @@ def _event_key(monitor_id: str, event: dict[str, object]) -> str:
 
 
 def run(workdir: Path, scenario_path: Path) -> bool:
-    scenario = load_scenario(scenario_path)
+    scenario = load_scenario(scenario_path, time.time())
     show = Show(scenario.timezone)
     chain = Chain(workdir, scenario=scenario_path, on_notification=show)
     try:
@@ -132,7 +132,7 @@ def run(workdir: Path, scenario_path: Path) -> bool:
             monitor_id = chain.create_monitor(definition)
             show.labels[monitor_id] = definition["label"]
             say(f"monitor {definition['label']!r} created through the API: {monitor_id}")
-        chain.write_drive()
+        chain.write_drive(start=scenario.start.isoformat())
         local = scenario.start.strftime("%Y-%m-%d %H:%M")
         say(
             f"simulated drive {scenario.name!r}: {scenario.duration:.0f} s from {local} "

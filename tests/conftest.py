@@ -22,3 +22,32 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+# Modules whose tests run real processes, certificates and retries on the wall clock. `make test`
+# runs them a second and a third time with the clock a month and a year ahead (Debian's
+# faketime), so that a test which depends on today's date fails today, not in a year (issue 11).
+WALLCLOCK_MODULES = frozenset(
+    {
+        "tests/agent/daemon/test_daemon_acl.py",
+        "tests/agent/daemon/test_daemon_outbox.py",
+        "tests/agent/daemon/test_daemon_process.py",
+        "tests/agent/daemon/test_daemon_tls.py",
+        "tests/agent/gps/test_gps_source.py",
+        "tests/agent/monitors/test_monitors_cli.py",
+        "tests/backend/test_backend_delivery.py",
+        "tests/backend/test_backend_live_api.py",
+        "tests/backend/test_backend_process.py",
+        "tests/backend/test_backend_signing.py",
+        "tests/e2e/test_e2e_chain.py",
+        "tests/e2e/test_e2e_demo.py",
+        "tests/e2e/test_e2e_receiver.py",
+        "tests/e2e/test_e2e_simulate.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(ROOT).as_posix() in WALLCLOCK_MODULES:
+            item.add_marker(pytest.mark.wallclock)

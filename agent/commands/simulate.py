@@ -21,8 +21,10 @@ import sys
 import time
 from dataclasses import replace
 from datetime import datetime
+from datetime import time as dt_time
 from pathlib import Path
 from types import FrameType
+from zoneinfo import ZoneInfo
 
 from agent.dbc import DEMO_DBC, DEMO_MAP
 from agent.errors import ConfigError, Problem
@@ -35,6 +37,7 @@ from agent.simulate import (
     load_signal_map,
     start_now,
 )
+from agent.simulate.scenario import Scenario, latest_occurrence
 from agent.simulate.sinks import (
     BusSink,
     FileLineSink,
@@ -59,7 +62,10 @@ def _address(text: str) -> tuple[str, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", required=True, type=Path, help="scenario .toml or .json")
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
-    parser.add_argument("--start", help="'now' or an ISO date-time: override the start")
+    parser.add_argument(
+        "--start",
+        help="override the start: 'now', an ISO date-time, or a time of day (latest occurrence)",
+    )
     parser.add_argument("--duration", type=float, help="override the duration (seconds)")
     parser.add_argument("--fast", action="store_true", help="no pacing: as fast as possible")
     parser.add_argument("--speed", type=float, default=1.0, help="time factor in real time")
@@ -87,18 +93,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _scenario_simulation(args: argparse.Namespace) -> Simulation:
-    scenario = load_scenario(args.scenario)
-    if args.start == "now":
-        scenario = start_now(scenario, time.time())
-    elif args.start:
+def _start_override(text: str, scenario: Scenario, now: float) -> Scenario:
+    """``--start``: 'now', an ISO date-time, or a time of day (its latest occurrence)."""
+    if text == "now":
+        return start_now(scenario, now)
+    zone = scenario.start.tzinfo
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
         try:
-            moment = datetime.fromisoformat(args.start)
+            clock = dt_time.fromisoformat(text)
         except ValueError:
-            raise ConfigError([Problem("--start", f"not 'now' nor ISO: {args.start!r}")]) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=scenario.start.tzinfo)
-        scenario = replace(scenario, start=moment)
+            problem = Problem("--start", f"not 'now', an ISO date-time nor a time of day: {text!r}")
+            raise ConfigError([problem]) from None
+        moment = latest_occurrence(clock, ZoneInfo(scenario.timezone), now)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return replace(scenario, start=moment)
+
+
+def _scenario_simulation(args: argparse.Namespace) -> Simulation:
+    now = time.time()
+    scenario = load_scenario(args.scenario, now)
+    if args.start:
+        scenario = _start_override(args.start, scenario, now)
     if args.duration:
         scenario = replace(scenario, duration=args.duration)
     database = load_database(args.dbc or [DEMO_DBC])

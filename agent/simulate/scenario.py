@@ -3,7 +3,8 @@
 Format (documented with examples in ``docs/scenarios/README.md``)::
 
     name = "Night depot exit"
-    start = 2026-11-23T22:50:00        # local time (TOML datetime or ISO text)
+    start = 2026-11-23T22:50:00        # local time (TOML datetime or ISO text), or a time of
+                                        # day (22:50:00): its latest occurrence before now
     timezone = "Europe/Paris"
     seed = 7
     duration = 240                      # seconds; default: end of route/timelines + 10 s
@@ -36,7 +37,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -158,23 +159,53 @@ class _Reader:
         return found
 
 
-def _read_start(r: _Reader, raw: Mapping[str, Any]) -> tuple[datetime, str]:
+def latest_occurrence(clock: time, zone: ZoneInfo, now: float) -> datetime:
+    """The latest moment at or before ``now`` whose local time in ``zone`` is ``clock``.
+
+    A drive written as "22:58" then always lies in the last 24 hours: tests and the demo that run
+    real processes on the wall clock never depend on the day they run (issue 11).
+    """
+    today = datetime.fromtimestamp(now, zone).date()
+    for back in range(3):  # a day lost to a DST change never hides more than one day
+        moment = datetime.combine(today - timedelta(days=back), clock, tzinfo=zone)
+        if moment.timestamp() <= now:
+            return moment
+    return datetime.combine(today - timedelta(days=3), clock, tzinfo=zone)
+
+
+def _start_value(r: _Reader, value: object) -> datetime | time | None:
+    if isinstance(value, str):
+        for kind in (datetime, time):
+            try:
+                return kind.fromisoformat(value)
+            except ValueError:
+                continue
+        r.bad("$.start", f"not an ISO date-time nor a time of day: {value!r}")
+        return None
+    if isinstance(value, datetime | time):
+        return value
+    r.bad("$.start", "expected a local date-time such as 2026-11-23T22:50:00, or 22:50:00")
+    return None
+
+
+def _read_start(r: _Reader, raw: Mapping[str, Any], now: float | None) -> tuple[datetime, str]:
     zone_name = raw.get("timezone", "UTC")
     zone: ZoneInfo | None = None
     try:
         zone = ZoneInfo(str(zone_name))
     except (ZoneInfoNotFoundError, ValueError):
         r.bad("$.timezone", f"unknown time zone {zone_name!r}")
-    value = raw.get("start", "2026-01-05T08:00:00")
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            r.bad("$.start", f"not an ISO date-time: {value!r}")
-            value = datetime(2026, 1, 5, 8, tzinfo=UTC)
-    if not isinstance(value, datetime):
-        r.bad("$.start", "expected a local date-time such as 2026-11-23T22:50:00")
-        value = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    fallback = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    value = _start_value(r, raw.get("start", "2026-01-05T08:00:00"))
+    if isinstance(value, time):
+        if now is None:
+            r.bad("$.start", "a time-of-day start needs the current time (none was given)")
+            return fallback, str(zone_name)
+        return latest_occurrence(value.replace(tzinfo=None), zone or ZoneInfo("UTC"), now), str(
+            zone_name
+        )
+    if value is None:
+        return fallback, str(zone_name)
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone or UTC)
     return value, str(zone_name)
@@ -276,13 +307,16 @@ def _default_duration(route: tuple[Waypoint, ...], signals: tuple[Timeline, ...]
     return end + 10.0
 
 
-def parse_scenario(raw: object) -> Scenario:
-    """Validate a decoded scenario; raise ConfigError listing every problem."""
+def parse_scenario(raw: object, now: float | None = None) -> Scenario:
+    """Validate a decoded scenario; raise ConfigError listing every problem.
+
+    ``now`` (epoch seconds) resolves a time-of-day ``start``; nothing here reads the clock.
+    """
     r = _Reader()
     if not isinstance(raw, dict):
         raise ConfigError([Problem("$", "a scenario is a table/object")])
     r.unknown(raw, _TOP_KEYS, "$")
-    start, zone = _read_start(r, raw)
+    start, zone = _read_start(r, raw, now)
     route = _read_route(r, raw.get("route"))
     signals_raw = raw.get("signals", {})
     timelines: list[Timeline] = []
@@ -324,8 +358,8 @@ def parse_scenario(raw: object) -> Scenario:
     )
 
 
-def load_scenario(path: Path) -> Scenario:
-    """Read a ``.toml`` or ``.json`` scenario file."""
+def load_scenario(path: Path, now: float | None = None) -> Scenario:
+    """Read a ``.toml`` or ``.json`` scenario file (``now`` as for ``parse_scenario``)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -335,6 +369,6 @@ def load_scenario(path: Path) -> Scenario:
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError([Problem(str(path), f"not valid TOML/JSON: {exc}")]) from exc
     try:
-        return parse_scenario(raw)
+        return parse_scenario(raw, now)
     except ConfigError as exc:
         raise ConfigError(exc.problems, f"{path}: {exc}") from exc

@@ -350,3 +350,38 @@ def test_held_notifications_expire_after_three_days(
     assert store.expire(T0 + MAX_AGE + 3601, MAX_AGE) == 1
     (dead,), _ = store.deliveries(mid, "dead", 0, 5)
     assert dead.reason.startswith("expired") and dead.history == []
+
+
+@pytest.mark.parametrize("policy", ["Bounded", "Always"])
+def test_late_uploads_get_the_whole_retry_window(
+    store: SqliteStore, test_ca: CertAuthority, receivers: Make, policy: str
+) -> None:
+    """Issue 11: an event the vehicle held for ten days is retried like a fresh one; the 3-day
+    cap counts from the backend's receipt, not from eventDate."""
+    rx = receivers()
+    refused: set[bytes] = set()
+
+    def first_refused(request: Any) -> Reply:
+        if request.body in refused:
+            return Reply(201)
+        refused.add(request.body)
+        return Reply(503)
+
+    rx.respond = first_refused
+    mid = add_monitor(store, monitor_definition(rx.url, policy=policy, retry_delay=10))
+    clock = ManualClock()
+    ten_days_ago = clock.now - 10 * 86400
+    events = [make_event(mid, at=ten_days_ago + i, value=str(140 + i)) for i in range(2)]
+    events += [make_event(mid, at=clock.now - i, value=str(150 + i)) for i in range(2)]
+    ingest_events(store, events, clock.now)
+    drive(dispatcher(store, test_ca, clock), clock, until=T0 + 30, tick=5)
+    assert store.deliveries(mid, "delivered", 0, 10)[1] == 4
+    by_id: dict[str, list[Any]] = {}
+    for request in rx.requests:
+        by_id.setdefault(request.headers["webhook-id"], []).append(request)
+    assert len(by_id) == 4
+    for first, *retries in by_id.values():
+        assert len(retries) == 1, "each event: one refused attempt, then one retry"
+        assert retries[0].body == first.body
+    dates = sorted(json.loads(r.body)["events"][0]["eventDate"] for r in rx.requests)
+    assert dates[0].startswith(time.strftime("%Y-%m-%d", time.gmtime(ten_days_ago)))

@@ -3,6 +3,7 @@ ingest core's handling of arbitrary payloads (property test)."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_an_open_batch_collects_until_full(store: SqliteStore) -> None:
     assert store.depth() == {"open": 1, "pending": 1, "retrying": 0, "dead": 0}
     due = store.claim_due(T0 + 5, 10, {}, 8, T0 + 60)
     assert [len(d.events) for d in due] == [2]
-    assert due[0].first_trigger == T0
+    assert due[0].held_since == T0 + 5  # receipt, not the events' own dates
     assert [len(d.events) for d in store.claim_due(T0 + 35, 10, {}, 8, T0 + 99)] == [1]
 
 
@@ -114,3 +115,28 @@ def test_a_valid_event_with_one_field_replaced_never_crashes_ingest(
         assert exc.reason in {"malformed", "vin_mismatch"}
     else:
         assert prepared.skip_reason == "unknown_monitor"
+
+
+def test_migration_2_restarts_the_retry_window_of_live_deliveries_at_receipt(
+    tmp_path: Path,
+) -> None:
+    """A store of schema 1 whose live deliveries counted their cap from an old eventDate."""
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0])
+    db.execute("PRAGMA user_version=1")
+    row = "INSERT INTO deliveries (delivery_id, monitor_id, callback_name, url, endpoint,"
+    row += " headers, body_attributes, batch_key, batch_size, state, event_count, first_trigger,"
+    row += " received_at, next_at, policy, retry_number, retry_delay, created_at)"
+    row += " VALUES (?, 'm', 'cb', 'u', 'e', '[]', '[]', '', 1, ?, 1, ?, ?, 0, 'Always', 3, 10, 0)"
+    db.execute(row, ("live", "pending", T0 - 10 * 86400, T0))
+    db.execute(row, ("done", "delivered", T0 - 10 * 86400, T0))
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    try:
+        assert store.schema_version() == len(MIGRATIONS)
+        (live,) = store.claim_due(T0, 10, {}, 8, T0 + 60)
+        assert live.delivery_id == "live" and live.held_since == T0
+    finally:
+        store.close()

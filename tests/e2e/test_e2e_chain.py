@@ -46,6 +46,30 @@ def _all_delivered(chain: Chain) -> bool:
     return all(_key(str(e["monitorId"]), e) in delivered for e in published)
 
 
+def _undelivered(chain: Chain) -> str:
+    """What a time-out must say: the events not delivered and their deliveries' last errors."""
+    delivered, published = _delivered(chain), _published(chain).values()
+    missing = [e for e in published if _key(str(e["monitorId"]), e) not in delivered]
+    lines = [f"{len(missing)} of {len(published)} published event(s) not delivered:"]
+    for event in sorted(missing, key=lambda e: int(str(e["seq"]))):
+        lines.append(
+            f"  monitor {event['monitorId']} date {event['eventDate']} seq {event['seq']}"
+            f" refresh {event['refresh']}"
+        )
+    for monitor_id in sorted({str(e["monitorId"]) for e in missing}):
+        lines += chain.delivery_report(monitor_id)
+    return "\n".join(lines)
+
+
+def _wait_all_delivered(chain: Chain, timeout: float) -> None:
+    chain.wait_for(
+        lambda: _all_delivered(chain),
+        timeout,
+        "every event to be delivered",
+        explain=lambda: _undelivered(chain),
+    )
+
+
 def _drive(chain: Chain) -> float:
     """Start the agent; return the wall-clock start of its drive (agent online)."""
     chain.start_agent()
@@ -74,7 +98,7 @@ def _check_delivery(chain: Chain) -> None:
 def test_every_event_is_delivered_once_signed_and_schema_valid(chain: Chain) -> None:
     start = _drive(chain)
     _until(start, DRIVE_SECONDS)
-    chain.wait_for(lambda: _all_delivered(chain), 30, "every event to be delivered")
+    _wait_all_delivered(chain, 30)
     _check_delivery(chain)
     notes = chain.receiver.notifications()
     assert len(notes) == EXPECTED  # no fault: nothing repeated
@@ -137,6 +161,6 @@ def test_faults_broker_restart_backend_sigkill_receiver_outage(chain: Chain) -> 
     _until(start, 31.5)
     chain.receiver.start()
     _until(start, DRIVE_SECONDS)
-    chain.wait_for(lambda: _all_delivered(chain), 60, "every event to be delivered")
+    _wait_all_delivered(chain, 60)
     time.sleep(2)  # a late repeat would show now
     _check_delivery(chain)

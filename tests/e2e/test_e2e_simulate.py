@@ -4,8 +4,10 @@ decoder and NMEA parser (and cantools / pynmea2) as the scenario says."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import Counter
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import cantools
@@ -192,8 +194,30 @@ def test_nmea_output_reads_back_through_the_agent_parser() -> None:
 def test_doc_scenarios_load_and_run() -> None:
     builder = _builder()
     for path in sorted(DOCS.glob("*.toml")) + sorted(DATA.glob("*.toml")):
-        sim = Simulation(load_scenario(path), builder)
+        sim = Simulation(load_scenario(path, time.time()), builder)
         assert sum(1 for _ in sim.sentences()) > 0, path
+
+
+@pytest.mark.parametrize(
+    ("now_utc", "expected_local"),
+    [
+        ("2026-12-02T14:23:00+00:00", "2026-12-01T22:58:00+01:00"),  # afternoon: yesterday's
+        ("2026-12-02T22:30:00+00:00", "2026-12-02T22:58:00+01:00"),  # 23:30 in Paris: tonight's
+        ("2027-03-28T12:00:00+00:00", "2027-03-27T22:58:00+01:00"),  # the day clocks go forward
+        ("2027-07-01T20:58:00+00:00", "2027-07-01T22:58:00+02:00"),  # exactly now, summer time
+    ],
+)
+def test_a_time_of_day_start_is_its_latest_occurrence(now_utc: str, expected_local: str) -> None:
+    now = datetime.fromisoformat(now_utc).timestamp()
+    scenario = parse_scenario({"start": "22:58", "timezone": "Europe/Paris"}, now)
+    assert scenario.start.isoformat() == expected_local
+    assert scenario.start.timestamp() <= now < scenario.start.timestamp() + 86400
+
+
+def test_a_time_of_day_start_without_a_clock_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_scenario({"start": "22:58:00"})
+    assert [p.path for p in caught.value.problems] == ["$.start"]
 
 
 def test_bad_scenarios_report_every_problem() -> None:
