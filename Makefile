@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # System packages: the broker for tests and the demo, can-utils for SocketCAN tests,
 # QEMU + busybox + kmod for the throwaway VM that gives SocketCAN where the host kernel has none,
-# systemd for `systemd-analyze verify` of the unit files.
-SYSTEM_PACKAGES := mosquitto mosquitto-clients can-utils qemu-system-x86 busybox-static kmod cpio iproute2 systemd
+# systemd for `systemd-analyze verify` of the unit files, faketime for the clock-ahead runs.
+SYSTEM_PACKAGES := mosquitto mosquitto-clients can-utils qemu-system-x86 busybox-static kmod cpio iproute2 systemd faketime
 
-.PHONY: test demo bench lint typecheck system-packages venv clean
+.PHONY: test test-clock-ahead demo bench lint typecheck system-packages venv clean
 
 system-packages:
 	@scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
@@ -31,6 +31,18 @@ typecheck: $(STAMP)
 
 test: system-packages $(STAMP) lint typecheck
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-clock-ahead
+
+# The tests that run real processes on the wall clock, again with every clock a month and a year
+# ahead (libfaketime; monotonic clocks stay real so timeouts keep their meaning; the
+# sitecustomize in tests/support/clock_ahead works around libfaketime's sleep): a test that
+# depends on today's date fails now, not on the day it becomes wrong.
+test-clock-ahead: system-packages $(STAMP)
+	@for shift in +30d +365d; do \
+		echo "== wall-clock tests with the clock $$shift ahead"; \
+		PYTHONPATH=tests/support/clock_ahead FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "$$shift" \
+			$(BIN)/pytest -q -m wallclock -p no:cacheprovider || exit 1; \
+	done
 
 bench: system-packages $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
