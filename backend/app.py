@@ -59,8 +59,8 @@ class Backend:
     server: uvicorn.Server | None = None
     status_sync_interval: float = 5.0
 
-    def _secret_for(self, callback_name: str) -> bytes:
-        return secret_key(self.config.webhooks.secret_for(callback_name))
+    def _secret_for(self, fleet_id: str) -> bytes:
+        return secret_key(self.config.webhooks.secret_for(fleet_id))
 
     def _build_dispatcher(self) -> Dispatcher:
         hooks = self.config.webhooks
