@@ -16,7 +16,6 @@ with warnings.catch_warnings():  # starlette 1.x suggests httpx2 for its test cl
 
 from agent.wire import Topics
 from backend.api import ApiContext, build_api
-from backend.config import ApiToken
 from backend.metrics import Metrics
 from backend.publisher import MemoryMonitorChannel
 from backend.records import VehicleMonitorState
@@ -27,6 +26,7 @@ from tests.backend.conftest import (
     TOKEN,
     VIN,
     ManualClock,
+    api_tokens,
     ingest_events,
     make_event,
     monitor_definition,
@@ -43,10 +43,7 @@ def api(store: SqliteStore) -> Iterator[tuple[TestClient, MemoryMonitorChannel, 
         store=store,
         channel=channel,
         metrics=Metrics(),
-        tokens=(
-            ApiToken(TOKEN),
-            ApiToken(READ_ONLY, frozenset({"monitors:read", "deliveries:read"})),
-        ),
+        tokens=api_tokens(),
         clock=ManualClock(),
     )
     with TestClient(build_api(ctx)) as client:
