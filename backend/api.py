@@ -3,7 +3,10 @@ delivery history and dead letters, ``/healthz``, ``/metrics`` and ``/openapi.jso
 
 Errors are ``xError``-like bodies (reference §2): ``{code, uuid, message, timestamp, problems}``
 with ``code`` = HTTP status x 100. Authentication: ``Authorization: Bearer <token>``; 401 when
-missing or unknown, 403 when the token lacks the operation's scope.
+missing or unknown, 403 when the token lacks the operation's scope or does not reach the fleet or
+vehicle of the path; a monitor or delivery out of the token's reach is a 404 (``backend.tenancy``).
+``/fleets/{fleetId}/vehicles/{vin}`` provisions vehicles into fleets (``admin`` scope): ingest
+routes events by that record. Attribute values come back masked (write-only).
 """
 
 from __future__ import annotations
@@ -357,7 +360,7 @@ async def resend_delivery(ctx: ApiContext, request: Request) -> Response:
 # -- vehicles of a fleet (provisioned by an admin token) ----------------------------------------
 
 
-def _vehicle_path(ctx: ApiContext, request: Request) -> tuple[str, str]:
+def _vehicle_path(request: Request) -> tuple[str, str]:
     fleet_id, vin = request.path_params["fleetId"], request.path_params["vin"]
     bad = [
         Problem("path", f"{v!r} is not valid") for v in (fleet_id, vin) if not valid_topic_level(v)
@@ -383,7 +386,7 @@ def vehicle_view(ctx: ApiContext, vehicle: VehicleRecord) -> dict[str, Any]:
 
 async def put_vehicle(ctx: ApiContext, request: Request) -> Response:
     """Provision a vehicle in a fleet (or move it there): its events reach this fleet's monitors."""
-    fleet_id, vin = _vehicle_path(ctx, request)
+    fleet_id, vin = _vehicle_path(request)
     now = ctx.clock()
     created = ctx.store.put_vehicle(vin, fleet_id, now)
     log.info("vehicle %s provisioned in fleet %s", vin, fleet_id)
@@ -399,7 +402,7 @@ async def list_vehicles(ctx: ApiContext, request: Request) -> Response:
 
 
 async def delete_vehicle(ctx: ApiContext, request: Request) -> Response:
-    fleet_id, vin = _vehicle_path(ctx, request)
+    fleet_id, vin = _vehicle_path(request)
     if not ctx.store.delete_vehicle(fleet_id, vin):
         raise ApiProblem(404, "no such vehicle in this fleet")
     log.info("vehicle %s removed from fleet %s", vin, fleet_id)

@@ -114,7 +114,9 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if not ok:
-            self.problems.append(Problem(f"{self.path}.{key}", f"has the wrong type: {value!r}"))
+            self.problems.append(
+                Problem(f"{self.path}.{key}", f"has the wrong type: {type(value).__name__}")
+            )
             return default
         return value
 
