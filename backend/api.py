@@ -184,6 +184,14 @@ def monitor_ref(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
     }
 
 
+def _addressed(ctx: ApiContext, record: MonitorRecord, vin: str) -> bool:
+    """Whether the monitor is meant for this vehicle: any vehicle can publish a state report on
+    its own topic for any monitor id; another fleet's reports are not shown."""
+    if record.scope == "vehicle":
+        return vin == record.owner
+    return ctx.store.vehicle_fleet(vin) == record.owner
+
+
 def monitor_view(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
     vehicles = [
         {
@@ -194,6 +202,7 @@ def monitor_view(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
             "at": s.at,
         }
         for s in ctx.store.vehicle_states(record.monitor_id)
+        if _addressed(ctx, record, s.vin)
     ]
     shown = masked(record.definition)
     return {**monitor_ref(ctx, record), "monitor": shown, "vehicles": vehicles}

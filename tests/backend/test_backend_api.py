@@ -76,9 +76,13 @@ def test_create_returns_a_monitor_ref_and_publishes_retained(api: Api) -> None:
 def test_read_shows_definition_and_each_vehicles_state(api: Api) -> None:
     client, _, store = api
     mid = _create(client)["monitorId"]
+    for vin, fleet in (("VIN1", "fleet-1"), ("VIN2", "fleet-1"), ("VIN3", "fleet-2")):
+        store.put_vehicle(vin, fleet, T0)
     store.set_vehicle_state(VehicleMonitorState("VIN1", mid, "applied", [], "h1", "t"))
     reasons = [{"path": "$.triggerParam", "message": "unknown data"}]
     store.set_vehicle_state(VehicleMonitorState("VIN2", mid, "rejected", reasons, "h1", "t"))
+    # another fleet's vehicle can report on any monitor id from its own topic: not shown
+    store.set_vehicle_state(VehicleMonitorState("VIN3", mid, "rejected", reasons, "h1", "t"))
     body = client.get(f"/fleets/fleet-1/monitors/{mid}", headers=AUTH).json()
     assert body["monitor"]["label"] == "oil hot"
     assert [(v["vin"], v["state"]) for v in body["vehicles"]] == [
