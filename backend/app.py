@@ -136,7 +136,10 @@ class Backend:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the configured roles until ``stop`` is set, then shut down cleanly."""
-        SqliteStore(self.config.store_path).close()  # migrate once, before the roles start
+        store = SqliteStore(self.config.store_path)  # migrate once, before the roles start
+        for vin, fleet_id in self.config.vehicles.items():  # [fleets.*] vehicles
+            store.put_vehicle(vin, fleet_id, self.clock())
+        store.close()
         topics = Topics(self.config.topic_prefix)
         tasks: list[asyncio.Task[None]] = []
         channel = None

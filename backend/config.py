@@ -93,6 +93,7 @@ class BackendConfig:
     api: ApiConfig = ApiConfig()
     mqtt: MqttConfig = MqttConfig()
     dispatcher: DispatcherConfig = DispatcherConfig()
+    vehicles: dict[str, str] = field(default_factory=dict)  # VIN -> fleet id, from [fleets.*]
 
 
 class _Reader:
@@ -258,6 +259,23 @@ def _fleet_secrets(r: _Reader) -> dict[str, str]:
     return found
 
 
+def _vehicles(r: _Reader) -> dict[str, str]:
+    """``[fleets."<id>"] vehicles = [VIN, ...]``: provisioned at every start, like the API's
+    ``PUT /fleets/{id}/vehicles/{vin}``. A VIN belongs to one fleet."""
+    found: dict[str, str] = {}
+    for fleet_id in r.table:
+        fleet = r.sub(fleet_id)
+        if not valid_topic_level(str(fleet_id)):
+            r.problems.append(Problem(fleet.path, "is not a valid fleet id"))
+        for vin in fleet.get("vehicles", list, []):
+            if not isinstance(vin, str) or not valid_topic_level(vin):
+                r.problems.append(Problem(f"{fleet.path}.vehicles", f"{vin!r} is not a VIN"))
+            elif found.setdefault(vin, str(fleet_id)) != fleet_id:
+                message = f"{vin} is also in fleet {found[vin]!r}"
+                r.problems.append(Problem(f"{fleet.path}.vehicles", message))
+    return found
+
+
 def config_from_dict(raw: dict[str, Any], base: Path) -> BackendConfig:
     problems: list[Problem] = []
     top = _Reader(raw, "$", problems)
@@ -272,6 +290,7 @@ def config_from_dict(raw: dict[str, Any], base: Path) -> BackendConfig:
         api=_api(top.sub("api")),
         mqtt=_mqtt(top.sub("mqtt"), base),
         dispatcher=_dispatcher(top.sub("dispatcher")),
+        vehicles=_vehicles(top.sub("fleets")),
     )
     if problems:
         raise ConfigError(problems)

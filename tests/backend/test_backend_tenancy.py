@@ -21,6 +21,7 @@ with warnings.catch_warnings():  # starlette 1.x suggests httpx2 for its test cl
 
 from agent.wire import Topics, event_to_json
 from backend.api import ApiContext, build_api
+from backend.app import Backend
 from backend.config import ApiToken, config_from_dict
 from backend.errors import ConfigError, IngestError
 from backend.ingest import EventIntake
@@ -36,6 +37,7 @@ from tests.backend.conftest import (
     T0,
     TOKEN,
     VIN,
+    BackendThread,
     ManualClock,
     api_tokens,
     backend_config,
@@ -299,3 +301,20 @@ def test_retained_definitions_carry_only_what_a_vehicle_evaluates() -> None:
     }
     wrapped = vehicle_definition({"monitorId": "m", "monitor": definition, "status": "Running"})
     assert wrapped == stripped
+
+
+def test_vehicles_of_the_configuration_are_provisioned_at_start(tmp_path: Path) -> None:
+    raw = backend_config(tmp_path)
+    raw["fleets"] = {"fleet-2": {"vehicles": [OTHER_VIN]}, FLEET: {"vehicles": [VIN]}}
+    config = config_from_dict(raw, tmp_path)
+    assert config.vehicles == {OTHER_VIN: "fleet-2", VIN: FLEET}
+    running = BackendThread(Backend(config, frozenset({"dispatcher"}))).start()
+    running.stop()
+    store = SqliteStore(config.store_path)
+    assert store.vehicle_fleet(OTHER_VIN) == "fleet-2" and store.vehicle_fleet(VIN) == FLEET
+    store.close()
+    raw["fleets"]["fleet-3"] = {"vehicles": [VIN, "bad vin"]}
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(raw, tmp_path)
+    messages = [p.message for p in info.value.problems]
+    assert messages == [f"{VIN} is also in fleet {FLEET!r}", "'bad vin' is not a VIN"]
