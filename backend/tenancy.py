@@ -24,7 +24,6 @@ from backend.config import ApiToken
 
 MASK = "********"
 _SECRET_BY_DEFAULT = ("Header", "Query")
-_ATTRIBUTE_HOLDERS = ("subscribeParam", "attributes", "attributres")
 
 
 def find_token(tokens: Sequence[ApiToken], presented: str) -> ApiToken | None:
@@ -53,25 +52,44 @@ def reaches_owner(
 # -- write-only attribute values ----------------------------------------------------------------
 
 
-def _attributes(node: Any) -> Iterator[dict[str, Any]]:
-    """Every ``{type, key, value}`` object under ``node``."""
-    if isinstance(node, dict):
-        if isinstance(node.get("type"), str) and "key" in node and "value" in node:
-            yield node
-            return
-        for value in node.values():
-            yield from _attributes(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _attributes(item)
+_LIST_KEYS = ("attributes", "attributres")  # the docs' spelling too (reference §7)
 
 
-def _holders(definition: dict[str, Any]) -> Iterator[Any]:
+def _attribute_lists(definition: dict[str, Any]) -> Iterator[tuple[str, list[Any]]]:
+    """Every list of ``{type, key, value}`` a definition can hold, with its JSON path: the
+    monitor's, the webhook's (with or without the ``webhook`` wrapper) and ``callbackAttributes``.
+    Known places only, no recursion: a body nested deep costs nothing here."""
     inner = definition.get("monitor")
-    for obj in (definition, inner if isinstance(inner, dict) else {}):
-        for key in _ATTRIBUTE_HOLDERS:
-            if key in obj:
-                yield obj[key]
+    roots = [("$", definition)]
+    if isinstance(inner, dict) and "triggerParam" not in definition:
+        roots.append(("$.monitor", inner))
+    for root_path, root in roots:
+        places: list[tuple[str, Any]] = [(root_path, root)]
+        subscribe = _child(root, "subscribeParam")
+        callback = _child(subscribe, "callback")
+        places.append((f"{root_path}.subscribeParam.callback", callback))
+        places.append((f"{root_path}.subscribeParam.callback.webhook", _child(callback, "webhook")))
+        for place_path, place in places:
+            for key in _LIST_KEYS:
+                found = place.get(key)
+                if isinstance(found, list):
+                    yield f"{place_path}.{key}", found
+        channels = _child(subscribe, "callbackAttributes")
+        for channel, found in channels.items():
+            if isinstance(found, list):
+                yield f"{root_path}.subscribeParam.callbackAttributes.{channel}", found
+
+
+def _child(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    found = obj.get(key)
+    return found if isinstance(found, dict) else {}
+
+
+def _attributes(definition: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for path, items in _attribute_lists(definition):
+        for index, item in enumerate(items):
+            if isinstance(item, dict) and isinstance(item.get("value"), str):
+                yield f"{path}[{index}]", item
 
 
 def is_secret(attribute: dict[str, Any]) -> bool:
@@ -84,33 +102,35 @@ def is_secret(attribute: dict[str, Any]) -> bool:
 def masked(definition: dict[str, Any]) -> dict[str, Any]:
     """A copy of a stored definition with every secret attribute value replaced by ``MASK``."""
     shown = copy.deepcopy(definition)
-    for holder in _holders(shown):
-        for attribute in _attributes(holder):
-            if is_secret(attribute):
-                attribute["value"] = MASK
+    for _path, attribute in _attributes(shown):
+        if is_secret(attribute):
+            attribute["value"] = MASK
     return shown
 
 
 def keep_masked(new: dict[str, Any], stored: dict[str, Any]) -> list[Problem]:
-    """Put back, in place, the stored value of each attribute sent as ``MASK`` (same type and
-    key); a masked value with nothing stored to keep is a problem."""
-    kept = {
-        (a.get("type"), a.get("key")): a.get("value")
-        for holder in _holders(stored)
-        for a in _attributes(holder)
-    }
+    """Put back, in place, the stored value of each attribute sent as ``MASK``: the one at the
+    same place with the same type and key, else the only stored one with that type and key. A
+    masked value with nothing (or nothing unambiguous) to keep is a problem."""
+    by_place = {path: a for path, a in _attributes(stored)}
+    by_name: dict[tuple[Any, Any], list[str]] = {}
+    for attribute in by_place.values():
+        by_name.setdefault((attribute.get("type"), attribute.get("key")), []).append(
+            attribute["value"]
+        )
     problems = []
-    for holder in _holders(new):
-        for attribute in _attributes(holder):
-            if attribute.get("value") != MASK:
-                continue
-            value = kept.get((attribute.get("type"), attribute.get("key")))
-            if isinstance(value, str):
-                attribute["value"] = value
-            else:
-                key = attribute.get("key")
-                message = f"attribute {key!r} is sent masked but has no stored value to keep"
-                problems.append(Problem("$", message))
+    for path, attribute in _attributes(new):
+        if attribute["value"] != MASK:
+            continue
+        name = (attribute.get("type"), attribute.get("key"))
+        same = by_place.get(path)
+        if same is not None and (same.get("type"), same.get("key")) == name:
+            attribute["value"] = same["value"]
+        elif len(by_name.get(name, [])) == 1:
+            attribute["value"] = by_name[name][0]
+        else:
+            message = "sent masked, but no single stored value of this type and key to keep"
+            problems.append(Problem(f"{path}.value", message))
     return problems
 
 
