@@ -399,7 +399,8 @@ async def put_vehicle(ctx: ApiContext, request: Request) -> Response:
     now = ctx.clock()
     created = ctx.store.put_vehicle(vin, fleet_id, now)
     log.info("vehicle %s provisioned in fleet %s", vin, fleet_id)
-    return _hal(vehicle_view(ctx, VehicleRecord(vin, fleet_id, now)), 201 if created else 200)
+    stored = ctx.store.get_vehicle(vin) or VehicleRecord(vin, fleet_id, now)
+    return _hal(vehicle_view(ctx, stored), 201 if created else 200)
 
 
 async def list_vehicles(ctx: ApiContext, request: Request) -> Response:

@@ -281,8 +281,12 @@ class SqliteStore:
         return known is None
 
     def vehicle_fleet(self, vin: str) -> str | None:
-        rows = self._read("SELECT fleet_id FROM vehicles WHERE vin = ?", (vin,))
-        return str(rows[0][0]) if rows else None
+        vehicle = self.get_vehicle(vin)
+        return None if vehicle is None else vehicle.fleet_id
+
+    def get_vehicle(self, vin: str) -> VehicleRecord | None:
+        rows = self._read("SELECT vin, fleet_id, created_at FROM vehicles WHERE vin = ?", (vin,))
+        return VehicleRecord(rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
     def list_vehicles(
         self, fleet_id: str, offset: int, limit: int
