@@ -206,7 +206,11 @@ class MonitorSync:
             self._verdicts[monitor_id] = Verdict(True, running.hash if running else digest)
             self._send(monitor_id, self._verdicts[monitor_id])
             return False
-        parsed = parse_monitor(obj, monitor_id=monitor_id, catalog=self.catalog)
+        # The backend pushes only what the vehicle evaluates (no callback, no retry policy): the
+        # delivery part is the backend's to judge, so its problems are warnings here.
+        parsed = parse_monitor(
+            obj, monitor_id=monitor_id, catalog=self.catalog, delivery_problems=False
+        )
         if parsed.monitor is None:
             self._reject(monitor_id, digest, parsed.problems)
             return False

@@ -3,13 +3,17 @@ delivery history and dead letters, ``/healthz``, ``/metrics`` and ``/openapi.jso
 
 Errors are ``xError``-like bodies (reference §2): ``{code, uuid, message, timestamp, problems}``
 with ``code`` = HTTP status x 100. Authentication: ``Authorization: Bearer <token>``; 401 when
-missing or unknown, 403 when the token lacks the operation's scope.
+missing or unknown, 403 when the token lacks the operation's scope or does not reach the fleet or
+vehicle of the path; a monitor or delivery out of the token's reach is a 404 (``backend.tenancy``).
+``/fleets/{fleetId}/vehicles/{vin}`` provisions vehicles into fleets (``admin`` scope): ingest
+routes events by that record. Attribute values come back masked (write-only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import uuid
@@ -25,14 +29,16 @@ from starlette.routing import Route
 
 from agent.errors import Problem
 from agent.wire import format_date, uuid7, valid_topic_level
-from backend.config import ApiToken
+from backend.config import ADMIN, ApiToken
 from backend.errors import ApiProblem
 from backend.metrics import Metrics
 from backend.monitors import validate
 from backend.openapi import openapi_document
 from backend.publisher import MonitorChannel
-from backend.records import DeliveryView, MonitorRecord, Store
+from backend.records import DeliveryView, MonitorRecord, Store, VehicleRecord
+from backend.tenancy import find_token, keep_masked, masked, masked_url, reaches_owner
 
+log = logging.getLogger(__name__)
 HAL = "application/hal+json"
 _RANGE = re.compile(r"^([0-9]+)-([0-9]*)$")
 MAX_PAGE = 60
@@ -72,14 +78,20 @@ def _hal(body: object, status: int = 200) -> JSONResponse:
 # -- request pieces ---------------------------------------------------------------------------
 
 
-def _authorize(ctx: ApiContext, request: Request, scope: str) -> None:
+def _authorize(ctx: ApiContext, request: Request, scope: str) -> ApiToken:
     header = request.headers.get("authorization", "")
     kind, _, token = header.partition(" ")
-    found = next((t for t in ctx.tokens if kind.lower() == "bearer" and t.token == token), None)
+    found = find_token(ctx.tokens, token) if kind.lower() == "bearer" else None
     if found is None:
         raise ApiProblem(401, "missing or invalid bearer token")
     if scope not in found.scopes:
         raise ApiProblem(403, f"the token lacks the scope {scope!r}")
+    return found
+
+
+def _token(request: Request) -> ApiToken:
+    token: ApiToken = request.state.token
+    return token
 
 
 async def _json_body(request: Request) -> Any:
@@ -116,18 +128,21 @@ def _paging(request: Request) -> tuple[int, int]:
     return start, size
 
 
-def _owner(request: Request) -> tuple[str, str]:
+def _owner(ctx: ApiContext, request: Request) -> tuple[str, str]:
+    """The fleet or vehicle of the path, if the request's token reaches it (403 otherwise)."""
     if "fleetId" in request.path_params:
         scope, owner = "fleet", request.path_params["fleetId"]
     else:
         scope, owner = "vehicle", request.path_params["vin"]
     if not valid_topic_level(owner):
         raise ApiProblem(400, f"invalid {scope} id", (Problem("path", f"{owner!r} is not valid"),))
+    if not reaches_owner(_token(request), scope, owner, ctx.store.vehicle_fleet):
+        raise ApiProblem(403, f"the token does not reach this {scope}")
     return scope, owner
 
 
 def _existing(ctx: ApiContext, request: Request) -> MonitorRecord:
-    scope, owner = _owner(request)
+    scope, owner = _owner(ctx, request)
     record = ctx.store.get_monitor(request.path_params["monitorId"])
     if record is None or record.scope != scope or record.owner != owner:
         raise ApiProblem(404, "no such monitor")
@@ -169,6 +184,14 @@ def monitor_ref(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
     }
 
 
+def _addressed(ctx: ApiContext, record: MonitorRecord, vin: str) -> bool:
+    """Whether the monitor is meant for this vehicle: any vehicle can publish a state report on
+    its own topic for any monitor id; another fleet's reports are not shown."""
+    if record.scope == "vehicle":
+        return vin == record.owner
+    return ctx.store.vehicle_fleet(vin) == record.owner
+
+
 def monitor_view(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
     vehicles = [
         {
@@ -179,8 +202,10 @@ def monitor_view(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
             "at": s.at,
         }
         for s in ctx.store.vehicle_states(record.monitor_id)
+        if _addressed(ctx, record, s.vin)
     ]
-    return {**monitor_ref(ctx, record), "monitor": record.definition, "vehicles": vehicles}
+    shown = masked(record.definition)
+    return {**monitor_ref(ctx, record), "monitor": shown, "vehicles": vehicles}
 
 
 def delivery_view(view: DeliveryView) -> dict[str, Any]:
@@ -188,7 +213,7 @@ def delivery_view(view: DeliveryView) -> dict[str, Any]:
         "deliveryId": view.delivery_id,
         "monitorId": view.monitor_id,
         "state": view.state,
-        "url": view.url,
+        "url": masked_url(view.url),
         "eventIds": view.event_ids,
         "attemptCount": view.attempts,
         "createdAt": _iso(view.created_at),
@@ -238,7 +263,7 @@ Handler = Callable[[ApiContext, Request], Awaitable[Response]]
 
 
 async def create_monitor(ctx: ApiContext, request: Request) -> Response:
-    scope, owner = _owner(request)
+    scope, owner = _owner(ctx, request)
     now = ctx.clock()
     monitor_id = uuid7(int(now * 1000))
     definition = _checked(ctx, await _json_body(request), monitor_id)
@@ -249,7 +274,7 @@ async def create_monitor(ctx: ApiContext, request: Request) -> Response:
 
 
 async def list_monitors(ctx: ApiContext, request: Request) -> Response:
-    scope, owner = _owner(request)
+    scope, owner = _owner(ctx, request)
     start, size = _paging(request)
     records, total = ctx.store.list_monitors(scope, owner, start, size)
     items = [monitor_view(ctx, r) for r in records]
@@ -262,7 +287,12 @@ async def read_monitor(ctx: ApiContext, request: Request) -> Response:
 
 async def replace_monitor(ctx: ApiContext, request: Request) -> Response:
     record = _existing(ctx, request)
-    definition = _checked(ctx, await _json_body(request), record.monitor_id)
+    body = await _json_body(request)
+    if isinstance(body, dict):
+        kept = keep_masked(body, record.definition)  # a definition read back, masked values kept
+        if kept:
+            raise ApiProblem(400, "invalid monitor", tuple(kept))
+    definition = _checked(ctx, body, record.monitor_id)
     ctx.store.replace_monitor(record.monitor_id, definition, ctx.clock())
     fresh = ctx.store.get_monitor(record.monitor_id) or record
     await asyncio.to_thread(ctx.channel.publish, fresh)
@@ -289,11 +319,24 @@ async def set_status(ctx: ApiContext, request: Request) -> Response:
     return _hal(monitor_ref(ctx, fresh), 202)
 
 
+def _reachable_monitor(ctx: ApiContext, request: Request, monitor_id: str) -> bool:
+    """A monitor (deleted ones too) whose fleet or vehicle the request's token reaches."""
+    owner = ctx.store.monitor_owner(monitor_id)
+    return owner is not None and reaches_owner(_token(request), *owner, ctx.store.vehicle_fleet)
+
+
 def _monitor_by_id(ctx: ApiContext, request: Request) -> MonitorRecord:
     record = ctx.store.get_monitor(request.path_params["monitorId"])
-    if record is None:
+    if record is None or not _reachable_monitor(ctx, request, record.monitor_id):
         raise ApiProblem(404, "no such monitor")
     return record
+
+
+def _delivery(ctx: ApiContext, request: Request) -> DeliveryView:
+    view = ctx.store.get_delivery(request.path_params["deliveryId"])
+    if view is None or not _reachable_monitor(ctx, request, view.monitor_id):
+        raise ApiProblem(404, "no such delivery")
+    return view
 
 
 async def list_deliveries(ctx: ApiContext, request: Request) -> Response:
@@ -311,21 +354,69 @@ async def list_deliveries(ctx: ApiContext, request: Request) -> Response:
 
 
 async def read_delivery(ctx: ApiContext, request: Request) -> Response:
-    view = ctx.store.get_delivery(request.path_params["deliveryId"])
-    if view is None:
-        raise ApiProblem(404, "no such delivery")
-    return _hal(delivery_view(view))
+    return _hal(delivery_view(_delivery(ctx, request)))
 
 
 async def resend_delivery(ctx: ApiContext, request: Request) -> Response:
-    delivery_id = request.path_params["deliveryId"]
-    if ctx.store.get_delivery(delivery_id) is None:
-        raise ApiProblem(404, "no such delivery")
+    delivery_id = _delivery(ctx, request).delivery_id
     if not ctx.store.resend(delivery_id, ctx.clock(), ctx.max_age):
         raise ApiProblem(409, "only a dead-lettered delivery can be re-sent")
     view = ctx.store.get_delivery(delivery_id)
     assert view is not None
     return _hal(delivery_view(view), 202)
+
+
+# -- vehicles of a fleet (provisioned by an admin token) ----------------------------------------
+
+
+def _vehicle_path(request: Request) -> tuple[str, str]:
+    fleet_id, vin = request.path_params["fleetId"], request.path_params["vin"]
+    bad = [
+        Problem("path", f"{v!r} is not valid") for v in (fleet_id, vin) if not valid_topic_level(v)
+    ]
+    if bad:
+        raise ApiProblem(400, "invalid fleet id or VIN", tuple(bad))
+    return fleet_id, vin
+
+
+def vehicle_view(ctx: ApiContext, vehicle: VehicleRecord) -> dict[str, Any]:
+    fleet = f"{ctx.base_url}/fleets/{vehicle.fleet_id}"
+    return {
+        "vin": vehicle.vin,
+        "fleetId": vehicle.fleet_id,
+        "createdAt": _iso(vehicle.created_at),
+        "_links": {
+            "self": {"href": f"{fleet}/vehicles/{vehicle.vin}"},
+            "fleet": {"href": fleet},
+            "monitors": {"href": f"{ctx.base_url}/vehicles/{vehicle.vin}/monitors"},
+        },
+    }
+
+
+async def put_vehicle(ctx: ApiContext, request: Request) -> Response:
+    """Provision a vehicle in a fleet (or move it there): its events reach this fleet's monitors."""
+    fleet_id, vin = _vehicle_path(request)
+    now = ctx.clock()
+    created = ctx.store.put_vehicle(vin, fleet_id, now)
+    log.info("vehicle %s provisioned in fleet %s", vin, fleet_id)
+    stored = ctx.store.get_vehicle(vin) or VehicleRecord(vin, fleet_id, now)
+    return _hal(vehicle_view(ctx, stored), 201 if created else 200)
+
+
+async def list_vehicles(ctx: ApiContext, request: Request) -> Response:
+    _scope, fleet_id = _owner(ctx, request)
+    start, size = _paging(request)
+    vehicles, total = ctx.store.list_vehicles(fleet_id, start, size)
+    items = [vehicle_view(ctx, v) for v in vehicles]
+    return _hal(collection(request, "vehicles", items, total, start=start, size=size))
+
+
+async def delete_vehicle(ctx: ApiContext, request: Request) -> Response:
+    fleet_id, vin = _vehicle_path(request)
+    if not ctx.store.delete_vehicle(fleet_id, vin):
+        raise ApiProblem(404, "no such vehicle in this fleet")
+    log.info("vehicle %s removed from fleet %s", vin, fleet_id)
+    return Response(status_code=204)
 
 
 # -- the app ----------------------------------------------------------------------------------
@@ -334,7 +425,7 @@ async def resend_delivery(ctx: ApiContext, request: Request) -> Response:
 def _endpoint(ctx: ApiContext, handler: Handler, scope: str) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         try:
-            _authorize(ctx, request, scope)
+            request.state.token = _authorize(ctx, request, scope)
             return await handler(ctx, request)
         except ApiProblem as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -359,7 +450,11 @@ def build_api(ctx: ApiContext) -> Starlette:
             r(one, delete_monitor, "monitors:write", ["DELETE"]),
             r(one + "/status", set_status, "monitors:write", ["PUT"]),
         ]
+    vehicle = "/fleets/{fleetId}/vehicles/{vin}"
     routes += [
+        r("/fleets/{fleetId}/vehicles", list_vehicles, "monitors:read", ["GET"]),
+        r(vehicle, put_vehicle, ADMIN, ["PUT"]),
+        r(vehicle, delete_vehicle, ADMIN, ["DELETE"]),
         r("/monitors/{monitorId}/deliveries", list_deliveries, "deliveries:read", ["GET"]),
         r("/monitors/{monitorId}/dead-letters", list_deliveries, "deliveries:read", ["GET"]),
         r("/deliveries/{deliveryId}", read_delivery, "deliveries:read", ["GET"]),

@@ -59,8 +59,8 @@ class Backend:
     server: uvicorn.Server | None = None
     status_sync_interval: float = 5.0
 
-    def _secret_for(self, callback_name: str) -> bytes:
-        return secret_key(self.config.webhooks.secret_for(callback_name))
+    def _secret_for(self, fleet_id: str) -> bytes:
+        return secret_key(self.config.webhooks.secret_for(fleet_id))
 
     def _build_dispatcher(self) -> Dispatcher:
         hooks = self.config.webhooks
@@ -136,7 +136,10 @@ class Backend:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the configured roles until ``stop`` is set, then shut down cleanly."""
-        SqliteStore(self.config.store_path).close()  # migrate once, before the roles start
+        store = SqliteStore(self.config.store_path)  # migrate once, before the roles start
+        for vin, fleet_id in self.config.vehicles.items():  # [fleets.*] vehicles
+            store.put_vehicle(vin, fleet_id, self.clock())
+        store.close()
         topics = Topics(self.config.topic_prefix)
         tasks: list[asyncio.Task[None]] = []
         channel = None

@@ -12,19 +12,27 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import Problem
-from agent.wire import DEFAULT_PREFIX
+from agent.wire import DEFAULT_PREFIX, valid_topic_level
 from backend.errors import ConfigError
 from backend.retry import MAX_AGE, NONE_RETRY_DELAY
 from backend.signing import SecretError, secret_key
 
 SCOPES = ("monitors:read", "monitors:write", "deliveries:read", "deliveries:write")
+ADMIN = "admin"  # every fleet, and the vehicle records (which vehicle belongs to which fleet)
 
 
 @dataclass(frozen=True, slots=True)
 class ApiToken:
-    token: str
+    """A bearer token: its scopes and the fleets it reaches (all of them with ``admin``)."""
+
+    token: str = field(repr=False)
     scopes: frozenset[str] = frozenset(SCOPES)
     name: str = ""
+    fleets: frozenset[str] = frozenset()
+
+    @property
+    def admin(self) -> bool:
+        return ADMIN in self.scopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +49,7 @@ class MqttConfig:
     port: int = 1883
     client_id: str = "edgemon-backend"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     tls: bool = False
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -53,8 +61,9 @@ class MqttConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebhookConfig:
-    default_secret: str
-    secrets: dict[str, str] = field(default_factory=dict)  # callback name -> whsec_ secret
+    default_secret: str = field(repr=False)
+    # fleet id -> whsec_ secret; never keyed by anything a monitor's author writes
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
     ca_bundle: Path | None = None
     allow_insecure_http: bool = False
     connect_timeout: float = 5.0
@@ -62,8 +71,9 @@ class WebhookConfig:
     per_endpoint_concurrency: int = 8
     client: str = "httpx"  # "httpx" | "builtin" (backend.http1: ~25x less CPU per request)
 
-    def secret_for(self, callback_name: str) -> str:
-        return self.secrets.get(callback_name, self.default_secret)
+    def secret_for(self, fleet_id: str) -> str:
+        """The signing secret of a fleet's deliveries (the default for a fleet without one)."""
+        return self.secrets.get(fleet_id, self.default_secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +93,7 @@ class BackendConfig:
     api: ApiConfig = ApiConfig()
     mqtt: MqttConfig = MqttConfig()
     dispatcher: DispatcherConfig = DispatcherConfig()
+    vehicles: dict[str, str] = field(default_factory=dict)  # VIN -> fleet id, from [fleets.*]
 
 
 class _Reader:
@@ -104,7 +115,9 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if not ok:
-            self.problems.append(Problem(f"{self.path}.{key}", f"has the wrong type: {value!r}"))
+            self.problems.append(
+                Problem(f"{self.path}.{key}", f"has the wrong type: {type(value).__name__}")
+            )
             return default
         return value
 
@@ -135,11 +148,9 @@ def _api(r: _Reader) -> ApiConfig:
         token = item.get("token", str, "")
         if len(token) < 16:
             r.problems.append(Problem(f"{item.path}.token", "a token needs 16 characters or more"))
-        scopes = item.get("scopes", list, list(SCOPES))
-        unknown = [s for s in scopes if s not in SCOPES]
-        if unknown:
-            r.problems.append(Problem(f"{item.path}.scopes", f"unknown scopes {unknown}"))
-        tokens.append(ApiToken(token, frozenset(scopes), item.get("name", str, "")))
+        scopes = _scopes(item)
+        fleets = _fleets(item, admin=ADMIN in scopes)
+        tokens.append(ApiToken(token, scopes, item.get("name", str, ""), fleets))
     return ApiConfig(
         host=r.get("host", str, "127.0.0.1"),
         port=r.get("port", int, 8080),
@@ -179,14 +190,9 @@ def _webhooks(r: _Reader, base: Path) -> WebhookConfig:
         r.problems.append(Problem(f"{r.path}.default_secret", "required (a whsec_ secret)"))
     else:
         _secret(r, "default_secret", default)
-    secrets_reader = r.sub("secrets")
-    secrets = {
-        str(name): _secret(secrets_reader, str(name), value) if isinstance(value, str) else ""
-        for name, value in secrets_reader.table.items()
-    }
     return WebhookConfig(
         default_secret=default,
-        secrets=secrets,
+        secrets=_fleet_secrets(r),
         ca_bundle=r.path_value("ca_bundle", base, must_exist=True),
         allow_insecure_http=r.get("allow_insecure_http", bool, False),
         connect_timeout=r.positive("connect_timeout", float, 5.0),
@@ -214,6 +220,62 @@ def _dispatcher(r: _Reader) -> DispatcherConfig:
     )
 
 
+# -- tenancy: tokens bound to fleets, signing secrets bound to fleets -------------------------
+
+
+def _scopes(item: _Reader) -> frozenset[str]:
+    scopes = item.get("scopes", list, list(SCOPES))
+    unknown = [s for s in scopes if s not in (*SCOPES, ADMIN)]
+    if unknown:
+        item.problems.append(Problem(f"{item.path}.scopes", f"unknown scopes {unknown}"))
+    return frozenset(s for s in scopes if isinstance(s, str))
+
+
+def _fleets(item: _Reader, *, admin: bool) -> frozenset[str]:
+    """The fleets a token reaches; a token needs some, or the ``admin`` scope."""
+    fleets = item.get("fleets", list, [])
+    bad = [f for f in fleets if not isinstance(f, str) or not valid_topic_level(f)]
+    if bad:
+        item.problems.append(Problem(f"{item.path}.fleets", f"invalid fleet ids {bad}"))
+    if not fleets and not admin:
+        message = "a token needs 'fleets = [...]' or the 'admin' scope"
+        item.problems.append(Problem(f"{item.path}.fleets", message))
+    return frozenset(f for f in fleets if isinstance(f, str))
+
+
+def _fleet_secrets(r: _Reader) -> dict[str, str]:
+    """``[webhooks.fleet_secrets]``: fleet id -> whsec_ secret. The former ``[webhooks.secrets]``
+    chose the secret by the callback name a monitor's author writes: refused, not reread."""
+    if "secrets" in r.table:
+        message = "secrets by callback name are not supported; use [webhooks.fleet_secrets]"
+        r.problems.append(Problem(f"{r.path}.secrets", message))
+    reader = r.sub("fleet_secrets")
+    found = {}
+    for name, value in reader.table.items():
+        if not isinstance(value, str):
+            r.problems.append(Problem(f"{reader.path}.{name}", "must be a whsec_ secret"))
+            continue
+        found[str(name)] = _secret(reader, str(name), value)
+    return found
+
+
+def _vehicles(r: _Reader) -> dict[str, str]:
+    """``[fleets."<id>"] vehicles = [VIN, ...]``: provisioned at every start, like the API's
+    ``PUT /fleets/{id}/vehicles/{vin}``. A VIN belongs to one fleet."""
+    found: dict[str, str] = {}
+    for fleet_id in r.table:
+        fleet = r.sub(fleet_id)
+        if not valid_topic_level(str(fleet_id)):
+            r.problems.append(Problem(fleet.path, "is not a valid fleet id"))
+        for vin in fleet.get("vehicles", list, []):
+            if not isinstance(vin, str) or not valid_topic_level(vin):
+                r.problems.append(Problem(f"{fleet.path}.vehicles", f"{vin!r} is not a VIN"))
+            elif found.setdefault(vin, str(fleet_id)) != fleet_id:
+                message = f"{vin} is also in fleet {found[vin]!r}"
+                r.problems.append(Problem(f"{fleet.path}.vehicles", message))
+    return found
+
+
 def config_from_dict(raw: dict[str, Any], base: Path) -> BackendConfig:
     problems: list[Problem] = []
     top = _Reader(raw, "$", problems)
@@ -228,6 +290,7 @@ def config_from_dict(raw: dict[str, Any], base: Path) -> BackendConfig:
         api=_api(top.sub("api")),
         mqtt=_mqtt(top.sub("mqtt"), base),
         dispatcher=_dispatcher(top.sub("dispatcher")),
+        vehicles=_vehicles(top.sub("fleets")),
     )
     if problems:
         raise ConfigError(problems)

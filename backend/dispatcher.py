@@ -156,7 +156,7 @@ class Dispatcher:
 
     def _request(self, claim: ClaimedDelivery, timestamp: int) -> WebhookRequest:
         body = webhook_body(claim.monitor_id, claim.body_attributes, claim.events)
-        key = self.secret_for(claim.callback_name)
+        key = self.secret_for(claim.fleet_id)  # the fleet's, never the callback name's
         signed = signature_headers(key, claim.delivery_id, timestamp, body)
         return WebhookRequest(claim.url, (*claim.headers, *signed.items()), body)
 

@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -76,6 +76,7 @@ class EventIntake:
             raise IngestError(
                 "vin_mismatch", f"event VIN {event.vin!r} differs from topic VIN {topic_vin!r}"
             )
+        event = replace(event, fleet_id=self._fleet_of(event.vin, event.fleet_id))
         record = self.store.get_monitor(event.monitor_id)
         skip, spec = self._skip_reason(record, event.vin, event.fleet_id)
         routes: tuple[Route, ...] = ()
@@ -95,6 +96,17 @@ class EventIntake:
             skip_reason=skip,
         )
 
+    def _fleet_of(self, vin: str, claimed: str | None) -> str:
+        """The vehicle's fleet from the backend's records; the event's claim only has to agree."""
+        fleet = self.store.vehicle_fleet(vin)
+        if fleet is None:
+            raise IngestError("unknown_vehicle", f"vehicle {vin!r} is not provisioned in a fleet")
+        if claimed is not None and claimed != fleet:
+            raise IngestError(
+                "fleet_mismatch", f"vehicle {vin!r} of fleet {fleet!r} claims fleet {claimed!r}"
+            )
+        return fleet
+
     def _skip_reason(
         self, record: MonitorRecord | None, vin: str, fleet_id: str | None
     ) -> tuple[str | None, DeliverySpec | None]:
@@ -102,7 +114,7 @@ class EventIntake:
             return "unknown_monitor", None
         if record.scope == "vehicle" and record.owner != vin:
             return "wrong_vehicle", None
-        if record.scope == "fleet" and fleet_id is not None and record.owner != fleet_id:
+        if record.scope == "fleet" and record.owner != fleet_id:
             return "wrong_fleet", None
         if record.status != "Running":
             return f"monitor_{record.status.lower()}", None

@@ -55,7 +55,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Invalid request: every problem is listed",
         401: "Missing or invalid bearer token",
-        403: "The token lacks the scope",
+        403: "The token lacks the scope, or does not reach this fleet or vehicle",
         404: "Not found",
         409: "Conflict",
     }
@@ -214,6 +214,48 @@ def _delivery_paths() -> dict[str, Any]:
     }
 
 
+def _vehicle_paths() -> dict[str, Any]:
+    fleet, vin = _param("fleetId"), _param("vin")
+    one = {"$ref": "#/components/schemas/Vehicle"}
+    return {
+        "/fleets/{fleetId}/vehicles": {
+            "parameters": [fleet],
+            "get": {
+                "tags": ["vehicles"],
+                "summary": "The vehicles provisioned in a fleet",
+                "parameters": _PAGING,
+                "responses": {
+                    "200": {
+                        "description": "A page",
+                        **_json({"$ref": "#/components/schemas/Vehicles"}),
+                    },
+                    **_errors(400, 401, 403),
+                },
+            },
+        },
+        "/fleets/{fleetId}/vehicles/{vin}": {
+            "parameters": [fleet, vin],
+            "put": {
+                "tags": ["vehicles"],
+                "summary": "Provision a vehicle in a fleet, or move it there (admin scope)",
+                "description": "Events are routed by this record, never by the fleet a vehicle "
+                "claims: to the monitors of this fleet and of the vehicle. An event of a vehicle "
+                "that is not provisioned is counted and not delivered.",
+                "responses": {
+                    "201": {"description": "Provisioned", **_json(one)},
+                    "200": {"description": "Already known; now in this fleet", **_json(one)},
+                    **_errors(400, 401, 403),
+                },
+            },
+            "delete": {
+                "tags": ["vehicles"],
+                "summary": "Remove a vehicle from a fleet (admin scope)",
+                "responses": {"204": {"description": "Removed"}, **_errors(400, 401, 403, 404)},
+            },
+        },
+    }
+
+
 def _ops_paths() -> dict[str, Any]:
     return {
         "/healthz": {
@@ -311,7 +353,10 @@ def _schemas() -> dict[str, Any]:
         },
         "MonitorParameter": {
             "type": "object",
-            "description": "Stellantis MonitorParameter; parse_monitor validates it fully",
+            "description": "Stellantis MonitorParameter; parse_monitor validates it fully. "
+            "Attribute values are write-only: Header and Query values (unless the attribute "
+            'says "secret": false) and Body values marked "secret": true are read back as '
+            '"********"; a definition sent back with such a value keeps the stored one.',
             "properties": {
                 "label": {"type": "string"},
                 "subscribeParam": {"type": "object"},
@@ -366,6 +411,17 @@ def _schemas() -> dict[str, Any]:
             "required": ["deliveryId", "monitorId", "state", "attempts"],
         },
         "Deliveries": page("deliveries", "Delivery"),
+        "Vehicle": {
+            "type": "object",
+            "properties": {
+                "vin": {"type": "string"},
+                "fleetId": {"type": "string"},
+                "createdAt": _STAMP,
+                "_links": links,
+            },
+            "required": ["vin", "fleetId", "createdAt", "_links"],
+        },
+        "Vehicles": page("vehicles", "Vehicle"),
     }
 
 
@@ -374,13 +430,16 @@ def openapi_document() -> dict[str, Any]:
     paths.update(_monitor_paths("/fleets/{fleetId}", _param("fleetId"), "fleet monitors"))
     paths.update(_monitor_paths("/vehicles/{vin}", _param("vin"), "vehicle monitors"))
     paths.update(_delivery_paths())
+    paths.update(_vehicle_paths())
     paths.update(_ops_paths())
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "edgemon backend: monitors and deliveries",
             "version": __version__,
-            "description": "Stellantis-style monitors; events leave as signed webhooks.",
+            "description": "Stellantis-style monitors; events leave as signed webhooks. "
+            "A token reaches the fleets it is bound to (every fleet with the admin scope); a "
+            "vehicle is reached through the fleet it is provisioned in.",
         },
         "paths": paths,
         "components": {

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
@@ -38,9 +38,27 @@ def monitor_topic(topics: Topics, record: MonitorRecord) -> str:
     return topics.vehicle_monitor(record.owner, record.monitor_id)
 
 
+VEHICLE_KEYS = ("label", "triggerParam", "extendedEventParam")
+
+
+def vehicle_definition(definition: dict[str, Any]) -> dict[str, Any]:
+    """What a vehicle needs to evaluate a monitor: label, triggers and expression, extensions and
+    ``refreshEvent``. The webhook target, the attributes and the retry policy stay here: the
+    vehicles of a fleet can read its monitors, and some customers put credentials there."""
+    inner = definition.get("monitor")
+    if isinstance(inner, dict) and "triggerParam" not in definition:
+        definition = inner  # the Stellantis ``Monitor`` resource form: {monitor: {...}}
+    body = {key: definition[key] for key in VEHICLE_KEYS if key in definition}
+    subscribe = definition.get("subscribeParam")
+    if isinstance(subscribe, dict) and "refreshEvent" in subscribe:
+        body["subscribeParam"] = {"refreshEvent": subscribe["refreshEvent"]}
+    return body
+
+
 def monitor_payload(record: MonitorRecord) -> bytes:
-    """The retained message: the definition plus the status (Paused/Failed: not firing)."""
-    body = dict(record.definition)
+    """The retained message: what the vehicle evaluates, plus the status (Paused/Failed: not
+    firing)."""
+    body = vehicle_definition(record.definition)
     body["status"] = record.status
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 

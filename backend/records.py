@@ -32,6 +32,15 @@ class MonitorRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class VehicleRecord:
+    """A vehicle the backend knows, and the fleet it belongs to (provisioned, never claimed)."""
+
+    vin: str
+    fleet_id: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class VehicleMonitorState:
     """What one agent reported on ``…/monitors/{id}/state`` (applied or rejected, with reasons)."""
 
@@ -59,6 +68,7 @@ class Route:
     policy: str
     retry_number: int
     retry_delay: float
+    fleet_id: str = ""  # the vehicle's fleet in the backend's records: whose secret signs it
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +104,7 @@ class ClaimedDelivery:
     policy: str
     retry_number: int
     retry_delay: float
+    fleet_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +168,16 @@ class Store(Protocol):
     def delete_monitor(self, monitor_id: str, now: float) -> None: ...
     def set_vehicle_state(self, state: VehicleMonitorState) -> None: ...
     def vehicle_states(self, monitor_id: str) -> list[VehicleMonitorState]: ...
+    def monitor_owner(self, monitor_id: str) -> tuple[str, str] | None: ...
+
+    # vehicles and their fleets (API, ingest)
+    def put_vehicle(self, vin: str, fleet_id: str, now: float) -> bool: ...
+    def vehicle_fleet(self, vin: str) -> str | None: ...
+    def get_vehicle(self, vin: str) -> VehicleRecord | None: ...
+    def list_vehicles(
+        self, fleet_id: str, offset: int, limit: int
+    ) -> tuple[list[VehicleRecord], int]: ...
+    def delete_vehicle(self, fleet_id: str, vin: str) -> bool: ...
 
     # ingest
     def commit_events(self, events: Sequence[IncomingEvent], now: float) -> list[bool]: ...

@@ -106,6 +106,7 @@ def route(spec: DeliverySpec, *, monitor_id: str, vin: str, fleet_id: str | None
         policy=spec.policy,
         retry_number=spec.retry_number,
         retry_delay=spec.retry_delay,
+        fleet_id=fleet_id or "",
     )
 
 

@@ -13,6 +13,7 @@ keep the same tables and replace ``INSERT OR IGNORE`` with ``ON CONFLICT DO NOTH
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +32,7 @@ from backend.records import (
     MonitorRecord,
     Route,
     VehicleMonitorState,
+    VehicleRecord,
 )
 
 MIGRATIONS: tuple[str, ...] = (
@@ -73,17 +75,32 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE deliveries SET held_since = max(held_since, received_at)
         WHERE state IN ('open', 'pending');
     """,
+    # 3: tenancy. Which fleet a vehicle belongs to is the backend's record, not the event's
+    # claim; a delivery remembers that fleet, whose secret signs it.
+    """
+    CREATE TABLE vehicles (
+        vin TEXT PRIMARY KEY, fleet_id TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE INDEX vehicles_fleet ON vehicles (fleet_id, vin);
+    ALTER TABLE deliveries ADD COLUMN fleet_id TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 _LIVE = "('open', 'pending')"
 _DELIVERY_COLUMNS = (
     "delivery_id, monitor_id, callback_name, url, endpoint, headers, body_attributes, "
-    "attempts, tries, held_since, received_at, policy, retry_number, retry_delay"
+    "attempts, tries, held_since, received_at, policy, retry_number, retry_delay, fleet_id"
 )
 
 
 def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple((str(k), str(v)) for k, v in json.loads(text))
+
+
+def _create_private(path: Path) -> None:
+    """Create the store file owner-only (0600) before SQLite opens it: it holds webhook targets
+    and attributes. SQLite gives its -wal and -shm files the database file's mode."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 class SqliteStore:
@@ -93,6 +110,7 @@ class SqliteStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
@@ -244,6 +262,50 @@ class SqliteStore:
         )
         return [VehicleMonitorState(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
+    def monitor_owner(self, monitor_id: str) -> tuple[str, str] | None:
+        """(scope, owner) of a monitor, deleted ones included (their deliveries stay readable)."""
+        rows = self._read("SELECT scope, owner FROM monitors WHERE monitor_id = ?", (monitor_id,))
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    # -- vehicles ------------------------------------------------------------------------------
+
+    def put_vehicle(self, vin: str, fleet_id: str, now: float) -> bool:
+        """Provision ``vin`` in ``fleet_id`` (moving it if it was elsewhere); True if new."""
+        with self._tx() as db:
+            known = db.execute("SELECT 1 FROM vehicles WHERE vin = ?", (vin,)).fetchone()
+            db.execute(
+                "INSERT INTO vehicles VALUES (?, ?, ?)"
+                " ON CONFLICT (vin) DO UPDATE SET fleet_id = excluded.fleet_id",
+                (vin, fleet_id, now),
+            )
+        return known is None
+
+    def vehicle_fleet(self, vin: str) -> str | None:
+        vehicle = self.get_vehicle(vin)
+        return None if vehicle is None else vehicle.fleet_id
+
+    def get_vehicle(self, vin: str) -> VehicleRecord | None:
+        rows = self._read("SELECT vin, fleet_id, created_at FROM vehicles WHERE vin = ?", (vin,))
+        return VehicleRecord(rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    def list_vehicles(
+        self, fleet_id: str, offset: int, limit: int
+    ) -> tuple[list[VehicleRecord], int]:
+        total = self._read("SELECT count(*) FROM vehicles WHERE fleet_id = ?", (fleet_id,))[0][0]
+        rows = self._read(
+            "SELECT vin, fleet_id, created_at FROM vehicles WHERE fleet_id = ?"
+            " ORDER BY vin LIMIT ? OFFSET ?",
+            (fleet_id, limit, offset),
+        )
+        return [VehicleRecord(r[0], r[1], r[2]) for r in rows], int(total)
+
+    def delete_vehicle(self, fleet_id: str, vin: str) -> bool:
+        with self._tx() as db:
+            cursor = db.execute(
+                "DELETE FROM vehicles WHERE vin = ? AND fleet_id = ?", (vin, fleet_id)
+            )
+            return cursor.rowcount == 1
+
     # -- ingest --------------------------------------------------------------------------------
 
     def commit_events(self, events: Sequence[IncomingEvent], now: float) -> list[bool]:
@@ -285,7 +347,8 @@ class SqliteStore:
                 "INSERT INTO deliveries (delivery_id, monitor_id, callback_name, url, endpoint,"
                 " headers, body_attributes, batch_key, batch_size, state, event_count,"
                 " held_since, received_at, next_at, policy, retry_number, retry_delay,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, fleet_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     delivery_id,
                     route.monitor_id,
@@ -304,6 +367,7 @@ class SqliteStore:
                     route.retry_number,
                     route.retry_delay,
                     now,
+                    route.fleet_id,
                 ),
             )
             db.execute("INSERT INTO delivery_events VALUES (?, 0, ?)", (delivery_id, event_id))
@@ -374,6 +438,7 @@ class SqliteStore:
                 policy=row[11],
                 retry_number=row[12],
                 retry_delay=row[13],
+                fleet_id=row[14],
             )
             for row in rows
         ]

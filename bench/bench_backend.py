@@ -251,6 +251,8 @@ def run(args: argparse.Namespace, work: Path, receiver: ReceiverProcess) -> dict
     for prefix, mid in ids.items():
         definition = monitor(receiver.url + prefix, args.batch if prefix == "/batch" else None)
         store.create_monitor(MonitorRecord(mid, "fleet", FLEET, definition, "Running", 0, 0))
+    for vin in VINS:  # events are routed by the backend's record of each vehicle's fleet
+        store.put_vehicle(vin, FLEET, 0)
     store.close()
     conc, n, out = args.concurrency, args.events, {}
     # The client id is per process slot, not per run: a stopped process keeps its persistent

@@ -131,6 +131,8 @@ class Chain:
             '[store]\npath = "backend.db"\n'
             f'[api]\nhost = "127.0.0.1"\nport = {self.api_port}\n'
             f'[[api.tokens]]\nname = "demo"\ntoken = "{self.token}"\n'
+            'scopes = ["monitors:read", "monitors:write", "deliveries:read", "deliveries:write",'
+            ' "admin"]\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {self.broker.port}\ntls = true\n'
             f'ca_file = "{self.pki.ca_file}"\nusername = "backend"\n'
             f'password = "{self.passwords["backend"]}"\nclient_id = "edgemon-backend-demo"\n'
@@ -176,6 +178,14 @@ class Chain:
     def start_backend(self) -> None:
         self.backend.start()
         self.wait_for(self._api_healthy, 20, "the backend API to answer /healthz", self.backend)
+        self.provision()
+
+    def provision(self) -> None:
+        """Put the vehicle in its fleet: the backend routes events by its own record of that."""
+        ident = self.identity
+        answer = self.api("PUT", f"/fleets/{ident.fleet_id}/vehicles/{ident.vin}")
+        if answer.status_code not in (200, 201):
+            raise RuntimeError(f"vehicle not provisioned ({answer.status_code}): {answer.text}")
 
     def _api_healthy(self) -> bool:
         try:

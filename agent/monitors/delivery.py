@@ -28,7 +28,8 @@ def read_attributes(fields: Fields, *keys: str) -> tuple[Attribute, ...]:
         attr = Fields.of(item, path, fields.report)
         if attr is None:
             continue
-        attr.unknown({"type", "key", "value"})
+        attr.unknown({"type", "key", "value", "secret"})
+        attr.boolean("secret", default=False)  # the backend's API masks it (write-only)
         kind = attr.string("type", required=True)
         key = attr.string("key", required=True)
         value = attr.string("value", required=True)

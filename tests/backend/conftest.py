@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.model import Event, EventValue, Extension
 from agent.wire import Topics, event_to_json, uuid7
 from backend.app import Backend
-from backend.config import config_from_dict
+from backend.config import ADMIN, SCOPES, ApiToken, config_from_dict
 from backend.ingest import EventIntake
 from backend.records import MonitorRecord
 from backend.store import SqliteStore
@@ -31,6 +31,15 @@ READ_ONLY = "read-only-token-0123456789"
 VIN = "VF3TEST0000000001"
 FLEET = "fleet-1"
 T0 = 1_800_000_000.0
+
+
+def api_tokens() -> tuple[ApiToken, ...]:
+    """TOKEN reaches every fleet (admin); READ_ONLY reads FLEET only."""
+    reads = frozenset({"monitors:read", "deliveries:read"})
+    return (
+        ApiToken(TOKEN, frozenset({*SCOPES, ADMIN}), "admin"),
+        ApiToken(READ_ONLY, reads, "reader", frozenset({FLEET})),
+    )
 
 
 class ManualClock:
@@ -68,6 +77,7 @@ def receivers(test_ca: CertAuthority) -> Iterator[Callable[..., Receiver]]:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore(tmp_path / "backend.db", durable=True)
+    s.put_vehicle(VIN, FLEET, T0)  # events are routed by the backend's record of the fleet
     try:
         yield s
     finally:
@@ -114,6 +124,7 @@ def add_monitor(
     store: SqliteStore, definition: dict[str, Any], *, monitor_id: str | None = None
 ) -> str:
     mid = monitor_id or uuid7()
+    store.put_vehicle(VIN, FLEET, T0)  # routed by the backend's record of the vehicle's fleet
     store.create_monitor(MonitorRecord(mid, "vehicle", VIN, definition, "Running", T0, T0))
     return mid
 
@@ -145,8 +156,12 @@ def backend_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "store": {"path": str(tmp_path / "backend.db")},
         "api": {
             "tokens": [
-                {"token": TOKEN},
-                {"token": READ_ONLY, "scopes": ["monitors:read", "deliveries:read"]},
+                {"token": TOKEN, "scopes": [*SCOPES, ADMIN]},
+                {
+                    "token": READ_ONLY,
+                    "scopes": ["monitors:read", "deliveries:read"],
+                    "fleets": [FLEET],
+                },
             ]
         },
         "webhooks": {"default_secret": SECRET},

@@ -16,7 +16,6 @@ with warnings.catch_warnings():  # starlette 1.x suggests httpx2 for its test cl
 
 from agent.wire import Topics
 from backend.api import ApiContext, build_api
-from backend.config import ApiToken
 from backend.metrics import Metrics
 from backend.publisher import MemoryMonitorChannel
 from backend.records import VehicleMonitorState
@@ -27,6 +26,7 @@ from tests.backend.conftest import (
     TOKEN,
     VIN,
     ManualClock,
+    api_tokens,
     ingest_events,
     make_event,
     monitor_definition,
@@ -43,10 +43,7 @@ def api(store: SqliteStore) -> Iterator[tuple[TestClient, MemoryMonitorChannel, 
         store=store,
         channel=channel,
         metrics=Metrics(),
-        tokens=(
-            ApiToken(TOKEN),
-            ApiToken(READ_ONLY, frozenset({"monitors:read", "deliveries:read"})),
-        ),
+        tokens=api_tokens(),
         clock=ManualClock(),
     )
     with TestClient(build_api(ctx)) as client:
@@ -79,9 +76,13 @@ def test_create_returns_a_monitor_ref_and_publishes_retained(api: Api) -> None:
 def test_read_shows_definition_and_each_vehicles_state(api: Api) -> None:
     client, _, store = api
     mid = _create(client)["monitorId"]
+    for vin, fleet in (("VIN1", "fleet-1"), ("VIN2", "fleet-1"), ("VIN3", "fleet-2")):
+        store.put_vehicle(vin, fleet, T0)
     store.set_vehicle_state(VehicleMonitorState("VIN1", mid, "applied", [], "h1", "t"))
     reasons = [{"path": "$.triggerParam", "message": "unknown data"}]
     store.set_vehicle_state(VehicleMonitorState("VIN2", mid, "rejected", reasons, "h1", "t"))
+    # another fleet's vehicle can report on any monitor id from its own topic: not shown
+    store.set_vehicle_state(VehicleMonitorState("VIN3", mid, "rejected", reasons, "h1", "t"))
     body = client.get(f"/fleets/fleet-1/monitors/{mid}", headers=AUTH).json()
     assert body["monitor"]["label"] == "oil hot"
     assert [(v["vin"], v["state"]) for v in body["vehicles"]] == [

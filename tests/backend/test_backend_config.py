@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_example_config_loads() -> None:
     config = load_config(ROOT / "backend.example.toml")
     assert config.api.port == 8080
-    assert len(config.api.tokens) == 2
+    operator, fleet_ops, dashboard = config.api.tokens
+    assert operator.admin and not fleet_ops.admin and not dashboard.admin
+    assert fleet_ops.fleets == dashboard.fleets == {"fleet-ops"}
     assert config.webhooks.allow_insecure_http is False
     assert config.dispatcher.max_age == 259200
     assert config.store_path == ROOT / "var" / "backend.db"

@@ -17,6 +17,7 @@ from standardwebhooks.webhooks import Webhook
 from agent.wire import Topics, event_to_json
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.backend.conftest import (
+    FLEET,
     SECRET,
     TOKEN,
     VIN,
@@ -49,6 +50,7 @@ def test_one_process_runs_every_role_and_stops_on_sigterm(
     config.write_text(
         f'[store]\npath = "{tmp_path / "backend.db"}"\n'
         f'[api]\nport = {port}\n[[api.tokens]]\ntoken = "{TOKEN}"\n'
+        'scopes = ["monitors:read", "monitors:write", "deliveries:read", "admin"]\n'
         f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\nclient_id = "whole"\n'
         f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{test_ca.ca_file}"\n'
         "[dispatcher]\npoll_interval = 0.05\n"
@@ -67,6 +69,8 @@ def test_one_process_runs_every_role_and_stops_on_sigterm(
         api = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{api}/healthz").status_code == 200
         auth = {"Authorization": f"Bearer {TOKEN}"}
+        provisioned = httpx.put(f"{api}/fleets/{FLEET}/vehicles/{VIN}", headers=auth)
+        assert provisioned.status_code == 201
         created = httpx.post(
             f"{api}/vehicles/{VIN}/monitors", json=monitor_definition(rx.url), headers=auth
         )

@@ -15,6 +15,7 @@ from backend.errors import IngestError
 from backend.ingest import EventIntake
 from backend.store import MIGRATIONS, SqliteStore
 from tests.backend.conftest import (
+    FLEET,
     T0,
     VIN,
     add_monitor,
@@ -28,6 +29,7 @@ def test_migrations_run_once_and_data_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     first = SqliteStore(path, durable=True)
     assert first.schema_version() == len(MIGRATIONS)
+    first.put_vehicle(VIN, FLEET, T0)
     mid = add_monitor(first, monitor_definition("https://h.example/in"))
     event = make_event(mid)
     assert ingest_events(first, [event], T0) == [True]
@@ -69,6 +71,7 @@ def test_paused_and_foreign_events_are_stored_without_delivery(store: SqliteStor
     paused = intake.prepare(topics.events(VIN), event_to_json(make_event(mid)))
     assert paused.skip_reason == "monitor_paused" and paused.routes == ()
     other = make_event(mid, vin="OTHERVIN000000001")
+    store.put_vehicle(other.vin, FLEET, T0)  # same fleet; the monitor is VIN's own
     foreign = intake.prepare(topics.events(other.vin), event_to_json(other))
     assert foreign.skip_reason == "wrong_vehicle"
     with pytest.raises(IngestError) as info:

@@ -170,3 +170,39 @@ def test_monitors_deleted_while_offline_are_dropped_after_reconnect(parts, tmp_p
     assert _state(sent, "gone") is None
     assert sync.counters["removed_not_retained"] == 1
     assert not sync.reconcile()  # once per connection
+
+
+def test_the_stripped_definition_the_backend_pushes_is_applied(parts) -> None:  # type: ignore[no-untyped-def]
+    """The backend keeps targets, attributes and retry policies (issue 12, finding 3): what
+    arrives holds only what the vehicle evaluates, and a delivery part the vehicle cannot judge
+    (no callback at all, or one the backend would refuse) never stops a monitor here."""
+    from backend.publisher import monitor_payload
+    from backend.records import MonitorRecord
+
+    sync, engine, sent = parts
+    full = oil_monitor("140", extendedEventParam=["vehicle.position"])
+    full["subscribeParam"] |= {
+        "refreshEvent": 300,
+        "retryPolicy": {"policy": "Always", "retryDelay": 60},
+        "callback": {
+            "webhook": {
+                "target": "https://customer.example/hook",
+                "name": "h",
+                "attributes": [{"type": "Header", "key": "Authorization", "value": "Bearer s3"}],
+            }
+        },
+    }
+    record = MonitorRecord("pushed", "fleet", "fleet-1", full, "Running", 0.0, 0.0)
+    payload = monitor_payload(record)
+    assert b"customer.example" not in payload and b"Bearer" not in payload
+    assert sync.on_message(TOPICS.fleet_monitor("fleet-1", "pushed"), payload)
+    applied = engine.monitors["pushed"]
+    assert applied.label == "oil above 140" and applied.subscribe.refresh_event == 300
+    assert applied.extended == ("vehicle.position",)
+    assert applied.subscribe.webhook is None
+    state = _state(sent, "pushed")
+    assert state is not None and state["state"] == "applied"
+    odd = oil_monitor("150")
+    odd["subscribeParam"]["callback"]["webhook"]["target"] = "ftp://not-for-the-vehicle"
+    assert _push(sync, "vehicle", "odd", odd)
+    assert engine.monitors["odd"].label == "oil above 150"
