@@ -26,14 +26,14 @@ import re
 from agent.errors import MonitorError, Problem
 from agent.monitors.fields import loads_monitor
 
-MAX_MONITOR_BYTES = 64 * 1024  # a Stellantis monitor is well under 2 KiB; polygons need more
+MAX_MONITOR_BYTES = 128 * 1024  # a Stellantis monitor is well under 2 KiB; polygons need more
 MAX_MONITORS_FILE_BYTES = 4 * 1024 * 1024  # a local file of many monitors (each still bounded)
 MAX_JSON_DEPTH = 32  # the deepest valid monitor (a MultiPolygon in a Feature) nests 10 levels
 MAX_JSON_VALUES = 20_000  # every object, array, key and scalar counts one
 MAX_TRIGGERS = 10  # Stellantis allows 5; more is an extension (the truth table stays small)
 MAX_EXPRESSION_LENGTH = 1024  # characters of boolExp
 MAX_EXPRESSION_DEPTH = 32  # parentheses and '!' nested in boolExp
-MAX_POLYGON_POINTS = 5_000  # positions in one zone (all rings of all polygons)
+MAX_POLYGON_POINTS = 2_000  # positions in one zone (all rings of all polygons)
 MAX_INTEGER = 2**63 - 1  # JSON integers beyond 64 bits are refused (SQLite, float conversions)
 
 _SPECIAL = re.compile(rb'["\\\[\]{}]')
@@ -106,6 +106,8 @@ def check_tree(obj: object) -> list[Problem]:
             return [problem]
         else:
             size += 8
+    if size > MAX_MONITOR_BYTES:
+        return [Problem("$", f"is larger than {MAX_MONITOR_BYTES} bytes")]
     return []
 
 
