@@ -151,7 +151,7 @@ def check_pushed(payload: bytes) -> None:
 
 def test_seeds_are_valid() -> None:
     for seed in SEEDS:
-        assert parse_monitor(seed).ok, seed["label"] if "label" in seed else seed
+        assert parse_monitor(seed).ok, seed
 
 
 @FUZZ_SETTINGS
