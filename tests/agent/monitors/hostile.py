@@ -29,8 +29,9 @@ def with_triggers(count: int, bool_exp: str | None = None, **extra: Any) -> dict
 
 
 def many_triggers(count: int = 24) -> dict[str, Any]:
-    """Finding 6: 24 triggers, refused; before the fix, after a 2^24-row truth table."""
-    return with_triggers(count)
+    """Finding 6: 24 triggers ANDed, refused; before the fix, after a 2^24-row truth table (an
+    AND is false on every row but the last, so the always-true/false search saw every row)."""
+    return with_triggers(count, " & ".join(f"t{i}" for i in range(count)))
 
 
 def deep_parentheses(depth: int = 5000) -> dict[str, Any]:
