@@ -54,7 +54,11 @@ def backend_api(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        proc.wait(20)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:  # a blocked event loop never runs its SIGTERM handler
+            proc.kill()
+            proc.wait(10)
         log.close()
 
 
