@@ -25,6 +25,8 @@ from agent.sources.gps import GpsConfig, ReplayPace
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_CONFIG_BYTES = 1024 * 1024  # agent.toml is a few hundred bytes; anything near this is wrong
+_LARGEST = 10**12  # any count, size or duration above this is a mistake, not a setting
 _MQTT_KEYS = {"host", "port", "protocol", "client_id", "keepalive", "tls", "ca_file", "cert_file"}
 _MQTT_KEYS |= {"key_file", "username", "password", "password_file", "password_env", "max_inflight"}
 _MQTT_KEYS |= {"tcp_nodelay", "reconnect_min", "reconnect_max", "topic_prefix", "connack_timeout"}
@@ -119,6 +121,9 @@ class _Reader:
         value = table.get(key)
         if value is None:
             return None
+        if isinstance(value, str) and "\x00" in value:
+            self.bad(f"{where}.{key}", "must not contain a NUL character")
+            return None
         ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
@@ -132,7 +137,9 @@ class _Reader:
         text = self.get(table, key, str, where)
         if not text:
             return None
-        found = Path(text).expanduser()
+        found = self._expand(text, f"{where}.{key}")
+        if found is None:
+            return None
         return found if found.is_absolute() else (base or self.base) / found
 
     def existing(self, table: Mapping[str, Any], key: str, where: str) -> Path | None:
@@ -141,20 +148,42 @@ class _Reader:
             self.bad(f"{where}.{key}", f"file not found: {found}")
         return found
 
+    def _expand(self, text: str, where: str) -> Path | None:
+        try:
+            return Path(text).expanduser()
+        except RuntimeError as exc:  # "~user" of an unknown user, no home directory
+            self.bad(where, f"cannot expand {text!r}: {exc}")
+            return None
+
     def existing_item(self, text: str, where: str) -> Path | None:
-        found = Path(text).expanduser()
+        if "\x00" in text:
+            self.bad(where, "must not contain a NUL character")
+            return None
+        found = self._expand(text, where)
+        if found is None:
+            return None
         found = found if found.is_absolute() else self.base / found
         if not found.is_file():
             self.bad(where, f"file not found: {found}")
             return None
         return found
 
-    def positive(self, table: Mapping[str, Any], key: str, where: str, default: Any) -> Any:
+    def positive(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        where: str,
+        default: Any,
+        maximum: float = _LARGEST,
+    ) -> Any:
         value = self.get(table, key, type(default), where)
         if value is None:
             return default
-        if value <= 0:
+        if not value > 0:  # also NaN
             self.bad(f"{where}.{key}", "must be positive")
+            return default
+        if value > maximum:
+            self.bad(f"{where}.{key}", f"must be at most {maximum:g}")
             return default
         return value
 
@@ -208,7 +237,7 @@ def _read_bus(
     )
     replay_path = r.existing(raw, "replay", where)
     speed = r.get(raw, "replay_speed", float, where)
-    if speed is not None and speed < 0:
+    if speed is not None and not 0 <= speed <= _LARGEST:  # also NaN
         r.bad(f"{where}.replay_speed", "must be 0 (as fast as possible) or positive")
     replay = CanReplay(name, replay_path, 1.0 if speed is None else speed) if replay_path else None
     return bus, BusSpec(name, tuple(dbc_files), r.existing(raw, "signal_map", where)), replay
@@ -220,7 +249,10 @@ def _read_password(r: _Reader, raw: Mapping[str, Any], env: Mapping[str, str]) -
     password_file = r.existing(raw, "password_file", where)
     password_env = r.get(raw, "password_env", str, where)
     if password_file is not None and password_file.is_file():
-        password = password_file.read_text().strip()
+        try:
+            password = password_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            r.bad(f"{where}.password_file", f"cannot be read as UTF-8 text: {type(exc).__name__}")
     elif password_env:
         if password_env not in env:
             r.bad(f"{where}.password_env", f"environment variable {password_env} is not set")
@@ -249,14 +281,14 @@ def _read_mqtt(r: _Reader, raw: dict[str, Any], env: Mapping[str, str]) -> MqttC
         port=port,
         protocol=protocol,
         client_id=r.get(raw, "client_id", str, where) or "",
-        keepalive=r.positive(raw, "keepalive", where, 30),
+        keepalive=r.positive(raw, "keepalive", where, 30, maximum=65535),  # MQTT: 16 bits
         tls=bool(tls if tls is not None else (ca_file or cert_file)),
         ca_file=ca_file,
         cert_file=cert_file,
         key_file=key_file,
         username=r.get(raw, "username", str, where),
         password=_read_password(r, raw, env),
-        max_inflight=r.positive(raw, "max_inflight", where, 100),
+        max_inflight=r.positive(raw, "max_inflight", where, 100, maximum=65535),
         tcp_nodelay=bool(raw.get("tcp_nodelay", True)),
         reconnect_min=r.positive(raw, "reconnect_min", where, 0.5),
         reconnect_max=r.positive(raw, "reconnect_max", where, 30.0),
@@ -382,11 +414,18 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> AgentConfig
     """Read and validate ``agent.toml``; raise ConfigError listing every problem."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError([Problem("$", f"cannot read {path}: {exc.strerror}")]) from exc
+        raise ConfigError([Problem("$", f"cannot read {path}: {exc.strerror or exc}")]) from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([Problem("$", f"{path} is larger than {MAX_CONFIG_BYTES} bytes")])
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem("$", f"{path} is not valid TOML: {exc}")]) from exc
+    except RecursionError as exc:  # tomllib recurses into nested arrays and inline tables
+        raise ConfigError([Problem("$", f"{path} nests arrays or tables too deep")]) from exc
     config = parse_config(doc, path.resolve().parent, env)
     logging.getLogger(__name__).debug("configuration read from %s", path)
     return replace(config, source=path.resolve())

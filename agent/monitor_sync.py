@@ -17,6 +17,11 @@ evaluate it, so it never fires; its fired state is kept for when it runs again.
 Deletions while offline: after each (re)connect the broker delivers every retained definition
 again; pushed monitors it did not deliver within a settling delay are removed (``reconcile``).
 
+Hostile input (issue 12): a pushed payload passes ``limits.load_monitor_json`` (size, nesting,
+numbers, Unicode) before it is parsed, and anything unexpected while reading one definition
+is caught here, counted (``internal_errors``) and reported as a rejection: one bad retained
+message never stops the main loop, at start-up or later, and the other monitors keep running.
+
 Every decision is reported on ``{prefix}/vehicles/{vin}/monitors/{id}/state`` (retained):
 ``applied`` with the hash of the definition that runs, or ``rejected`` with every reason. When no
 layer holds the id any more, the retained state is cleared (empty payload).
@@ -24,21 +29,25 @@ layer holds the id any more, the retained state is cleared (empty payload).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from agent.errors import Problem
+from agent.errors import MonitorError, Problem
+from agent.monitors.limits import MAX_MONITORS_FILE_BYTES, load_monitor_json
 from agent.monitors.model import Catalog, Monitor, monitor_hash, parse_monitor
 from agent.wire import Topics, monitor_state_to_json, valid_topic_level
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 LAYERS = ("vehicle", "fleet", "local")
+MAX_REASONS = 20  # reasons published on a state topic, at most
+MAX_REASON_CHARS = 300  # characters of one reason's message
 
 
 class MonitorTarget(Protocol):
@@ -65,13 +74,16 @@ class Verdict:
 
 
 def read_monitors_file(path: Path) -> list[object]:
-    """The JSON of a monitors file: one monitor object or an array of them."""
+    """The JSON of a monitors file: one monitor object or an array of them; ValueError with
+    one line when it cannot be read, is too large, or is not JSON."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as stream:
+            data = stream.read(MAX_MONITORS_FILE_BYTES + 1)
+        doc = load_monitor_json(data, max_bytes=MAX_MONITORS_FILE_BYTES, tree=False)
     except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except MonitorError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
     return list(doc) if isinstance(doc, list) else [doc]
 
 
@@ -102,6 +114,7 @@ class MonitorSync:
         self.counters: dict[str, int] = {"applied": 0, "rejected": 0, "removed": 0}
         self.counters |= {"skipped_foreign_topic": 0, "skipped_unchanged": 0}
         self.counters["removed_not_retained"] = 0
+        self.counters |= {"rejected_input": 0, "internal_errors": 0}
         self._seen: set[tuple[str, str]] | None = None  # pushed ids delivered since connecting
 
     def subscriptions(self) -> tuple[str, ...]:
@@ -131,28 +144,46 @@ class MonitorSync:
         if not payload:
             return self._remove(layer, monitor_id)
         try:
-            obj = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            self._reject(monitor_id, "", [Problem("$", f"not JSON: {exc}")])
+            obj = load_monitor_json(payload)
+        except MonitorError as exc:
+            self.counters["rejected_input"] += 1
+            self._reject(monitor_id, "", list(exc.problems))
             return False
-        return self._offer(layer, monitor_id, obj)
+        return self._guarded(monitor_id, partial(self._offer, layer, monitor_id, obj), False)
 
     def load_local(self, definitions: Iterable[object]) -> bool:
         """Replace the local layer (start-up and SIGHUP); True when the running set changed."""
         offered: dict[str, Definition] = {}
         for index, obj in enumerate(definitions):
-            parsed = parse_monitor(obj, catalog=self.catalog)
-            if parsed.monitor is None:
-                monitor_id = _local_id(obj, index)
-                self._reject(monitor_id, monitor_hash(obj), parsed.problems)
-                continue
-            offered[parsed.monitor.id] = Definition(parsed.monitor, monitor_hash(obj))
+            monitor_id = _local_id(obj, index)
+            found = self._guarded(monitor_id, partial(self._read_local, monitor_id, obj), None)
+            if found is not None:
+                offered[found.monitor.id] = found
         gone = set(self._layers["local"]) - set(offered)
         self._layers["local"] = offered
         changed = False
         for monitor_id in sorted(gone | set(offered)):
             changed |= self._settle(monitor_id)
         return changed
+
+    def _read_local(self, monitor_id: str, obj: object) -> Definition | None:
+        parsed = parse_monitor(obj, catalog=self.catalog)
+        if parsed.monitor is None:
+            self._reject(monitor_id, monitor_hash(obj), parsed.problems)
+            return None
+        return Definition(parsed.monitor, monitor_hash(obj))
+
+    def _guarded(self, monitor_id: str, read: Callable[[], T], failed: T) -> T:
+        """``read()``, or ``failed`` when it raised: a bug met by hostile input is counted,
+        logged with its traceback, and reported as a rejection instead of stopping the agent."""
+        try:
+            return read()
+        except Exception as exc:  # the guard of every definition from outside
+            self.counters["internal_errors"] += 1
+            log.exception("monitor %s: unexpected error while reading it", monitor_id)
+            reason = Problem("$", f"could not be read ({type(exc).__name__})")
+            self._reject(monitor_id, "", [reason])
+            return failed
 
     def on_connected(self) -> None:
         """Publish every verdict again (retained states may be gone after a broker restart), and
@@ -255,8 +286,9 @@ class MonitorSync:
 
     def _reject(self, monitor_id: str, digest: str, problems: list[Problem]) -> None:
         self.counters["rejected"] += 1
-        log.warning("monitor %s rejected: %s", monitor_id, "; ".join(str(p) for p in problems))
-        self._verdicts[monitor_id] = Verdict(False, digest, tuple(problems))
+        reasons = tuple(_short(p) for p in problems[:MAX_REASONS])
+        log.warning("monitor %s rejected: %s", monitor_id, "; ".join(str(p) for p in reasons))
+        self._verdicts[monitor_id] = Verdict(False, digest, reasons)
         self._send(monitor_id, self._verdicts[monitor_id])
 
     # -- reporting -------------------------------------------------------------------------------
@@ -273,6 +305,15 @@ class MonitorSync:
 
     def _clear_state(self, monitor_id: str) -> None:
         self._publish(self.topics.monitor_state(self.vin, monitor_id), b"")
+
+
+def _short(problem: Problem) -> Problem:
+    """The problem with its path and message cut to a readable length (they quote the input)."""
+    path = problem.path if len(problem.path) <= 200 else f"{problem.path[:200]}..."
+    message = problem.message
+    if len(message) > MAX_REASON_CHARS:
+        message = f"{message[:MAX_REASON_CHARS]}..."
+    return Problem(path, message)
 
 
 def _local_id(obj: object, index: int) -> str:

@@ -20,6 +20,9 @@ and counted in ``dropped`` (persisted in the database, reported in the status me
 size are enforced inside the append's own transaction; age by ``prune()``, which the main loop
 calls every 30 s. Dropping never reorders what remains.
 
+Files. The database (and SQLite's ``-wal``/``-shm`` beside it) is 0600 and a folder it creates
+0700, with or without systemd's ``UMask``.
+
 Fired state. The engine's armed/fired state per monitor (``FiredStore``) lives in the same
 database. ``save``/``delete`` are buffered and committed with the next ``append`` (or ``commit``),
 so "fired" and the event it produced land in one transaction: a crash can lose both or neither.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -111,7 +115,8 @@ class Outbox:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private(self.path)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=5000")
@@ -345,3 +350,19 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _private(path: Path) -> None:
+    """Create the database file 0600 (owner only) before SQLite opens it, whatever the umask:
+    events carry positions and VINs. SQLite gives its ``-wal`` and ``-shm`` files the mode of
+    the database file. An existing file made by an older version is narrowed to 0600."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists() and side.stat().st_mode & 0o077:
+            side.chmod(0o600)

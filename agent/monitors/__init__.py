@@ -10,9 +10,11 @@ monitor from JSON), ``delivery`` (subscribeParam), ``fields`` (JSON access with 
 ``schedule`` (time windows), ``data`` (data triggers, operators), ``conditions``/``triggers``
 (trigger states), ``index`` (which triggers a change can affect), ``runtime``, ``engine``,
 ``memory`` (fired store, sequence, ids), ``extensions`` (event values and snapshots),
-``signals`` (GPS-derived names, "in use"), ``loading`` (monitors files).
+``signals`` (GPS-derived names, "in use"), ``loading`` (monitors files), ``limits`` (bounds checked
+before a definition is read: size, nesting, numbers, Unicode, triggers, boolExp, polygons).
 
 Errors: invalid definitions never raise; ``parse_monitor`` returns every problem
 (``agent.errors.Problem``). ``expr.ExprError`` (a ValueError) stays inside the package;
-``loading`` raises ``agent.errors.MonitorError`` for a monitors file that is not JSON.
+``loading`` and ``limits.load_monitor_json`` raise ``agent.errors.MonitorError`` for JSON that is
+not valid or passes a bound.
 """

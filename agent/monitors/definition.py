@@ -1,6 +1,8 @@
 """Building a ``Monitor`` from its JSON (``parse_monitor`` is the public entry, in ``model``).
 
 Every helper records problems in the shared ``Report`` and goes on, so one pass reports all.
+Bounds (``limits``) are checked before the costly steps: a monitor with too many triggers is
+refused before its triggers are parsed and before its expression's truth table is computed.
 """
 
 from __future__ import annotations
@@ -17,8 +19,22 @@ from agent.monitors.data import (
     parse_data,
 )
 from agent.monitors.delivery import read_attributes, read_subscribe
-from agent.monitors.expr import Expr, ExprError, constant_value, names_of, parse_expression
+from agent.monitors.expr import (
+    Expr,
+    ExprError,
+    Parsed,
+    constant_value,
+    names_of,
+    parse_expression,
+)
 from agent.monitors.fields import Fields, Report, split_repeated
+from agent.monitors.limits import (
+    MAX_EXPRESSION_DEPTH,
+    MAX_EXPRESSION_LENGTH,
+    MAX_POLYGON_POINTS,
+    MAX_TRIGGERS,
+    count_positions,
+)
 from agent.monitors.model import (
     STATUSES,
     Catalog,
@@ -39,7 +55,6 @@ from agent.monitors.schedule import parse_time
 from agent.monitors.signals import resolve_in_use, with_gps
 from agent.monitors.zone import parse_zone
 
-MAX_TRIGGERS = 10  # Stellantis allows 5; more is an extension (the truth table stays small)
 _TRIGGER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
 _DBC_SIGNAL = re.compile(r"^[A-Z][A-Za-z0-9_]*\.[A-Za-z0-9_]+$")
 _TOP_KEYS = {
@@ -134,8 +149,12 @@ def _trigger_param(
     if "bool.exp" in params.obj:
         report.warn(params.at("bool.exp"), "read as boolExp (quickstart spelling)")
     text = params.string("boolExp", "bool.exp", required=True)
-    if items is not None and not 1 <= len(items) <= MAX_TRIGGERS:
+    if items is not None and not 1 <= len(_unfold(items, Report())) <= MAX_TRIGGERS:
         report.problem(params.at("triggers"), f"needs 1 to {MAX_TRIGGERS} triggers")
+        if len(items) > MAX_TRIGGERS:  # the triggers are not read, the truth table not built
+            if text is not None:
+                _syntax(params, text)
+            return None
     triggers, declared = _triggers(items or [], catalog, report)
     if text is None or items is None:
         return None
@@ -193,6 +212,9 @@ def _one_trigger(name: str, kind: str, fields: Fields, catalog: Catalog | None) 
     if body is None:
         return None
     if kind == "zone":
+        if (points := count_positions(body.obj)) > MAX_POLYGON_POINTS:
+            body.report.problem(body.path, f"has {points} points, more than {MAX_POLYGON_POINTS}")
+            return None
         return parse_zone(name, body)
     if kind == "time":
         time_trigger = parse_time(name, body)
@@ -283,15 +305,24 @@ def check_data(trigger: DataTrigger, body: Fields, catalog: Catalog | None) -> D
     return trigger if len(report.problems) == before else None
 
 
+def _syntax(params: Fields, text: str) -> Parsed | None:
+    """The parsed boolExp within its bounds, or None with the problem reported."""
+    try:
+        return parse_expression(
+            text, max_length=MAX_EXPRESSION_LENGTH, max_depth=MAX_EXPRESSION_DEPTH
+        )
+    except ExprError as exc:
+        params.report.problem(params.at("boolExp"), str(exc))
+        return None
+
+
 def _expression(
     params: Fields, text: str, triggers: dict[str, Trigger], declared: set[str]
 ) -> tuple[tuple[Trigger, ...], str, Expr] | None:
     report = params.report
     path = params.at("boolExp")
-    try:
-        parsed = parse_expression(text)
-    except ExprError as exc:
-        report.problem(path, str(exc))
+    parsed = _syntax(params, text)
+    if parsed is None:
         return None
     if parsed.closed_parens:
         report.warn(path, f"{parsed.closed_parens} missing ')' added at the end")
@@ -301,7 +332,8 @@ def _expression(
         report.problem(path, f"names {name!r}, which is not a trigger")
     for name in sorted(declared - used):
         report.warn(path, f"trigger {name!r} is not used")
-    if used <= declared and (constant := constant_value(parsed.expr)) is not None:
+    bounded = used <= declared and len(used) <= MAX_TRIGGERS  # at most 2^10 assignments
+    if bounded and (constant := constant_value(parsed.expr)) is not None:
         report.problem(path, f"is always {'true' if constant else 'false'}")
     if report.problems:
         return None
@@ -324,7 +356,11 @@ def _v2_triggers(
         time = tz.child("timeTrigger")
         if time is not None and (t := parse_time("time", time)) is not None:
             triggers["time"] = t
-    for index, (path, item) in enumerate(params.array("dataTriggers") or []):
+    data_items = params.array("dataTriggers") or []
+    if len(data_items) + len(triggers) > MAX_TRIGGERS:
+        report.problem(params.at("dataTriggers"), f"needs at most {MAX_TRIGGERS} triggers")
+        return None
+    for index, (path, item) in enumerate(data_items):
         body = Fields.of(item, path, report)
         if body is None:
             continue

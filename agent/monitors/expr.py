@@ -11,17 +11,25 @@ NAME is a trigger name: a run of letters, digits, ``.``, ``_`` and ``-``. Missin
 parentheses at the very end (the published examples have them, reference §7.6) are added and
 reported back as a count, so the caller can warn. Anything else malformed raises ``ExprError``.
 
+Bounds (issue 12, finding 6): a text longer than ``max_length`` is refused before it is
+tokenised, and nesting (parentheses and ``!``) deeper than ``max_depth`` is refused while
+parsing, so the recursive descent (and every recursive walk of the tree) stays far from Python's
+recursion limit. ``constant_value`` evaluates every assignment at once, one bitmask per name.
+
 Evaluation is Kleene's three-valued logic: ``True``, ``False`` or ``None`` (unknown).
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 Truth = bool | None
+
+MAX_LENGTH = 1024  # characters; the defaults of ``parse_expression``
+MAX_DEPTH = 32  # parentheses and '!' nested
+MAX_NAMES = 16  # distinct names ``constant_value`` accepts: 2^16 assignments, as bits
 
 _TOKEN = re.compile(r"\s*(?:([A-Za-z0-9_.\-]+)|([&|!()])|(\S))")
 
@@ -82,11 +90,18 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, max_depth: int) -> None:
         self.text = text
         self.tokens = _tokens(text)
         self.index = 0
         self.closed = 0
+        self.depth = 0
+        self.max_depth = max_depth
+
+    def enter(self, position: int) -> None:
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise ExprError(f"nested more than {self.max_depth} levels deep", position)
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -121,9 +136,15 @@ class _Parser:
         return operands[0] if len(operands) == 1 else And(tuple(operands))
 
     def parse_not(self) -> Expr:
-        if self.take_op("!"):
-            return Not(self.parse_not())
-        return self.parse_atom()
+        nots = 0
+        while (token := self.peek()) is not None and self.take_op("!"):
+            nots += 1
+            self.enter(token[2])
+        expr = self.parse_atom()
+        self.depth -= nots
+        for _ in range(nots):
+            expr = Not(expr)
+        return expr
 
     def parse_atom(self) -> Expr:
         token = self.peek()
@@ -136,7 +157,9 @@ class _Parser:
         if text != "(":
             raise ExprError(f"expected a trigger name or '(', got {text!r}", position)
         self.index += 1
+        self.enter(position)
         inner = self.parse_or()
+        self.depth -= 1
         if self.take_op(")"):
             return inner
         if self.peek() is None:  # missing ')' at the very end: tolerated (reference §7.6)
@@ -147,9 +170,13 @@ class _Parser:
         raise ExprError(f"expected ')', got {bad[1]!r}", bad[2])
 
 
-def parse_expression(text: str) -> Parsed:
-    """Parse a boolExp; raises ``ExprError``."""
-    return _Parser(text).parse()
+def parse_expression(
+    text: str, *, max_length: int = MAX_LENGTH, max_depth: int = MAX_DEPTH
+) -> Parsed:
+    """Parse a boolExp; raises ``ExprError`` (also when it passes a bound)."""
+    if len(text) > max_length:
+        raise ExprError(f"is {len(text)} characters long, more than {max_length}", max_length)
+    return _Parser(text, max_depth).parse()
 
 
 def names_of(expr: Expr) -> set[str]:
@@ -224,16 +251,44 @@ def compile_expression(expr: Expr) -> Callable[[Mapping[str, Truth]], Truth]:
 
 
 def constant_value(expr: Expr) -> bool | None:
-    """True or False when every assignment of the triggers gives that value; else None."""
+    """True or False when every assignment of the triggers gives that value; else None.
+
+    Bit ``j`` of a name's mask is its value in assignment ``j``, so one walk of the tree computes
+    the whole truth table with integer operations. Raises ``ValueError`` above ``MAX_NAMES``
+    names: callers bound the trigger count first.
+    """
     names = sorted(names_of(expr))
-    seen: set[bool] = set()
-    for bits in itertools.product((False, True), repeat=len(names)):
-        value = evaluate(expr, dict(zip(names, bits, strict=True)))
-        assert value is not None
-        seen.add(value)
-        if len(seen) == 2:
-            return None
-    return seen.pop()
+    if len(names) > MAX_NAMES:
+        raise ValueError(f"{len(names)} names, more than {MAX_NAMES}")
+    size = 1 << len(names)
+    full = (1 << size) - 1
+    masks = {name: _column(index, size) for index, name in enumerate(names)}
+    table = _truth_table(expr, masks, full)
+    if table == full:
+        return True
+    return False if table == 0 else None
+
+
+def _column(index: int, size: int) -> int:
+    """The mask of name ``index``: set in every assignment ``j`` whose bit ``index`` is set."""
+    block = (1 << (1 << index)) - 1  # 2^index ones
+    period = 1 << (index + 1)
+    mask = 0
+    for start in range(1 << index, size, period):
+        mask |= block << start
+    return mask
+
+
+def _truth_table(expr: Expr, masks: Mapping[str, int], full: int) -> int:
+    if isinstance(expr, Name):
+        return masks[expr.name]
+    if isinstance(expr, Not):
+        return full & ~_truth_table(expr.operand, masks, full)
+    parts = [_truth_table(operand, masks, full) for operand in expr.operands]
+    result = full if isinstance(expr, And) else 0
+    for part in parts:
+        result = result & part if isinstance(expr, And) else result | part
+    return result
 
 
 def to_text(expr: Expr) -> str:

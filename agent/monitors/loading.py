@@ -1,18 +1,18 @@
 """Monitors files for ``check`` and ``replay``: one monitor object or a JSON array of them.
 
 Reading raises ``OSError`` for a file that cannot be read (the commands exit 2) and
-``MonitorError`` for one that is not JSON (a problem of its content: exit 1).
+``MonitorError`` for one that is not JSON or passes the bounds of ``limits`` (a problem of its
+content: exit 1).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import MonitorError, Problem
-from agent.monitors.fields import loads_monitor
+from agent.monitors.limits import MAX_MONITORS_FILE_BYTES, load_monitor_json
 from agent.monitors.model import Catalog, MonitorParse, parse_monitor
 
 
@@ -29,11 +29,13 @@ class Checked:
 
 
 def read_definitions(path: Path) -> list[Definition]:
-    text = path.read_text(encoding="utf-8")
+    with path.open("rb") as stream:
+        data = stream.read(MAX_MONITORS_FILE_BYTES + 1)
     try:
-        doc = loads_monitor(text)
-    except json.JSONDecodeError as exc:
-        raise MonitorError([Problem("$", f"{path}: not valid JSON: {exc}")]) from exc
+        doc = load_monitor_json(data, max_bytes=MAX_MONITORS_FILE_BYTES, tree=False)
+    except MonitorError as exc:
+        problems = [Problem(p.path, f"{path}: {p.message}") for p in exc.problems]
+        raise MonitorError(problems) from exc
     if isinstance(doc, list):
         return [Definition(f"{path}[{i}]", item) for i, item in enumerate(doc)]
     return [Definition(str(path), doc)]

@@ -23,6 +23,7 @@ from agent.model import SignalInfo
 from agent.monitors.data import DataTrigger, Previous
 from agent.monitors.expr import And, Expr, Name
 from agent.monitors.fields import Report, loads_monitor
+from agent.monitors.limits import check_tree
 from agent.monitors.schedule import DailyWindow, OnceWindow, TimeTrigger
 from agent.monitors.zone import Area, Circle, FixGate, ZoneTrigger
 
@@ -162,7 +163,8 @@ def canonical_json(obj: object) -> str:
 
 def monitor_hash(obj: object) -> str:
     """A stable hash of a definition: sha256 of its canonical JSON (sorted keys, no spaces)."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+    # surrogatepass: a rejected definition holding a lone surrogate still gets a hash
+    return hashlib.sha256(canonical_json(obj).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def parse_monitor(
@@ -177,11 +179,15 @@ def parse_monitor(
     ``catalog=None`` checks data names against the Stellantis table (the backend); with a
     catalog, against what this vehicle provides (the agent). ``delivery_problems=False`` (the
     vehicle side) turns problems of ``subscribeParam`` (callback, retry, batch) into warnings:
-    the vehicle does not deliver webhooks, the backend judges them.
+    the vehicle does not deliver webhooks, the backend judges them. A document past the
+    bounds of ``agent.monitors.limits`` is refused with that one problem, before it is read.
     """
     from agent.monitors.definition import build_monitor  # noqa: PLC0415 - it imports this module
 
     soft = () if delivery_problems else ("$.subscribeParam", "$.monitor.subscribeParam")
+    bounds = check_tree(obj)  # size, depth, numbers, Unicode: before anything reads it
+    if bounds:
+        return MonitorParse(None, bounds)
     report = Report(soft_prefixes=soft)
     monitor = build_monitor(obj, monitor_id, catalog, report)
     if report.problems:

@@ -31,6 +31,7 @@ _DURATION = re.compile(
     r"(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
 _DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
+_ZONE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+){0,3}$")  # IANA
 _WEEK = re.compile(r"^[wW](\d{1,2})(?:\s*-\s*[wW]?(\d{1,2}))?$")
 
 
@@ -92,6 +93,17 @@ _TIME_KEYS = {"timeZone", "time.zone", "times", "requireInUse"}
 _ENTRY_KEYS = {"recurrence", "start", "duration", "occurence", "occurrence"}
 
 
+def load_zone(name: str) -> ZoneInfo | None:
+    """The IANA zone of that name, or None. A folder of the database (``"Europe"``) raises
+    IsADirectoryError inside zoneinfo, and a path or NUL a ValueError: none is a zone."""
+    if len(name) > 64 or not _ZONE_NAME.match(name):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
 def parse_time(name: str, fields: Fields) -> TimeTrigger | None:
     report = fields.report
     before = len(report.problems)
@@ -99,11 +111,10 @@ def parse_time(name: str, fields: Fields) -> TimeTrigger | None:
     if "time.zone" in fields.obj:
         report.warn(fields.at("time.zone"), "read as timeZone (quickstart spelling)")
     zone_name = fields.string("timeZone", "time.zone") or DEFAULT_TIME_ZONE
-    tz: ZoneInfo | None = None
-    try:
-        tz = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        report.problem(fields.at("timeZone"), f"unknown time zone {zone_name!r}")
+    tz = load_zone(zone_name)
+    if tz is None:
+        shown = zone_name if len(zone_name) <= 64 else f"{zone_name[:64]}..."
+        report.problem(fields.at("timeZone"), f"unknown time zone {shown!r} (IANA name)")
     require_in_use = fields.boolean("requireInUse", default=True)
     entries = fields.array("times", required=True)
     if entries is not None and not entries:
