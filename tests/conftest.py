@@ -30,12 +30,14 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 WALLCLOCK_MODULES = frozenset(
     {
         "tests/agent/daemon/test_daemon_acl.py",
+        "tests/agent/daemon/test_daemon_hostile_monitors.py",
         "tests/agent/daemon/test_daemon_outbox.py",
         "tests/agent/daemon/test_daemon_process.py",
         "tests/agent/daemon/test_daemon_tls.py",
         "tests/agent/gps/test_gps_source.py",
         "tests/agent/monitors/test_monitors_cli.py",
         "tests/backend/test_backend_delivery.py",
+        "tests/backend/test_backend_expression_dos.py",
         "tests/backend/test_backend_live_api.py",
         "tests/backend/test_backend_process.py",
         "tests/backend/test_backend_signing.py",
