@@ -38,6 +38,7 @@ def backend_api(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[str]:
     config.write_text(
         f'[store]\npath = "{tmp_path / "backend.db"}"\n'
         f'[api]\nport = {port}\n[[api.tokens]]\ntoken = "{TOKEN}"\n'
+        'scopes = ["monitors:read", "monitors:write", "admin"]\n'
         f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\nclient_id = "dos"\n'
         f'[webhooks]\ndefault_secret = "{SECRET}"\n'
     )
