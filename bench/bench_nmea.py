@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pynmea2
+from harness import guard, pick, stage, write_results
 
 from agent.nmea import NmeaParser
-from harness import guard, pick, stage, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "tests" / "data" / "nmea"

@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 import can  # noqa: E402
 import cantools  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
+from harness import adopt, guard, percentile, pick, stage, write_results  # noqa: E402
+from machine import machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.app import Agent  # noqa: E402
@@ -39,8 +41,6 @@ from agent.model import Event, EventValue  # noqa: E402
 from agent.outbox import Outbox  # noqa: E402
 from agent.publisher import Acked, EventPump, LinkEvent, MqttLink  # noqa: E402
 from agent.wire import Topics, event_to_json, uuid7  # noqa: E402
-from harness import adopt, guard, percentile, pick, stage, write_results  # noqa: E402
-from machine import machine  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 
 VIN = "VF3BENCH000000001"

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cantools
+from harness import guard, pick, stage, write_results
 
 from agent.dbc import DEMO_DBC, DEMO_MAP
 from agent.simulate import FrameBuilder, Simulation, load_database, load_scenario, load_signal_map
-from harness import guard, pick, stage, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "docs" / "scenarios" / "night-depot-exit.toml"

@@ -35,7 +35,7 @@ PR_SET_PDEATHSIG = 1
 
 _children: list[subprocess.Popen[Any]] = []
 _lock = threading.Lock()
-_name = "bench"
+_who = ["bench"]  # the benchmark's name, for messages (set once by ``guard``)
 
 
 try:  # looked up once: a Popen preexec_fn must not load libraries after fork
@@ -103,15 +103,14 @@ def stop_children() -> None:
 
 
 def _on_signal(signum: int, _frame: object) -> None:
-    print(f"{_name}: stopped by signal {signum}; stopping child processes", file=sys.stderr)
+    print(f"{_who[0]}: stopped by signal {signum}; stopping child processes", file=sys.stderr)
     stop_children()
     os._exit(128 + signum)
 
 
 def guard(name: str) -> None:
     """Call first in a benchmark's ``main``."""
-    global _name
-    _name = name
+    _who[0] = name
     die_with_parent()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_signal)
@@ -126,7 +125,7 @@ def stage(title: str, seconds: float) -> Iterator[None]:
 
     def expire() -> None:
         print(
-            f"\n{_name}: FAILED: stage '{title}' did not finish within {seconds:.0f} s",
+            f"\n{_who[0]}: FAILED: stage '{title}' did not finish within {seconds:.0f} s",
             file=sys.stderr,
             flush=True,
         )
@@ -142,7 +141,7 @@ def stage(title: str, seconds: float) -> Iterator[None]:
         yield
     finally:
         timer.cancel()
-    print(f"[{_name}] stage '{title}': {time.monotonic() - started:.1f} s", flush=True)
+    print(f"[{_who[0]}] stage '{title}': {time.monotonic() - started:.1f} s", flush=True)
 
 
 def pick(full: Any, smoke: Any) -> Any:

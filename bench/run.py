@@ -54,7 +54,7 @@ TARGETS: list[tuple[str, str, float | None]] = [
 ]
 RESULTS = RESULTS_DIR / "results.json" if SMOKE else ROOT / "bench" / "results.json"
 
-_current: subprocess.Popen[bytes] | None = None
+_running: list[subprocess.Popen[bytes]] = []  # the benchmark running now, if any
 _pidfile = Path(tempfile.mkstemp(prefix="bench-pids-")[1])
 
 
@@ -80,7 +80,7 @@ def reap_leftovers() -> None:
 
 
 def _stop_current() -> None:
-    proc = _current
+    proc = _running[0] if _running else None
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
@@ -100,17 +100,20 @@ def _on_signal(signum: int, _frame: object) -> None:
 
 
 def run_one(name: str, deadline: float) -> bool:
-    global _current
     script = ROOT / "bench" / f"bench_{name}.py"
     (RESULTS_DIR / f"{name}.json").unlink(missing_ok=True)
     print(f"\n== {script.relative_to(ROOT)} (deadline {deadline:.0f} s)", flush=True)
     env = {**os.environ, "BENCH_PIDFILE": str(_pidfile), "PYTHONPATH": str(ROOT)}
     started = time.monotonic()
-    _current = subprocess.Popen(
-        [sys.executable, str(script)], env=env, start_new_session=True, preexec_fn=die_with_parent
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - the runner starts no threads
     )
+    _running[:] = [proc]
     try:
-        code = _current.wait(deadline)
+        code = proc.wait(deadline)
     except subprocess.TimeoutExpired:
         print(f"run: FAILED: bench_{name} did not finish within {deadline:.0f} s", flush=True)
         _stop_current()
@@ -124,6 +127,8 @@ def run_one(name: str, deadline: float) -> bool:
 
 
 def verdict(value: float, op: str, target: float | None) -> str:
+    if SMOKE:
+        return "(smoke: not judged)"
     if target is None:
         return "(no target)"
     ok = value >= target if op == ">=" else value <= target
