@@ -34,7 +34,7 @@ from deliveries import (  # noqa: E402
     create_monitors,
     start_backend,
 )
-from harness import adopt, guard, pick, rss_mb, stage, stop, write_results  # noqa: E402
+from harness import adopt, cpu_seconds, guard, pick, rss_mb, stage, stop, write_results  # noqa: E402
 from machine import machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
@@ -114,9 +114,12 @@ def measure(work: Path, args: argparse.Namespace) -> dict[str, float]:
     figures: dict[str, float] = {}
     try:
         with stage("one event per webhook", 45):
+            cpu = cpu_seconds(backend.pid)
             figures["backend_deliveries_per_s"] = sustained(
                 client, receiver, ids[one], "/one", args.events
             )
+            cpu = cpu_seconds(backend.pid) - cpu
+            figures["backend_cpu_ms_per_delivery"] = cpu / args.events * 1000
         with stage("batchNotify 50", 30):
             figures["backend_batched_events_per_s"] = sustained(
                 client, receiver, ids[batched], "/batch", args.batched_events
@@ -143,7 +146,8 @@ def main() -> int:
     print(f"one event per webhook: {figures['backend_deliveries_per_s']:,.0f} deliveries/s "
           f"({args.events} events); batchNotify 50: "
           f"{figures['backend_batched_events_per_s']:,.0f} events/s ({args.batched_events} "
-          f"events); backend RSS after both: {figures['backend_rss_mb']:.1f} MiB")  # fmt: skip
+          f"events); backend RSS after both: {figures['backend_rss_mb']:.1f} MiB; backend CPU "
+          f"per delivery {figures['backend_cpu_ms_per_delivery']:.2f} ms")  # fmt: skip
     write_results("backend", figures)
     return 0
 

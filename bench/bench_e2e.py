@@ -41,7 +41,16 @@ from deliveries import (  # noqa: E402
     monitor_definition,
     start_backend,
 )
-from harness import adopt, guard, percentile, pick, stage, stop, write_results  # noqa: E402
+from harness import (  # noqa: E402
+    adopt,
+    cpu_seconds,
+    guard,
+    percentile,
+    pick,
+    stage,
+    stop,
+    write_results,
+)
 from machine import machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
@@ -180,10 +189,17 @@ def run_chain(work: Path, rate: float, seconds: float) -> dict[str, float]:
             warm = drive.run(rate, 1.0)
             webhook_arrivals(receiver, len(warm), 15)
         tap.seen.clear()
+        cpu = [cpu_seconds(backend.pid), time.process_time()]
         with stage(f"{rate:.0f} firings/s for {seconds:.0f} s", seconds + 30):
             sent = drive.run(rate, seconds)
             arrivals = webhook_arrivals(receiver, len(sent), 25)
-        return figures(sent, arrivals, tap.dates(), rate, seconds)
+        out = figures(sent, arrivals, tap.dates(), rate, seconds)
+        # CPU per firing: the backend process, and this one (the agent and the frame sender)
+        out["e2e_backend_cpu_ms_per_event"] = (cpu_seconds(backend.pid) - cpu[0]) / len(sent) * 1e3
+        out["e2e_agent_cpu_ms_per_event"] = (time.process_time() - cpu[1]) / len(sent) * 1e3
+        print(f"  CPU per firing: backend {out['e2e_backend_cpu_ms_per_event']:.2f} ms, "
+              f"agent + sender {out['e2e_agent_cpu_ms_per_event']:.2f} ms")  # fmt: skip
+        return out
     finally:
         agent.request_stop()
         thread.join(10)
