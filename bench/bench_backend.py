@@ -108,7 +108,7 @@ def measure(work: Path, args: argparse.Namespace) -> dict[str, float]:
     adopt(broker.process)
     receiver = ReceiverProcess(work).start()
     one, batched = receiver.url + "/one", receiver.url + "/batch"
-    ids = create_monitors(work / "backend.db", FLEET, {one: None, batched: 50})
+    ids = create_monitors(work / "backend.db", FLEET, VINS, {one: None, batched: 50})
     backend = start_backend(work, backend_config(work, broker, receiver.ca_file))
     client = publisher(broker)
     figures: dict[str, float] = {}

@@ -171,7 +171,7 @@ def run_chain(work: Path, rate: float, seconds: float) -> dict[str, float]:
     adopt(broker.process)
     receiver = ReceiverProcess(work).start()
     target = receiver.url + "/e2e"
-    monitor_id = create_monitors(work / "backend.db", FLEET, {target: None})[target]
+    monitor_id = create_monitors(work / "backend.db", FLEET, [VIN], {target: None})[target]
     backend = start_backend(work, backend_config(work, broker, receiver.ca_file))
     config = agent_config(work, broker.port, monitor_id, target)
     agent = Agent(load_config(config, env={}))

@@ -136,11 +136,17 @@ def monitor_definition(target: str, batch: int | None = None) -> dict[str, Any]:
     }
 
 
-def create_monitors(store_path: Path, fleet: str, targets: dict[str, int | None]) -> dict[str, str]:
-    """One fleet monitor per target URL (value: its batchNotify size); returns URL -> id."""
+def create_monitors(
+    store_path: Path, fleet: str, vins: list[str], targets: dict[str, int | None]
+) -> dict[str, str]:
+    """The vehicles provisioned in ``fleet`` (the backend routes an event by its record of the
+    vehicle's fleet) and one fleet monitor per target URL (value: its batchNotify size);
+    returns URL -> monitor id."""
     store = SqliteStore(store_path)
     ids = {}
     try:
+        for vin in vins:
+            store.put_vehicle(vin, fleet, 0)
         for target, batch in targets.items():
             monitor_id = uuid7()
             definition = monitor_definition(target, batch)
