@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # systemd for `systemd-analyze verify` of the unit files, faketime for the clock-ahead runs.
 SYSTEM_PACKAGES := mosquitto mosquitto-clients can-utils qemu-system-x86 busybox-static kmod cpio iproute2 systemd faketime
 
-.PHONY: test test-clock-ahead demo bench lint typecheck system-packages venv clean
+.PHONY: test test-clock-ahead demo bench bench-smoke lint typecheck system-packages venv clean
 
 system-packages:
 	@scripts/ensure-system-packages.sh $(SYSTEM_PACKAGES)
@@ -44,8 +44,14 @@ test-clock-ahead: system-packages $(STAMP)
 			$(BIN)/pytest -q -m wallclock -p no:cacheprovider || exit 1; \
 	done
 
+# Every benchmark under a deadline (bench/run.py), figures merged into bench/results.json.
+# `exec`: make's SIGTERM reaches the runner itself, which stops every process it started.
 bench: system-packages $(STAMP)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	exec $(BIN)/python bench/run.py
+
+# The same benchmarks for a few seconds each (no figure meaningful): CI runs it after `make test`.
+bench-smoke: system-packages $(STAMP)
+	BENCH_SMOKE=1 exec $(BIN)/python bench/run.py
 
 demo: system-packages $(STAMP)
 	$(BIN)/python -m scripts.demo

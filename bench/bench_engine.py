@@ -26,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cantools
+from harness import guard, pick, stage, write_results
 from machine import machine  # bench/machine.py: this folder is on sys.path
 
 from agent.dbc import DEMO_DBC, demo_buses, load_vehicle
@@ -150,15 +151,18 @@ def stress(count: int) -> list[Frame]:
     return out
 
 
-def _monitor(i: int, triggers: list[dict[str, Any]], bool_exp: str, catalog: Any) -> Monitor:
-    obj = {
+def _definition(i: int, triggers: list[dict[str, Any]], bool_exp: str) -> dict[str, Any]:
+    return {
         "id": f"m{i:03d}",
         "label": f"bench {i}",
         "subscribeParam": {"refreshEvent": 60},
         "extendedEventParam": ["vehicle.status"] if i % 10 == 0 else [],
         "triggerParam": {"triggers": triggers, "boolExp": bool_exp},
     }
-    parsed = parse_monitor(obj, catalog=catalog)
+
+
+def _monitor(definition: dict[str, Any], catalog: Any) -> Monitor:
+    parsed = parse_monitor(definition, catalog=catalog)
     assert parsed.monitor is not None, parsed.problems
     return parsed.monitor
 
@@ -189,9 +193,14 @@ def _zone(i: int) -> dict[str, Any]:
 
 
 def monitors(catalog: Any) -> list[Monitor]:
+    """The 100 monitors of ``definitions``, parsed."""
+    return [_monitor(definition, catalog) for definition in definitions()]
+
+
+def definitions() -> list[dict[str, Any]]:
     """100 monitors, a fleet's usual mix: speed and oil thresholds (some with hysteresis or a
     minimum duration), ranges, rates, doors, fuel, outside air, zones, time windows, and
-    combinations with AND/OR/NOT."""
+    combinations with AND/OR/NOT (also the agent's load in ``bench_agent``)."""
     specs: list[tuple[list[dict[str, Any]], str]] = []
     for i in range(25):  # speed thresholds, half of them with hysteresis or a minimum duration
         extra: dict[str, Any] = {"hysteresis": 3} if i % 2 else {"minDurationSeconds": 5}
@@ -232,7 +241,7 @@ def monitors(catalog: Any) -> list[Monitor]:
             _data("run", RUNNING, "equalsTo", "true"),
         ]
         specs.append((trig, "(hot & slow) | !run"))
-    return [_monitor(i, trig, exp, catalog) for i, (trig, exp) in enumerate(specs)]
+    return [_definition(i, trig, exp) for i, (trig, exp) in enumerate(specs)]
 
 
 def run(
@@ -287,11 +296,18 @@ def compare(
 
 
 def main() -> int:
+    guard("bench_engine")
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=120.0, help="length of the drive")
-    parser.add_argument("--stress-frames", type=int, default=6_000)
-    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--seconds", type=float, default=pick(120.0, 5.0), help="drive length")
+    parser.add_argument("--stress-frames", type=int, default=pick(6_000, 300))
+    parser.add_argument("--rounds", type=int, default=pick(21, 1))
     args = parser.parse_args()
+    with stage("engine", 25):
+        measure(args)
+    return 0
+
+
+def measure(args: argparse.Namespace) -> None:
     vehicle = load_vehicle(demo_buses())
     active = monitors(vehicle.catalog)
     probe = Engine("BENCH", None, vehicle.catalog, MemoryFiredStore(), MemorySequence())
@@ -312,7 +328,7 @@ def main() -> int:
         print(f"  kept: {full / none:.1%} best vs best, {median:.1%} median of paired rounds")
     verdict = "OK" if ratio >= 0.7 else "BELOW TARGET"
     print(f"target (drive, median of paired rounds): >= 70% kept -> {ratio:.1%} {verdict}")
-    return 0
+    write_results("engine", {"monitors_100_throughput_ratio": ratio})
 
 
 if __name__ == "__main__":

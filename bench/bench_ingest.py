@@ -28,6 +28,7 @@ from typing import Any
 
 import opendbc
 from cantools.database.can import Database, Message, Signal
+from harness import guard, pick, stage, write_results
 from machine import machine  # bench/machine.py: this folder is on sys.path
 
 from agent.dbc import BusSpec, Vehicle, load_vehicle
@@ -162,8 +163,9 @@ def feed_many_loop(decoder: Decoder, frames: list[Frame]) -> float:
 
 def compare(
     label: str, frames: list[Frame], plain: Callable[[], float], ours: Callable[[], float], n: int
-) -> float:
-    """Best of ``n`` interleaved runs of both loops; print frames/s and the ratio."""
+) -> tuple[float, float]:
+    """Best of ``n`` interleaved runs of both loops; print frames/s and the ratio; return the
+    ratio and edgemon's frames/s."""
     plain_best = ours_best = math.inf
     for _ in range(n):
         plain_best = min(plain_best, plain())
@@ -173,14 +175,22 @@ def compare(
     print(f"  plain loop, decode_message per in-use frame: {len(frames) / plain_best:11,.0f} fr/s")
     print(f"  edgemon Decoder -> VehicleState:             {len(frames) / ours_best:11,.0f} fr/s")
     print(f"  ratio: {ratio:.1f}x")
-    return ratio
+    return ratio, len(frames) / ours_best
 
 
 def main() -> None:
+    guard("bench_ingest")
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=120.0, help="simulated drive length")
-    parser.add_argument("--repeat", type=int, default=7, help="best of N interleaved runs")
+    parser.add_argument(
+        "--seconds", type=float, default=pick(120.0, 5.0), help="simulated drive length"
+    )
+    parser.add_argument("--repeat", type=int, default=pick(7, 1), help="best of N interleaved")
     args = parser.parse_args()
+    with stage("ingest", 40):
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
 
     vehicle = load_vehicle([BusSpec("can0", (DBC,), None)])
     db = Database(list(vehicle.buses["can0"].by_name.values()), strict=False)
@@ -202,14 +212,14 @@ def main() -> None:
     print(f"in-use frames: {len(filtered)}; decoded {c['decoded']}, skipped unchanged "
           f"{c['skipped_unchanged']} ({c['skipped_unchanged'] / len(filtered):.0%})")  # fmt: skip
     n = args.repeat
-    full = compare(
+    full, _ = compare(
         "full bus, log replay (feed_many)",
         frames,
         lambda: plain_loop(db, frames, used_ids),
         lambda: feed_many_loop(decoder, frames),
         n,
     )
-    live = compare(
+    live, live_rate = compare(
         "kernel-filtered ids, live (feed per frame)",
         filtered,
         lambda: plain_loop(db, filtered, used_ids),
@@ -224,6 +234,14 @@ def main() -> None:
         n,
     )
     print(f"target >= 4x: replay {full:.1f}x, live {live:.1f}x")
+    write_results(
+        "ingest",
+        {
+            "ingest_frames_per_s": live_rate,
+            "ingest_ratio_vs_plain": live,
+            "ingest_replay_ratio_vs_plain": full,
+        },
+    )
 
 
 if __name__ == "__main__":

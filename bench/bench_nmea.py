@@ -16,14 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pynmea2
+from harness import guard, pick, stage, write_results
 
 from agent.nmea import NmeaParser
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "tests" / "data" / "nmea"
 READ_SIZE = 256
-REPEAT = 20  # 100 epochs x 20 = 200 s of driving at 10 Hz
-RUNS = 7
+REPEAT = pick(20, 2)  # 100 epochs x 20 = 200 s of driving at 10 Hz
+RUNS = pick(7, 1)
 
 
 def cpu_model() -> str:
@@ -65,10 +66,16 @@ def run_baseline(lines: list[str]) -> int:
 
 
 def main() -> None:
+    guard("bench_nmea")
+    with stage("nmea", 15):
+        measure()
+
+
+def measure() -> None:
     stream = (CAPTURES / "drive_10hz_multi_gnss.nmea").read_bytes() * REPEAT
     lines = stream.decode("ascii").splitlines()
     sentences = len(lines)
-    messy = (CAPTURES / "messy_ublox.nmea").read_bytes() * 200
+    messy = (CAPTURES / "messy_ublox.nmea").read_bytes() * pick(200, 10)
     best, results = best_times(
         {
             "ours": lambda: run_parser(stream),
@@ -88,6 +95,7 @@ def main() -> None:
     print(f"messy capture              {len(messy) / best['messy'] / 1e6:10.2f} MB/s")
     budget = 11 * 10 / (sentences / ours)
     print(f"CPU for one 10 Hz receiver {budget * 100:10.3f} % of a core")
+    write_results("nmea", {"nmea_sentences_per_s": rate, "nmea_ratio_vs_pynmea2": base / ours})
 
 
 if __name__ == "__main__":

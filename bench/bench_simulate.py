@@ -17,13 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cantools
+from harness import guard, pick, stage, write_results
 
 from agent.dbc import DEMO_DBC, DEMO_MAP
 from agent.simulate import FrameBuilder, Simulation, load_database, load_scenario, load_signal_map
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "docs" / "scenarios" / "night-depot-exit.toml"
-RUNS = 5
+RUNS = pick(5, 1)
 
 
 def cpu_model() -> str:
@@ -80,6 +81,12 @@ def simulator_sentences() -> int:
 
 
 def main() -> None:
+    guard("bench_simulate")
+    with stage("simulate", 15):
+        measure()
+
+
+def measure() -> None:
     duration = load_scenario(SCENARIO, time.time()).duration
     print(f"machine: {os.cpu_count()} CPU(s), {cpu_model()}, Python {platform.python_version()}")
     print(f"scenario: {SCENARIO.name}, {duration:g} s of driving, best of {RUNS} runs")
@@ -95,6 +102,7 @@ def main() -> None:
     print(f"ratio     : the simulator costs {ratio:.2f}x a plain encode per frame")
     print(f"NMEA      : {sentences} sentences in {nmea_time:.3f} s = "
           f"{sentences / nmea_time:,.0f} sentences/s")  # fmt: skip
+    write_results("simulate", {"simulator_frames_per_s": rate, "simulator_cost_vs_encode": ratio})
 
 
 if __name__ == "__main__":
