@@ -41,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.model import Event, EventValue  # noqa: E402
 from agent.wire import Topics, event_to_json, uuid7  # noqa: E402
+from backend.egress import LOOPBACK_ALLOWED  # noqa: E402
 from backend.http1 import Http1Sender  # noqa: E402
 from backend.records import MonitorRecord  # noqa: E402
 from backend.store import SqliteStore  # noqa: E402
@@ -109,7 +110,7 @@ async def baseline(url: str, ca_file: Path, count: int, concurrency: int, client
     gate = asyncio.Semaphore(concurrency)
     context = ssl.create_default_context(cafile=str(ca_file))
     kind = Http1Sender if client == "builtin" else HttpxSender
-    sender = kind(verify=context)
+    sender = kind(verify=context, policy=LOOPBACK_ALLOWED)
     request = WebhookRequest(url + "/base", (), body)
 
     async def one() -> None:
@@ -187,6 +188,7 @@ def start_backend(
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
         f'client_id = "slot-{name.split("-")[1]}"\n'
         f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca_file}"\n'
+        'allow_networks = ["127.0.0.0/8"]\n'  # the receiver is on loopback
         f'per_endpoint_concurrency = {conc}\nclient = "{client}"\n'
         "[dispatcher]\npoll_interval = 0.05\nclaim_batch = 500\n"
     )

@@ -18,6 +18,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from backend.dispatcher import Dispatcher
+from backend.egress import LOOPBACK_ALLOWED
 from backend.http1 import Http1Sender
 from backend.retry import MAX_AGE
 from backend.signing import secret_key
@@ -55,7 +56,10 @@ def dispatcher(
     d = Dispatcher(store, MemorySender(), lambda _name: secret_key(SECRET), clock=clock, **kw)
     kind = SENDERS[KIND["sender"]]
     d.sender_factory = lambda: kind(  # type: ignore[attr-defined]
-        verify=ca.client_context(), timeout=timeout, connect_timeout=timeout
+        verify=ca.client_context(),
+        timeout=timeout,
+        connect_timeout=timeout,
+        policy=LOOPBACK_ALLOWED,
     )
     return d
 
