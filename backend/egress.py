@@ -56,8 +56,8 @@ def address_class(ip: IpAddress) -> str | None:
         ("link-local", ip.is_link_local),
         ("multicast", ip.is_multicast),
         ("metadata", ip in _METADATA),
-        ("private", ip.is_private),
         ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
         ("not global", not ip.is_global),
     )
     return next((name for name, hit in checks if hit), None)
@@ -93,6 +93,8 @@ def parse_networks(values: object, path: str) -> tuple[tuple[IpNetwork, ...], li
     problems = []
     for i, value in enumerate(values):
         try:
+            if not isinstance(value, str):
+                raise TypeError(f"{value!r} is not a string")
             networks.append(ipaddress.ip_network(value, strict=True))
         except (TypeError, ValueError) as exc:
             problems.append(Problem(f"{path}[{i}]", f"not a CIDR block: {exc}"))
