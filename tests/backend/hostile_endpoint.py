@@ -38,9 +38,10 @@ async def endless_body(
     writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")
     written = 0
     with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
-        while not writer.is_closing():
+        while not (writer.is_closing() or reader.at_eof()):
             writer.write(BLOCK)
             await writer.drain()
+            await asyncio.sleep(0)  # drain may not yield: let the loop see a hang-up
             written += len(BLOCK)
     with server.lock:
         server.cut_after.append(written)
@@ -54,9 +55,10 @@ async def endless_chunks(
     writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
     written = 0
     with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
-        while not writer.is_closing():
+        while not (writer.is_closing() or reader.at_eof()):
             writer.write(b"10000\r\n" + BLOCK + b"\r\n")
             await writer.drain()
+            await asyncio.sleep(0)  # drain may not yield: let the loop see a hang-up
             written += len(BLOCK)
     with server.lock:
         server.cut_after.append(written)
