@@ -102,7 +102,7 @@ async def resolve_checked(host: str, port: int, policy: NetworkPolicy) -> list[s
     for ip in found:
         why = policy.refusal(ip)
         if why is not None:
-            log.info("webhook target %s refused: %s resolves to %s (%s)", host, host, ip, why)
+            log.info("webhook target %s refused: it resolves to %s (%s)", host, ip, why)
             raise DeliveryError(POLICY_REFUSED, retryable=False)
     if not found:
         raise DeliveryError(CONNECTION_FAILED)
@@ -288,7 +288,9 @@ def _is_tls(exc: BaseException) -> bool:
         if isinstance(seen, ssl.SSLError):
             return True
         seen = seen.__cause__ or seen.__context__
-    return "SSL" in str(exc) or "certificate" in str(exc)
+    # httpcore re-raises the ssl error's text without chaining it; never judge an answer's text
+    connect = isinstance(exc, (httpx.ConnectError, httpcore.ConnectError))
+    return connect and ("SSL" in str(exc) or "certificate" in str(exc))
 
 
 @dataclass
