@@ -34,6 +34,7 @@ from agent.wire import Topics, event_to_json
 from backend.webhooks import POLICY_REFUSED, TIMED_OUT
 from tests.backend.backend_receiver import CertAuthority
 from tests.backend.conftest import (
+    FLEET,
     SECRET,
     TOKEN,
     VIN,
@@ -87,6 +88,7 @@ def _config(work: Path, broker: Mosquitto, ca: CertAuthority, client: str, port:
     path.write_text(
         f'[store]\npath = "{work / "backend.db"}"\n'
         f'[api]\nport = {port}\n[[api.tokens]]\ntoken = "{TOKEN}"\n'
+        'scopes = ["monitors:read", "monitors:write", "deliveries:read", "admin"]\n'
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "hostile-{client}"\n'
         f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca.ca_file}"\n'
         f'allow_networks = ["{ALLOWED_HOST}/32"]\n'
@@ -119,6 +121,10 @@ def backend(
     try:
         wait_for_port("127.0.0.1", port)
         _wait(lambda: "ingest subscribed" in log.read_text(), "ingest never subscribed")
+        provisioned = httpx.put(
+            f"http://127.0.0.1:{port}/fleets/{FLEET}/vehicles/{VIN}", headers=AUTH
+        )
+        assert provisioned.status_code == 201  # events are routed by the vehicle's fleet
         yield RunningBackend(proc, f"http://127.0.0.1:{port}", client, ca, log)
     finally:
         client.loop_stop()
