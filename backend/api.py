@@ -30,9 +30,10 @@ from starlette.routing import Route
 from agent.errors import Problem
 from agent.wire import format_date, uuid7, valid_topic_level
 from backend.config import ADMIN, ApiToken
+from backend.egress import STRICT, NetworkPolicy, literal_refusal
 from backend.errors import ApiProblem
 from backend.metrics import Metrics
-from backend.monitors import validate
+from backend.monitors import CALLBACK_PATH, validate
 from backend.openapi import openapi_document
 from backend.publisher import MonitorChannel
 from backend.records import DeliveryView, MonitorRecord, Store, VehicleRecord
@@ -52,6 +53,7 @@ class ApiContext:
     metrics: Metrics
     tokens: tuple[ApiToken, ...]
     allow_insecure_http: bool = False
+    policy: NetworkPolicy = STRICT  # refuses literal IP targets it does not allow
     base_url: str = ""
     clock: Callable[[], float] = time.time
     max_age: float = 3 * 24 * 3600.0
@@ -153,8 +155,11 @@ def _checked(ctx: ApiContext, body: Any, monitor_id: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiProblem(400, "invalid monitor", (Problem("$", "must be a JSON object"),))
     checked = validate(body, monitor_id, allow_insecure_http=ctx.allow_insecure_http)
-    if checked.problems:
-        raise ApiProblem(400, "invalid monitor", tuple(checked.problems))
+    problems = list(checked.problems)
+    if checked.spec is not None:
+        problems += literal_refusal(checked.spec.target, ctx.policy, CALLBACK_PATH + ".target")
+    if problems:
+        raise ApiProblem(400, "invalid monitor", tuple(problems))
     definition = dict(body)
     definition.pop("status", None)
     return definition

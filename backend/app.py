@@ -70,6 +70,8 @@ class Backend:
             connect_timeout=hooks.connect_timeout,
             timeout=hooks.timeout,
             allow_insecure_http=hooks.allow_insecure_http,
+            policy=hooks.policy,
+            max_answer_bytes=hooks.max_answer_bytes,
         )
         d = self.config.dispatcher
         return Dispatcher(
@@ -121,6 +123,7 @@ class Backend:
             metrics=self.metrics,
             tokens=self.config.api.tokens,
             allow_insecure_http=self.config.webhooks.allow_insecure_http,
+            policy=self.config.webhooks.policy,
             base_url=self.config.api.base_url,
             clock=self.clock,
             max_age=self.config.dispatcher.max_age,

@@ -13,6 +13,7 @@ from typing import Any
 
 from agent.errors import Problem
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
+from backend.egress import IpNetwork, NetworkPolicy, parse_networks
 from backend.errors import ConfigError
 from backend.retry import MAX_AGE, NONE_RETRY_DELAY
 from backend.signing import SecretError, secret_key
@@ -70,6 +71,14 @@ class WebhookConfig:
     timeout: float = 10.0
     per_endpoint_concurrency: int = 8
     client: str = "httpx"  # "httpx" | "builtin" (backend.http1: ~25x less CPU per request)
+    # -- hostile endpoints (issue 12): SSRF allowlist and the answer cap; ``timeout`` above is
+    # the deadline of a whole attempt (connect, TLS, request and answer)
+    allow_networks: tuple[IpNetwork, ...] = ()  # CIDR blocks allowed although not global
+    max_answer_bytes: int = 64 * 1024  # of an answer body read; beyond, the connection closes
+
+    @property
+    def policy(self) -> NetworkPolicy:
+        return NetworkPolicy(self.allow_networks)
 
     def secret_for(self, fleet_id: str) -> str:
         """The signing secret of a fleet's deliveries (the default for a fleet without one)."""
@@ -199,7 +208,20 @@ def _webhooks(r: _Reader, base: Path) -> WebhookConfig:
         timeout=r.positive("timeout", float, 10.0),
         per_endpoint_concurrency=r.positive("per_endpoint_concurrency", int, 8),
         client=_client(r),
+        **_endpoint_guard(r),
     )
+
+
+def _endpoint_guard(r: _Reader) -> dict[str, Any]:
+    """The ``[webhooks]`` keys against hostile endpoints (issue 12, findings 5 and 7)."""
+    networks, problems = parse_networks(
+        r.get("allow_networks", list, []), f"{r.path}.allow_networks"
+    )
+    r.problems.extend(problems)
+    return {
+        "allow_networks": networks,
+        "max_answer_bytes": r.positive("max_answer_bytes", int, 64 * 1024),
+    }
 
 
 def _client(r: _Reader) -> str:

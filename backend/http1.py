@@ -4,8 +4,11 @@ Why: httpx + httpcore spend 1.4-3 ms of CPU per request on the 2-core benchmark 
 caps one process at ~650 webhooks/s; this sender spends ~0.05 ms (docs/benchmarks.md). It does
 only what a webhook POST needs: keep-alive connections per endpoint, TLS verified with the given
 context (SNI and host name checked), Content-Length or chunked or close-delimited answers, no
-redirects (a 3xx is just a status), one overall timeout per attempt. Header values with CR or LF
-are refused, never sent. Failures become ``DeliveryError`` as in ``backend.webhooks``.
+redirects (a 3xx is just a status). Header values with CR or LF are refused, never sent.
+Against hostile endpoints it keeps the same promises as ``backend.webhooks`` (one deadline per
+attempt, answers read up to a cap, only addresses the ``NetworkPolicy`` allows, coarse failure
+texts): the head of an answer is bounded too (``MAX_HEAD`` bytes in all), and a body longer than
+``max_answer_bytes`` is not read: the connection is closed instead.
 """
 
 from __future__ import annotations
@@ -16,11 +19,19 @@ import ssl
 from collections import defaultdict
 from urllib.parse import urlsplit
 
+from backend.egress import STRICT, NetworkPolicy
 from backend.errors import DeliveryError
-from backend.webhooks import Answer, WebhookRequest
+from backend.webhooks import (
+    MAX_ANSWER_BYTES,
+    NOT_HTTPS,
+    TRANSPORT_ERRORS,
+    Answer,
+    WebhookRequest,
+    failure,
+    resolve_checked,
+)
 
-MAX_HEAD = 64 * 1024
-MAX_BODY = 1024 * 1024  # an answer body is read and thrown away; more than this closes
+MAX_HEAD = 64 * 1024  # status line and headers together
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -38,32 +49,31 @@ class Http1Sender:
         timeout: float = 10.0,
         allow_insecure_http: bool = False,
         user_agent: str = "edgemon-backend",
+        policy: NetworkPolicy = STRICT,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.context = verify
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.allow_insecure_http = allow_insecure_http
         self.user_agent = user_agent
+        self.policy = policy
+        self.max_answer_bytes = max_answer_bytes
         self._idle: defaultdict[tuple[str, str, int], list[Stream]] = defaultdict(list)
 
     async def send(self, request: WebhookRequest) -> Answer:
         parts = urlsplit(request.url)
         if parts.scheme != "https" and not (self.allow_insecure_http and parts.scheme == "http"):
-            raise DeliveryError("refused: the target is not https://", retryable=False)
+            raise DeliveryError(NOT_HTTPS, retryable=False)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         head = self._head(request, parts.path or "/", parts.query, parts.netloc)
         key = (parts.scheme, host, port)
         try:
-            return await asyncio.wait_for(self._exchange(key, head, request.body), self.timeout)
-        except TimeoutError as exc:
-            raise DeliveryError(f"timeout after {self.timeout:g}s") from exc
-        except ssl.SSLError as exc:
-            raise DeliveryError(f"TLS error: {exc}") from exc
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            raise DeliveryError(f"connection error: {type(exc).__name__}: {exc}") from exc
-        except ValueError as exc:  # a malformed length or chunk size in the answer
-            raise DeliveryError(f"bad answer: {exc}") from exc
+            async with asyncio.timeout(self.timeout):  # the whole attempt, answer included
+                return await self._exchange(key, head, request.body)
+        except TRANSPORT_ERRORS as exc:  # IncompleteReadError is an EOFError
+            raise failure(exc) from exc
 
     def _head(self, request: WebhookRequest, path: str, query: str, netloc: str) -> bytes:
         target = f"{path}?{query}" if query else path
@@ -88,16 +98,28 @@ class Http1Sender:
                 return await self._roundtrip(key, stream, head, body, reused=True)
             except _Reused:
                 continue
-        stream = await asyncio.wait_for(self._open(key), self.connect_timeout)
+        async with asyncio.timeout(self.connect_timeout):
+            stream = await self._open(key)
         return await self._roundtrip(key, stream, head, body, reused=False)
 
     async def _open(self, key: tuple[str, str, int]) -> Stream:
+        """Connect to the first reachable checked address of the host; TLS verifies the
+        host name itself (``server_hostname``), not the address."""
         scheme, host, port = key
+        addresses = await resolve_checked(host, port, self.policy)
+        for address in addresses[:-1]:
+            try:
+                return await self._connect(scheme, host, address, port)
+            except OSError:
+                continue  # TLS failures (ssl.SSLError is an OSError) try the next one as well
+        return await self._connect(scheme, host, addresses[-1], port)
+
+    async def _connect(self, scheme: str, host: str, address: str, port: int) -> Stream:
         if scheme == "https":
             return await asyncio.open_connection(
-                host, port, ssl=self.context, server_hostname=host, limit=MAX_HEAD
+                address, port, ssl=self.context, server_hostname=host, limit=MAX_HEAD
             )
-        return await asyncio.open_connection(host, port, limit=MAX_HEAD)
+        return await asyncio.open_connection(address, port, limit=MAX_HEAD)
 
     async def _roundtrip(
         self, key: tuple[str, str, int], stream: Stream, head: bytes, body: bytes, *, reused: bool
@@ -129,17 +151,11 @@ class Http1Sender:
     async def _read_answer(
         self, reader: asyncio.StreamReader, status_line: bytes
     ) -> tuple[Answer, bool]:
-        try:
-            version, code = status_line.decode("latin-1").split(" ", 2)[:2]
-            status = int(code)
-        except ValueError as exc:
-            raise ConnectionResetError(f"not an HTTP answer: {status_line[:60]!r}") from exc
-        headers: dict[str, str] = {}
-        while (line := await reader.readline()) not in (b"\r\n", b"\n"):
-            if not line:
-                raise ConnectionResetError("the answer ended inside its headers")
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
+        version, code = status_line.decode("latin-1").split(" ", 2)[:2]
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise ValueError(f"not an HTTP answer: {status_line[:60]!r}")
+        status = int(code)
+        headers = await self._read_headers(reader, len(status_line))
         keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         if status in (204, 304) or 100 <= status < 200:
             pass
@@ -147,8 +163,10 @@ class Http1Sender:
             keep = await self._skip_chunked(reader) and keep
         elif "content-length" in headers:
             length = int(headers["content-length"])
-            if length > MAX_BODY:
-                keep = False
+            if length < 0:
+                raise ValueError("a negative Content-Length")
+            if length > self.max_answer_bytes:
+                keep = False  # not read: closing is cheaper than reading it
             else:
                 await reader.readexactly(length)
         else:
@@ -156,16 +174,31 @@ class Http1Sender:
         return Answer(status, headers.get("retry-after")), keep
 
     @staticmethod
-    async def _skip_chunked(reader: asyncio.StreamReader) -> bool:
+    async def _read_headers(reader: asyncio.StreamReader, used: int) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b"\n"):
+            if not line:
+                raise ConnectionResetError("the answer ended inside its headers")
+            used += len(line)
+            if used > MAX_HEAD:
+                raise ValueError(f"an answer head longer than {MAX_HEAD} bytes")
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return headers
+
+    async def _skip_chunked(self, reader: asyncio.StreamReader) -> bool:
         total = 0
         while True:
             size = int((await reader.readline()).split(b";", 1)[0].strip() or b"0", 16)
+            if size < 0:
+                raise ValueError("a negative chunk size")
             if size == 0:
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-                return True
+                for _ in range(100):  # trailers, bounded like the head
+                    if (await reader.readline()) in (b"\r\n", b"\n", b""):
+                        return True
+                return False
             total += size
-            if total > MAX_BODY:
+            if total > self.max_answer_bytes:
                 return False
             await reader.readexactly(size + 2)
 

@@ -140,6 +140,7 @@ class Chain:
             # restart (a shared one it drops; see docs/mqtt.md).
             'share_group = ""\n'
             f'[webhooks]\ndefault_secret = "{self.secret}"\nca_bundle = "{self.pki.ca_file}"\n'
+            'allow_networks = ["127.0.0.0/8", "::1/128"]\n'  # the receiver is on loopback
             "timeout = 10.0\nconnect_timeout = 2.0\n"
             "[dispatcher]\npoll_interval = 0.1\n"
         )

@@ -38,6 +38,7 @@ WALLCLOCK_MODULES = frozenset(
         "tests/agent/monitors/test_monitors_cli.py",
         "tests/backend/test_backend_delivery.py",
         "tests/backend/test_backend_expression_dos.py",
+        "tests/backend/test_backend_hostile.py",
         "tests/backend/test_backend_live_api.py",
         "tests/backend/test_backend_process.py",
         "tests/backend/test_backend_signing.py",

@@ -164,7 +164,7 @@ def backend_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
                 },
             ]
         },
-        "webhooks": {"default_secret": SECRET},
+        "webhooks": {"default_secret": SECRET, "allow_networks": ["127.0.0.0/8", "::1/128"]},
         "dispatcher": {"poll_interval": 0.05},
     }
     for key, value in overrides.items():

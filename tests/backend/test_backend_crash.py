@@ -36,6 +36,7 @@ def _config(tmp_path: Path, broker: Mosquitto, ca: CertAuthority) -> Path:
         f'[store]\npath = "{tmp_path / "backend.db"}"\n'
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "crash-test"\n'
         f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca.ca_file}"\n'
+        'allow_networks = ["127.0.0.0/8"]\n'
         "[dispatcher]\npoll_interval = 0.05\n"
     )
     return path

@@ -53,6 +53,7 @@ def test_one_process_runs_every_role_and_stops_on_sigterm(
         'scopes = ["monitors:read", "monitors:write", "deliveries:read", "admin"]\n'
         f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\nclient_id = "whole"\n'
         f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{test_ca.ca_file}"\n'
+        'allow_networks = ["127.0.0.0/8"]\n'
         "[dispatcher]\npoll_interval = 0.05\n"
     )
     log = (tmp_path / "backend.log").open("wb")
