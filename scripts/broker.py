@@ -1,15 +1,17 @@
-"""A TLS mosquitto with passwords and a per-vehicle ACL, on a free loopback port, stopped by its
-PID. Restartable on the same port (broker-outage faults).
+"""mosquitto processes on free loopback ports, stopped by their PID, restartable on the same
+ports (broker-outage faults).
 
-ACL: the backend (and the observer) may read and write everything under the prefix; a vehicle,
-whose MQTT username is its VIN, may only publish its own events, status and monitor states and
-read its own and its fleet's monitors.
+``TlsBroker`` runs the shipped configuration (``deploy/mosquitto/``): the template rendered by
+``scripts.broker_config`` with this run's paths and ports, the ACL generated from the vehicles
+and their fleets, a hashed password file for the service accounts. Vehicles connect with a client
+certificate (CN = VIN) on ``cert_port``, or with a password on ``port`` (the service listener).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Self
 
+from scripts.broker_config import BrokerAccess, acl_text, render_conf
 from scripts.pki import Pki
 
 
@@ -38,20 +41,6 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s") from None
             time.sleep(0.05)
-
-
-def acl_text(prefix: str, services: list[str]) -> str:
-    lines = []
-    for user in services:
-        lines += [f"user {user}", f"topic readwrite {prefix}/#", ""]
-    lines += [
-        "# every other user is a vehicle whose username is its VIN",
-        f"pattern write {prefix}/vehicles/%u/events",
-        f"pattern readwrite {prefix}/vehicles/%u/status",
-        f"pattern readwrite {prefix}/vehicles/%u/monitors/#",
-        f"pattern read {prefix}/fleets/+/monitors/#",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def _binary(name: str) -> str:
@@ -78,6 +67,9 @@ class BrokerProcess:
     def write_config(self) -> None:
         """Write ``conf_path``; called by ``start``."""
 
+    def ports(self) -> list[int]:
+        return [self.port]
+
     def start(self) -> Self:
         self.write_config()
         with self.log_path.open("ab") as log:
@@ -89,7 +81,8 @@ class BrokerProcess:
                 start_new_session=True,
             )
         try:
-            wait_for_port(self.host, self.port)
+            for port in self.ports():
+                wait_for_port(self.host, port)
         except TimeoutError:
             self.stop()
             tail = self.log_path.read_text()[-2000:]
@@ -121,45 +114,59 @@ class BrokerProcess:
 
 
 class TlsBroker(BrokerProcess):
-    """TLS, passwords and the per-vehicle ACL; persistent, so a restart keeps sessions."""
+    """The shipped configuration; persistent, so a restart keeps sessions and retained monitors.
+
+    ``passwords`` holds every account that logs in with a password (services, and vehicles
+    provisioned that way); ``access`` says what each account may do.
+    """
 
     def __init__(
         self,
         workdir: Path,
         pki: Pki,
-        users: dict[str, str],
-        services: list[str],
+        access: BrokerAccess,
+        passwords: dict[str, str],
         *,
-        prefix: str = "edgemon/v1",
         port: int | None = None,
+        cert_port: int | None = None,
     ) -> None:
         super().__init__(workdir, port)
         self.pki = pki
-        passwords = workdir / "passwd"
-        passwords.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
-        passwords.chmod(0o600)
-        subprocess.run([_binary("mosquitto_passwd"), "-U", str(passwords)], check=True)
-        (workdir / "acl").write_text(acl_text(prefix, services))
-        conf = [
-            "per_listener_settings false",
-            "allow_anonymous false",
-            f"password_file {passwords}",
-            f"acl_file {workdir / 'acl'}",
-            "persistence true",  # sessions and retained monitors survive a restart
-            f"persistence_location {workdir}/",
-            "autosave_interval 1",
-            "log_dest stdout",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "max_inflight_messages 0",
-            "max_queued_messages 100000",
-            f"listener {self.port} {self.host}",
-            f"cafile {pki.ca_file}",
-            f"certfile {pki.cert_file}",
-            f"keyfile {pki.key_file}",
-            "tls_version tlsv1.2",
-        ]
-        if os.geteuid() == 0:
-            conf.insert(0, "user root")  # keep access to the files in this private temp dir
-        self.conf_path.write_text("\n".join(conf) + "\n")
+        self.access = access
+        self.cert_port = cert_port or free_port()
+        self.password_file = self.workdir / "passwd"
+        self.acl_file = self.workdir / "acl"
+        self.password_file.write_text("".join(f"{u}:{p}\n" for u, p in passwords.items()))
+        self.password_file.chmod(0o600)
+        subprocess.run([_binary("mosquitto_passwd"), "-U", str(self.password_file)], check=True)
+        self.write_acl(access)
+
+    def ports(self) -> list[int]:
+        return [self.cert_port, self.port]
+
+    def write_acl(self, access: BrokerAccess) -> None:
+        """Regenerate the ACL file; ``reload`` makes a running broker use it."""
+        self.access = access
+        self.acl_file.write_text(acl_text(access))
+
+    def reload(self) -> None:
+        """SIGHUP, as ``systemctl reload mosquitto`` does: ACL and password files read again."""
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError("mosquitto is not running")
+        self.process.send_signal(signal.SIGHUP)
+
+    def write_config(self) -> None:
+        values = {
+            "vehicle_listener": f"{self.cert_port} {self.host}",
+            "service_listener": f"{self.port} {self.host}",
+            "cafile": str(self.pki.ca_file),
+            "certfile": str(self.pki.cert_file),
+            "keyfile": str(self.pki.key_file),
+            "password_file": str(self.password_file),
+            "acl_file": str(self.acl_file),
+            "persistence_location": f"{self.workdir}/",
+            "autosave_interval": "1",
+            # as root, mosquitto would switch to the mosquitto user, which cannot read this dir
+            "user": pwd.getpwuid(os.geteuid()).pw_name,
+        }
+        self.conf_path.write_text(render_conf(values))

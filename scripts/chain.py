@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from scripts.broker import TlsBroker, free_port, wait_for_port
+from scripts.broker_config import BrokerAccess
 from scripts.observer import Observer
 from scripts.pki import Pki, make_pki
 from scripts.receiver import Notification, WebhookReceiver
@@ -39,6 +40,16 @@ SCENARIO = ROOT / "docs" / "scenarios" / "night-depot-exit.toml"
 class Identity:
     vin: str = "VF3ABCDEF12345678"
     fleet_id: str = "fleet-demo"
+
+
+def issue_vehicle_cert(pki: Pki, vin: str, directory: Path) -> tuple[Path, Path]:
+    """The vehicle's client certificate and key, issued by ``scripts.vehicle_cert``."""
+    argv = [sys.executable, "-m", "scripts.vehicle_cert", "--ca", str(pki.ca_file)]
+    argv += ["--ca-key", str(pki.ca_key_file), "--vin", vin, "--test-id", "-o", str(directory)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot issue the vehicle certificate: {done.stderr}")
+    return directory / f"{vin}.pem", directory / f"{vin}.key"
 
 
 class Process:
@@ -110,12 +121,21 @@ class Chain:
         self.token = secrets.token_hex(16)
         self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         self.passwords = {name: secrets.token_hex(12) for name in ("backend", "observer")}
+        # The agent connects with its certificate; the password lets tests act as that vehicle
+        # on the service listener (the ACL is the same whichever way a vehicle logs in).
         self.passwords[self.identity.vin] = secrets.token_hex(12)
         self.api_port, self.receiver_port = free_port(), free_port()
         self.pki: Pki = make_pki(workdir / "pki")
-        self.broker = TlsBroker(
-            workdir / "broker", self.pki, self.passwords, ["backend", "observer"], prefix=PREFIX
+        self.vehicle_cert, self.vehicle_key = issue_vehicle_cert(
+            self.pki, self.identity.vin, workdir / "pki"
         )
+        access = BrokerAccess(
+            prefix=PREFIX,
+            backend=("backend",),
+            observers=("observer",),
+            vehicles=((self.identity.vin, self.identity.fleet_id),),
+        )
+        self.broker = TlsBroker(workdir / "broker", self.pki, access, self.passwords)
         self.receiver = WebhookReceiver(self.pki, self.secret, self.receiver_port, on_notification)
         self.backend = Process("backend", self._backend_argv(), workdir)
         self.agent = Process("agent", self._agent_argv(), workdir)
@@ -158,9 +178,10 @@ class Chain:
             f'signal_map = "{ROOT / "dbc" / "demo_vehicle.map.toml"}"\n'
             'replay = "drive.log"\n'
             '[gps]\nport = "drive.nmea"\nreplay_pace = "realtime"\n'
-            f'[mqtt]\nhost = "127.0.0.1"\nport = {self.broker.port}\ntls = true\n'
-            f'ca_file = "{self.pki.ca_file}"\nusername = "{ident.vin}"\n'
-            f'password = "{self.passwords[ident.vin]}"\nreconnect_max = 2.0\n'
+            # the vehicle listener: a client certificate whose CN is the VIN, no password
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {self.broker.cert_port}\ntls = true\n'
+            f'ca_file = "{self.pki.ca_file}"\ncert_file = "{self.vehicle_cert}"\n'
+            f'key_file = "{self.vehicle_key}"\nreconnect_max = 2.0\n'
         )
         (self.workdir / "agent-state").mkdir(exist_ok=True)
         return [sys.executable, "-m", "agent", "run", "-c", str(config)]
