@@ -335,6 +335,8 @@ def test_acl_changes_apply_on_reload(tmp_path: Path) -> None:
         before = _retained_seen(vehicle, [fleets], f"{P}/vehicles/{A}/monitors/+")
         vehicle.close()
         assert before == {f"{P}/fleets/fleet-north/monitors/north"}
+        staying, leaving = setup.vehicle(B), setup.vehicle(A2)  # connected across the reload
+        assert leaving.publish(f"{P}/vehicles/{A2}/events", b"{}") in OK
         moved = dict(broker.access.vehicles) | {A: "fleet-south"}
         del moved[A2]
         broker.write_acl(BrokerAccess(prefix=P, vehicles=tuple(moved.items())))
@@ -348,6 +350,12 @@ def test_acl_changes_apply_on_reload(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         assert after == {f"{P}/fleets/fleet-south/monitors/south"}
+        # a connection opened before the reload gets the new rules too, and is not dropped
+        assert leaving.publish(f"{P}/vehicles/{A2}/events", b"{}") == NOT_AUTHORIZED
+        assert staying.publish(f"{P}/vehicles/{B}/events", b"{}") in OK
+        assert not staying.disconnected.is_set() and not leaving.disconnected.is_set()
+        staying.close()
+        leaving.close()
         removed = setup.vehicle(A2)
         assert removed.publish(f"{P}/vehicles/{A2}/events", b"{}") == NOT_AUTHORIZED
         removed.close()
