@@ -122,8 +122,9 @@ def run(workdir: Path, scenario_path: Path) -> bool:
         say(f"throwaway CA and certificates in {workdir / 'pki'}")
         chain.start_services()
         say(
-            f"mosquitto (TLS, per-vehicle ACL) on 127.0.0.1:{chain.broker.port}, pid "
-            f"{chain.broker.process.pid if chain.broker.process else '?'}"
+            "mosquitto from deploy/mosquitto (TLS, per-vehicle ACL): vehicles by certificate on "
+            f"127.0.0.1:{chain.broker.cert_port}, services by password on :{chain.broker.port}, "
+            f"pid {chain.broker.process.pid if chain.broker.process else '?'}"
         )
         say(f"backend API on {chain.api_url}, pid {chain.backend.pid}")
         say(f"webhook receiver on {chain.receiver.url} (Standard Webhooks signatures checked)")

@@ -43,6 +43,8 @@ WALLCLOCK_MODULES = frozenset(
         "tests/backend/test_backend_process.py",
         "tests/backend/test_backend_signing.py",
         "tests/backend/test_backend_tenancy_live.py",
+        "tests/deploy/test_broker_acl.py",
+        "tests/deploy/test_broker_config.py",
         "tests/e2e/test_e2e_chain.py",
         "tests/e2e/test_e2e_demo.py",
         "tests/e2e/test_e2e_receiver.py",

@@ -316,6 +316,44 @@ def test_an_oversized_publish_is_refused(deployed: Deployed) -> None:
         backend.close()
 
 
+# The ACL documented before issue 12 (finding 3): patterns only, every fleet's monitors readable.
+FORMER_ACL = f"""user backend
+topic readwrite {P}/#
+
+pattern write {P}/vehicles/%u/events
+pattern readwrite {P}/vehicles/%u/status
+pattern readwrite {P}/vehicles/%u/monitors/#
+pattern read {P}/fleets/+/monitors/#
+"""
+
+
+def test_finding_3_reproduced_with_the_former_acl_and_gone_with_the_shipped_one(
+    tmp_path: Path,
+) -> None:
+    setup = _deploy(tmp_path)
+    broker = setup.broker
+    broker.acl_file.write_text(FORMER_ACL)
+    with broker:
+        backend = setup.service("backend")
+        for fleet in ("fleet-north", "fleet-south"):
+            topic = f"{P}/fleets/{fleet}/monitors/{fleet}"
+            assert backend.publish(topic, b"{}", retain=True) in OK
+        backend.close()
+        sentinel = f"{P}/fleets/fleet-north/monitors/+"
+        vehicle = setup.vehicle(A)
+        leaked = _retained_seen(vehicle, [f"{P}/fleets/+/monitors/+"], sentinel)
+        vehicle.close()
+        assert f"{P}/fleets/fleet-south/monitors/fleet-south" in leaked  # the finding
+        broker.write_acl(broker.access)  # the shipped ACL for the same fleet file
+        broker.reload()
+        deadline = time.monotonic() + 20
+        while leaked and time.monotonic() < deadline:
+            vehicle = setup.vehicle(A)
+            leaked = _retained_seen(vehicle, [f"{P}/fleets/fleet-south/monitors/+"], sentinel)
+            vehicle.close()
+        assert leaked == set()
+
+
 def test_acl_changes_apply_on_reload(tmp_path: Path) -> None:
     """SIGHUP (systemctl reload): a vehicle moved to another fleet reads that fleet's monitors
     and no longer its old fleet's, one removed from the fleet file loses every right, without
