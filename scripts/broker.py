@@ -17,11 +17,14 @@ import signal
 import socket
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
 from scripts.broker_config import BrokerAccess, acl_text, render_conf
 from scripts.pki import Pki
+from scripts.vehicle_cert import load_ca
+from scripts.vehicle_crl import build_crl, serial_of
 
 
 def free_port() -> int:
@@ -136,6 +139,8 @@ class TlsBroker(BrokerProcess):
         self.cert_port = cert_port or free_port()
         self.password_file = self.workdir / "passwd"
         self.acl_file = self.workdir / "acl"
+        self.crl_file = self.workdir / "crl.pem"
+        self.revoke()
         self.password_file.write_text("".join(f"{u}:{p}\n" for u, p in passwords.items()))
         self.password_file.chmod(0o600)
         subprocess.run([_binary("mosquitto_passwd"), "-U", str(self.password_file)], check=True)
@@ -148,6 +153,14 @@ class TlsBroker(BrokerProcess):
         """Regenerate the ACL file; ``reload`` makes a running broker use it."""
         self.access = access
         self.acl_file.write_text(acl_text(access))
+
+    def revoke(self, *certificates: Path) -> None:
+        """Rewrite the revocation list with these certificates (none: an empty list), as
+        ``scripts.vehicle_crl`` does; ``reload`` makes a running broker use it."""
+        ca = load_ca(self.pki.ca_file.read_bytes(), self.pki.ca_key_file.read_bytes())
+        now = datetime.now(UTC)
+        revoked = {serial_of(ca, cert.read_bytes()): now for cert in certificates}
+        self.crl_file.write_bytes(build_crl(ca, revoked, now=now))
 
     def reload(self) -> None:
         """SIGHUP, as ``systemctl reload mosquitto`` does: ACL and password files read again."""
@@ -162,6 +175,7 @@ class TlsBroker(BrokerProcess):
             "cafile": str(self.pki.ca_file),
             "certfile": str(self.pki.cert_file),
             "keyfile": str(self.pki.key_file),
+            "crlfile": str(self.crl_file),
             "password_file": str(self.password_file),
             "acl_file": str(self.acl_file),
             "persistence_location": f"{self.workdir}/",

@@ -38,6 +38,7 @@ DEFAULTS: Mapping[str, str] = {
     "cafile": "/etc/mosquitto/edgemon/ca.pem",
     "certfile": "/etc/mosquitto/edgemon/server.pem",
     "keyfile": "/etc/mosquitto/edgemon/server.key",
+    "crlfile": "/etc/mosquitto/edgemon/crl.pem",
     "password_file": "/etc/mosquitto/edgemon/passwd",
     "acl_file": "/etc/mosquitto/edgemon/acl",
     "persistence_location": "/var/lib/mosquitto/",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -314,6 +315,36 @@ def test_an_oversized_publish_is_refused(deployed: Deployed) -> None:
         assert [m.payload for m in got] == [b"small"]
     finally:
         backend.close()
+
+
+def test_a_revoked_certificate_is_refused_after_reload(tmp_path: Path) -> None:
+    """A stolen gateway: its certificate goes on the revocation list (scripts.vehicle_crl) and
+    its VIN leaves the fleet file; one SIGHUP and it can neither connect nor, on a connection
+    it still holds, publish. The other vehicles carry on."""
+    setup = _deploy(tmp_path)
+    with setup.broker as broker:
+        held = setup.vehicle(A)  # the thief's connection, open before the revocation
+        argv = [sys.executable, "-m", "scripts.vehicle_crl", "--ca", str(setup.pki.ca_file)]
+        argv += ["--ca-key", str(setup.pki.ca_key_file), "--crl", str(broker.crl_file)]
+        argv += ["--revoke", str(setup.certs[A][0]), "-o", str(broker.crl_file)]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        others = tuple((vin, fleet) for vin, fleet in broker.access.vehicles if vin != A)
+        broker.write_acl(BrokerAccess(prefix=P, vehicles=others))
+        broker.reload()
+        deadline = time.monotonic() + 20
+        while True:  # the reload is asynchronous
+            try:
+                setup.vehicle(A).close()
+            except Refused:
+                break
+            assert time.monotonic() < deadline, "the revoked certificate still connects"
+            time.sleep(0.1)
+        assert held.publish(f"{P}/vehicles/{A}/events", b"{}") == NOT_AUTHORIZED
+        held.close()
+        fleet_mate = setup.vehicle(A2)
+        assert fleet_mate.publish(f"{P}/vehicles/{A2}/events", b"{}") in OK
+        fleet_mate.close()
 
 
 # The ACL documented before issue 12 (finding 3): patterns only, every fleet's monitors readable.

@@ -29,6 +29,7 @@ from scripts.broker_config import (
 )
 from scripts.pki import make_pki
 from scripts.vehicle_cert import CertificateError, issue, load_ca
+from scripts.vehicle_crl import build_crl, revoked_so_far, serial_of
 
 VIN_A, VIN_B = "VF3ABCDEF12345678", "VR1AAAAAA00000001"
 
@@ -238,6 +239,39 @@ def test_a_ca_key_that_does_not_match_is_refused(ca: tuple, tmp_path: Path) -> N
         load_ca(ca_file.read_bytes(), other.ca_key_file.read_bytes())
     with pytest.raises(CertificateError, match="not a CA"):
         load_ca(other.cert_file.read_bytes(), other.key_file.read_bytes())
+
+
+def test_a_revocation_list_keeps_its_entries_and_adds_new_ones(ca: tuple) -> None:  # type: ignore[type-arg]
+    ca_cert, ca_key, _ = ca
+    now = datetime.now(UTC)
+    first = issue(ca_cert, ca_key, VIN_A, now=now)
+    second = issue(ca_cert, ca_key, VIN_B, now=now)
+    serial_a = serial_of((ca_cert, ca_key), first.certificate)
+    empty = build_crl((ca_cert, ca_key), {}, now=now, days=10)
+    assert revoked_so_far((ca_cert, ca_key), empty) == {}
+    one = build_crl((ca_cert, ca_key), {serial_a: now}, now=now)
+    kept = revoked_so_far((ca_cert, ca_key), one)
+    assert set(kept) == {serial_a}
+    serial_b = serial_of((ca_cert, ca_key), second.certificate)
+    both = build_crl((ca_cert, ca_key), {**kept, serial_b: now}, now=now, days=30)
+    crl = x509.load_pem_x509_crl(both)
+    assert {entry.serial_number for entry in crl} == {serial_a, serial_b}
+    assert crl.next_update_utc is not None and crl.next_update_utc - now <= timedelta(days=30)
+    assert crl.is_signature_valid(ca_cert.public_key())
+
+
+def test_a_revocation_list_refuses_foreign_material(ca: tuple, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    ca_cert, ca_key, _ = ca
+    other = make_pki(tmp_path / "other")
+    other_ca = load_ca(other.ca_file.read_bytes(), other.ca_key_file.read_bytes())
+    foreign_crl = build_crl(other_ca, {}, now=datetime.now(UTC))
+    with pytest.raises(CertificateError, match="not signed by this CA"):
+        revoked_so_far((ca_cert, ca_key), foreign_crl)
+    foreign_cert = issue(*other_ca, VIN_A, now=datetime.now(UTC)).certificate
+    with pytest.raises(CertificateError, match="not issued by this CA"):
+        serial_of((ca_cert, ca_key), foreign_cert)
+    with pytest.raises(CertificateError, match="--days"):
+        build_crl((ca_cert, ca_key), {}, now=datetime.now(UTC), days=0)
 
 
 def test_an_access_object_is_frozen() -> None:
