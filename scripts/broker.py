@@ -141,13 +141,18 @@ class TlsBroker(BrokerProcess):
         self.acl_file = self.workdir / "acl"
         self.crl_file = self.workdir / "crl.pem"
         self.revoke()
-        self.password_file.write_text("".join(f"{u}:{p}\n" for u, p in passwords.items()))
-        self.password_file.chmod(0o600)
-        subprocess.run([_binary("mosquitto_passwd"), "-U", str(self.password_file)], check=True)
+        self.write_passwords(passwords)
         self.write_acl(access)
 
     def ports(self) -> list[int]:
         return [self.cert_port, self.port]
+
+    def write_passwords(self, passwords: dict[str, str]) -> None:
+        """Rewrite the password file (hashed by mosquitto_passwd); ``reload`` applies it."""
+        self.password_file.touch(mode=0o600)
+        self.password_file.chmod(0o600)  # before the clear passwords go in
+        self.password_file.write_text("".join(f"{u}:{p}\n" for u, p in passwords.items()))
+        subprocess.run([_binary("mosquitto_passwd"), "-U", str(self.password_file)], check=True)
 
     def write_acl(self, access: BrokerAccess) -> None:
         """Regenerate the ACL file; ``reload`` makes a running broker use it."""
@@ -163,7 +168,7 @@ class TlsBroker(BrokerProcess):
         self.crl_file.write_bytes(build_crl(ca, revoked, now=now))
 
     def reload(self) -> None:
-        """SIGHUP, as ``systemctl reload mosquitto`` does: ACL and password files read again."""
+        """SIGHUP, as ``systemctl reload mosquitto`` does: ACL, passwords, CRL read again."""
         if self.process is None or self.process.poll() is not None:
             raise RuntimeError("mosquitto is not running")
         self.process.send_signal(signal.SIGHUP)

@@ -215,8 +215,7 @@ def test_a_vehicle_with_a_password_gets_the_same_rights(deployed: Deployed) -> N
     """The service listener takes vehicles provisioned with a password: same ACL."""
     passwords = {**deployed.passwords, A: secrets.token_hex(8)}
     broker = deployed.broker
-    broker.password_file.write_text("".join(f"{u}:{p}\n" for u, p in passwords.items()))
-    subprocess.run(["mosquitto_passwd", "-U", str(broker.password_file)], check=True)
+    broker.write_passwords(passwords)
     broker.reload()
     vehicle = _connect_when_reloaded(broker.port, deployed.pki.ca_file, A, passwords[A])
     try:
