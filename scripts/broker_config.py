@@ -23,11 +23,13 @@ import sys
 import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
+from backend.config import load_config
+from backend.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "mosquitto" / "mosquitto.conf.template"
@@ -86,13 +88,13 @@ class BrokerAccess:
 def parse_access(raw: Mapping[str, Any]) -> BrokerAccess:
     """A fleet file's content, checked as a whole; raises AccessError with every problem."""
     problems: list[str] = []
-    unknown = set(raw) - {"topic_prefix", "accounts", "vehicles"}
+    unknown = set(raw) - {"topic_prefix", "accounts", "fleets"}
     problems += [f"unknown key {key!r}" for key in sorted(unknown)]
     prefix = raw.get("topic_prefix", DEFAULT_PREFIX)
     if not isinstance(prefix, str) or not _PREFIX.match(prefix):
         problems.append(f"topic_prefix {prefix!r} is not a topic without wildcards")
     roles = _accounts(raw.get("accounts", {}), problems)
-    vehicles = _vehicles(raw.get("vehicles", {}), problems)
+    vehicles = _vehicles(raw.get("fleets", {}), problems)
     names = [name for role in roles.values() for name in role]
     problems += [f"account {n!r} is listed twice" for n in sorted(_duplicates(names))]
     problems += [
@@ -130,21 +132,48 @@ def _accounts(raw: Any, problems: list[str]) -> dict[str, tuple[str, ...]]:
 
 
 def _vehicles(raw: Any, problems: list[str]) -> dict[str, str]:
+    """``[fleets."<id>"] vehicles = [VIN, ...]``, the shape of backend.toml; VIN -> fleet."""
     if not isinstance(raw, dict):
-        problems.append("[vehicles] must be a table of VIN = fleet id")
-        return {}
-    if len(raw) > MAX_VEHICLES:
-        problems.append(f"[vehicles] lists {len(raw)} vehicles, more than {MAX_VEHICLES}")
+        problems.append('[fleets] must be a table of [fleets."<id>"] vehicles = [VIN, ...]')
         return {}
     vehicles: dict[str, str] = {}
-    for vin, fleet in raw.items():
-        if not valid_topic_level(vin):
-            problems.append(f"vehicles: {vin!r} is not a valid VIN (one topic level)")
-        elif not isinstance(fleet, str) or not valid_topic_level(fleet):
-            problems.append(f"vehicles.{vin}: fleet {fleet!r} is not a valid fleet id")
+    for fleet, table in raw.items():
+        listed = table.get("vehicles", []) if isinstance(table, dict) else None
+        if not valid_topic_level(fleet):
+            problems.append(f"fleets: {fleet!r} is not a valid fleet id")
+        elif not isinstance(listed, list) or set(table) - {"vehicles"}:
+            problems.append(f"fleets.{fleet}: expected only vehicles = [VIN, ...]")
+        elif len(vehicles) + len(listed) > MAX_VEHICLES:
+            problems.append(f"more than {MAX_VEHICLES} vehicles")
+            break
         else:
-            vehicles[vin] = fleet
+            _add_vehicles(vehicles, fleet, listed, problems)
     return vehicles
+
+
+def _add_vehicles(found: dict[str, str], fleet: str, vins: list[Any], problems: list[str]) -> None:
+    for vin in vins:
+        if not isinstance(vin, str) or not valid_topic_level(vin):
+            problems.append(f"fleets.{fleet}: {vin!r} is not a valid VIN (one topic level)")
+        elif found.setdefault(vin, fleet) != fleet:
+            problems.append(f"fleets.{fleet}: {vin} is also in fleet {found[vin]!r}")
+
+
+def with_vehicles(access: BrokerAccess, prefix: str, vehicles: Mapping[str, str]) -> BrokerAccess:
+    """``access`` plus vehicles from elsewhere (backend.toml's [fleets]); a VIN in two fleets,
+    or another topic prefix, is an AccessError."""
+    problems = [f"topic_prefix {prefix!r} differs from {access.prefix!r}"] * (
+        prefix != access.prefix
+    )
+    merged = dict(access.vehicles)
+    for vin, fleet in vehicles.items():
+        if merged.setdefault(vin, fleet) != fleet:
+            problems.append(f"{vin} is in fleet {merged[vin]!r} here and {fleet!r} there")
+    accounts = {*access.backend, *access.consumers, *access.observers}
+    problems += [f"{v!r} is both a vehicle and an account" for v in sorted(accounts & set(merged))]
+    if problems:
+        raise AccessError(problems)
+    return replace(access, vehicles=tuple(sorted(merged.items())))
 
 
 def _duplicates(names: Iterable[str]) -> set[str]:
@@ -238,12 +267,26 @@ def _write(text: str, out: Path | None, mode: int) -> None:
     out.write_text(text, encoding="utf-8")
 
 
+def _with_backend(access: BrokerAccess, path: Path) -> BrokerAccess:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        raise AccessError([f"{path}: {exc}"]) from exc
+    return with_vehicles(access, config.topic_prefix, config.vehicles)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.broker_config", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="command", required=True)
     acl = sub.add_parser("acl", help="write the ACL file from a fleet file")
-    acl.add_argument("fleet", type=Path, help="TOML: [accounts] and [vehicles] VIN = fleet id")
+    acl.add_argument("fleet", type=Path, help='TOML: [accounts], [fleets."<id>"] vehicles')
+    acl.add_argument(
+        "--backend-config",
+        type=Path,
+        metavar="BACKEND_TOML",
+        help="also the vehicles its [fleets] provisions (the backend's own list)",
+    )
     acl.add_argument("-o", "--output", type=Path, help="default: standard output")
     conf = sub.add_parser("conf", help="render mosquitto.conf from the template")
     defaults = ", ".join(f"{name}={value}" for name, value in DEFAULTS.items())
@@ -254,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "acl":
-            _write(acl_text(load_access(args.fleet)), args.output, 0o640)
+            access = load_access(args.fleet)
+            if args.backend_config is not None:
+                access = _with_backend(access, args.backend_config)
+            _write(acl_text(access), args.output, 0o640)
         else:
             _write(render_conf(_settings(args.set)), args.output, 0o644)
     except BrokerConfigError as exc:

@@ -26,12 +26,14 @@ from scripts.broker_config import (
     load_access,
     parse_access,
     render_conf,
+    with_vehicles,
 )
 from scripts.pki import make_pki
 from scripts.vehicle_cert import CertificateError, issue, load_ca
 from scripts.vehicle_crl import build_crl, revoked_so_far, serial_of
 
 VIN_A, VIN_B = "VF3ABCDEF12345678", "VR1AAAAAA00000001"
+EXAMPLE = ROOT / "deploy" / "mosquitto" / "fleet.example.toml"
 
 
 def _rules(acl: str) -> dict[str, set[str]]:
@@ -48,7 +50,7 @@ def _rules(acl: str) -> dict[str, set[str]]:
 
 
 def test_the_example_fleet_file_gives_each_vehicle_its_own_fleet_only() -> None:
-    access = load_access(ROOT / "deploy" / "mosquitto" / "fleet.example.toml")
+    access = load_access(EXAMPLE)
     rules = _rules(acl_text(access))
     assert rules[VIN_A] == {
         f"write edgemon/v1/vehicles/{VIN_A}/events",
@@ -70,7 +72,12 @@ def test_every_problem_of_a_fleet_file_is_reported_at_once() -> None:
     raw = {
         "topic_prefix": "edgemon/#",
         "accounts": {"backend": ["backend"], "consumers": ["has space", VIN_A], "admins": []},
-        "vehicles": {"VIN/WITH/SLASH": "f", VIN_B: "fleet+", "backend": "fleet-a"},
+        "fleets": {
+            "fleet-a": {"vehicles": ["VIN/WITH/SLASH", VIN_B, "backend"]},
+            "fleet+": {"vehicles": []},
+            "fleet-b": {"vehicles": [VIN_B], "tokens": []},
+            "fleet-c": {"vehicles": [VIN_B]},
+        },
         "extra": 1,
     }
     with pytest.raises(AccessError) as caught:
@@ -83,11 +90,53 @@ def test_every_problem_of_a_fleet_file_is_reported_at_once() -> None:
         "looks like a VIN",
         "accounts.admins: unknown role",
         "'VIN/WITH/SLASH' is not a valid VIN",
-        "fleet 'fleet+' is not a valid fleet id",
+        "'fleet+' is not a valid fleet id",
+        "fleets.fleet-b: expected only vehicles",
+        f"{VIN_B} is also in fleet 'fleet-a'",
         "'backend' is both a vehicle and an account",
     ):
         assert expected in text
-    assert len(caught.value.problems) == 8
+    assert len(caught.value.problems) == 10
+
+
+def test_vehicles_from_the_backend_configuration_join_the_fleet_file() -> None:
+    access = parse_access({"fleets": {"north": {"vehicles": [VIN_A]}}})
+    merged = with_vehicles(access, "edgemon/v1", {VIN_B: "south", VIN_A: "north"})
+    assert dict(merged.vehicles) == {VIN_A: "north", VIN_B: "south"}
+    with pytest.raises(AccessError) as caught:
+        with_vehicles(access, "other/v1", {VIN_A: "south", "backend": "north"})
+    text = "\n".join(caught.value.problems)
+    assert "differs" in text and "'north' here and 'south' there" in text
+    assert "'backend' is both a vehicle and an account" in text
+
+
+def test_the_cli_reads_the_backends_fleets(tmp_path: Path) -> None:
+    backend = tmp_path / "backend.toml"
+    backend.write_text(
+        f'[store]\npath = "b.db"\n[webhooks]\ndefault_secret = "whsec_{"a" * 32}"\n'
+        '[fleets."fleet-east"]\nvehicles = ["VNE00000000000001"]\n'
+    )
+    run = [sys.executable, "-m", "scripts.broker_config", "acl", str(EXAMPLE)]
+    done = subprocess.run(
+        [*run, "--backend-config", str(backend)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rules = _rules(done.stdout)
+    assert "read edgemon/v1/fleets/fleet-east/monitors/+" in rules["VNE00000000000001"]
+    assert "read edgemon/v1/fleets/fleet-north/monitors/+" in rules[VIN_A]
+    backend.write_text(backend.read_text() + f'[fleets."fleet-west"]\nvehicles = ["{VIN_A}"]\n')
+    done = subprocess.run(
+        [*run, "--backend-config", str(backend)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "'fleet-north' here and 'fleet-west' there" in done.stderr
 
 
 def test_an_unreadable_fleet_file_is_an_access_error(tmp_path: Path) -> None:
@@ -107,7 +156,7 @@ def test_no_fleet_file_entry_can_widen_a_vehicle_rule(vin: str, fleet: str) -> N
     """Whatever the file says, a rule that is accepted holds no wildcard or separator smuggled
     in by a name, and no line break (the ACL file is line-oriented)."""
     try:
-        access = parse_access({"vehicles": {vin: fleet}})
+        access = parse_access({"fleets": {fleet: {"vehicles": [vin]}}})
     except AccessError:
         return
     rules = _rules(acl_text(access))[vin]
@@ -149,12 +198,12 @@ def test_a_placeholder_without_value_is_refused() -> None:
 def test_the_cli_writes_the_acl_and_reports_errors(tmp_path: Path) -> None:
     out = tmp_path / "acl"
     run = [sys.executable, "-m", "scripts.broker_config", "acl"]
-    example = ROOT / "deploy" / "mosquitto" / "fleet.example.toml"
+    example = EXAMPLE
     done = subprocess.run([*run, str(example), "-o", str(out)], cwd=ROOT, check=False)
     assert done.returncode == 0 and f"user {VIN_A}" in out.read_text()
     assert stat.S_IMODE(out.stat().st_mode) == 0o640
     bad = tmp_path / "bad.toml"
-    bad.write_text('[vehicles]\n"A B" = "x"\n')
+    bad.write_text('[fleets.x]\nvehicles = ["A B"]\n')
     done = subprocess.run([*run, str(bad)], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "is not a valid VIN" in done.stderr
 
