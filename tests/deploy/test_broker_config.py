@@ -17,6 +17,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.monitors.limits import MAX_MONITOR_BYTES
+from agent.monitors.model import parse_monitor
+from agent.wire import Topics
+from backend.publisher import monitor_payload, monitor_topic
+from backend.records import MonitorRecord
 from scripts.broker_config import (
     ROOT,
     AccessError,
@@ -28,6 +33,7 @@ from scripts.broker_config import (
     render_conf,
     with_vehicles,
 )
+from scripts.demo_monitors import oil_hot_while_driving
 from scripts.pki import make_pki
 from scripts.vehicle_cert import CertificateError, issue, load_ca
 from scripts.vehicle_crl import build_crl, revoked_so_far, serial_of
@@ -176,6 +182,34 @@ def test_the_template_renders_with_defaults_and_overrides() -> None:
     assert "require_certificate true" in lines and "use_identity_as_username true" in lines
     assert any(line.startswith("max_packet_size ") for line in lines)
     assert "$" not in conf
+
+
+def _packet_limit() -> int:
+    lines = render_conf({}).splitlines()
+    setting = next(line for line in lines if line.startswith("max_packet_size "))
+    return int(setting.split()[1])
+
+
+@pytest.mark.parametrize("char", ["a", "\u00e9", "\x01", "\U0001f600"])
+def test_a_monitor_the_backend_accepts_fits_in_a_broker_packet(char: str) -> None:
+    """The broker disconnects a client that sends a packet over max_packet_size: if the backend
+    accepted a monitor whose retained message is bigger, publishing it would cut the backend
+    off at every reconnection. The largest label the monitor limits let through, in the
+    characters JSON escapes the most, still fits."""
+    definition = oil_hot_while_driving("https://example.com/hook")
+    low, high = 0, MAX_MONITOR_BYTES  # the longest label parse_monitor accepts
+    while low < high:
+        middle = (low + high + 1) // 2
+        accepted = not parse_monitor({**definition, "label": char * middle}).problems
+        low, high = (middle, high) if accepted else (low, middle - 1)
+    assert low > MAX_MONITOR_BYTES // 2  # the limit is near, not some other refusal
+    record = MonitorRecord(
+        "01a2" + "0" * 32, "fleet", "fleet-north", {**definition, "label": char * low},
+        "Running", 0.0, 0.0,
+    )  # fmt: skip
+    topic = monitor_topic(Topics(), record)
+    packet = len(monitor_payload(record)) + len(topic) + 64  # fixed header, properties
+    assert packet <= _packet_limit()
 
 
 @pytest.mark.parametrize(
