@@ -70,6 +70,7 @@ class BackendProcess:
             f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "hostile"\n'
             'share_group = ""\n'  # plain subscription: the session queues what arrives while down
             f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca.ca_file}"\n'
+            'allow_networks = ["127.0.0.0/8"]\n'  # the test receiver listens on loopback
             f"[dispatcher]\npoll_interval = 0.05\n[limits]\nmax_request_bytes = {MAX_BODY}\n"
             f'[fleets."{FLEET}"]\nvehicles = ["{VIN}", "{GOOD_VIN}"]\n'
         )
