@@ -12,7 +12,6 @@ routes events by that record. Attribute values come back masked (write-only).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -29,9 +28,10 @@ from starlette.routing import Route
 
 from agent.errors import Problem
 from agent.wire import format_date, uuid7, valid_topic_level
-from backend.config import ADMIN, ApiToken
+from backend.config import ADMIN, ApiToken, LimitsConfig
 from backend.egress import STRICT, NetworkPolicy, literal_refusal
-from backend.errors import ApiProblem
+from backend.errors import ApiProblem, PayloadError
+from backend.guard import decode_json
 from backend.metrics import Metrics
 from backend.monitors import CALLBACK_PATH, validate
 from backend.openapi import openapi_document
@@ -44,6 +44,7 @@ HAL = "application/hal+json"
 _RANGE = re.compile(r"^([0-9]+)-([0-9]*)$")
 MAX_PAGE = 60
 SCOPE_PATH = {"fleet": "fleets", "vehicle": "vehicles"}
+DEFAULT_LIMITS = LimitsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ class ApiContext:
     base_url: str = ""
     clock: Callable[[], float] = time.time
     max_age: float = 3 * 24 * 3600.0
+    limits: LimitsConfig = DEFAULT_LIMITS
+    health: Callable[[], list[str]] = list  # names of the parts that have stopped working
 
 
 def _iso(moment: float | None) -> str | None:
@@ -96,12 +99,32 @@ def _token(request: Request) -> ApiToken:
     return token
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes (announced by
+    Content-Length or not): a large body is never held in memory whole."""
+    announced = request.headers.get("content-length", "")
+    if announced.isascii() and announced.isdigit() and int(announced) > limit:
+        raise ApiProblem(413, f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiProblem(413, f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json_body(ctx: ApiContext, request: Request) -> Any:
+    limits = ctx.limits
+    raw = await _bounded_body(request, limits.max_request_bytes)
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiProblem(400, "the body is not JSON", (Problem("$", str(exc)),)) from exc
+        return decode_json(raw, max_bytes=limits.max_request_bytes, limits=limits)
+    except PayloadError as exc:
+        status = 413 if exc.reason == "too_large" else 400
+        raise ApiProblem(
+            status, "the body is not acceptable JSON", (Problem("$", str(exc)),)
+        ) from exc
 
 
 MAX_INDEX = 2**53
@@ -271,7 +294,7 @@ async def create_monitor(ctx: ApiContext, request: Request) -> Response:
     scope, owner = _owner(ctx, request)
     now = ctx.clock()
     monitor_id = uuid7(int(now * 1000))
-    definition = _checked(ctx, await _json_body(request), monitor_id)
+    definition = _checked(ctx, await _json_body(ctx, request), monitor_id)
     record = MonitorRecord(monitor_id, scope, owner, definition, "Running", now, now)
     ctx.store.create_monitor(record)
     await asyncio.to_thread(ctx.channel.publish, record)
@@ -292,7 +315,7 @@ async def read_monitor(ctx: ApiContext, request: Request) -> Response:
 
 async def replace_monitor(ctx: ApiContext, request: Request) -> Response:
     record = _existing(ctx, request)
-    body = await _json_body(request)
+    body = await _json_body(ctx, request)
     if isinstance(body, dict):
         kept = keep_masked(body, record.definition)  # a definition read back, masked values kept
         if kept:
@@ -313,7 +336,7 @@ async def delete_monitor(ctx: ApiContext, request: Request) -> Response:
 
 async def set_status(ctx: ApiContext, request: Request) -> Response:
     record = _existing(ctx, request)
-    body = await _json_body(request)
+    body = await _json_body(ctx, request)
     status = body.get("status") if isinstance(body, dict) else None
     if status not in ("Running", "Paused"):
         problem = Problem("$.status", "must be 'Running' or 'Paused'")
@@ -472,6 +495,9 @@ def build_api(ctx: ApiContext) -> Starlette:
 
     async def healthz(_request: Request) -> Response:
         ctx.store.depth()  # the store answers
+        failing = ctx.health()
+        if failing:  # a worker died: fail, so a health check or systemd restarts the process
+            return JSONResponse({"status": "failing", "failing": failing}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def metrics(_request: Request) -> Response:

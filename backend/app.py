@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
+from agent.sdnotify import Notifier
 from agent.wire import Topics
 from backend.api import ApiContext, build_api
 from backend.config import BackendConfig
@@ -47,6 +48,27 @@ async def status_sync(channel: MqttMonitorChannel, stop: asyncio.Event, every: f
                 await asyncio.to_thread(channel.publish, record)
 
 
+async def watchdog(
+    failing: Callable[[], list[str]], stop: asyncio.Event, notifier: Notifier | None = None
+) -> None:
+    """systemd (``Type=notify``, ``WatchdogSec=``): READY once, then WATCHDOG=1 at half the
+    interval while every part works; a dead worker stops the pings and systemd restarts us.
+    Outside systemd the notifier is a no-op and this returns at once."""
+    notifier = notifier or Notifier()
+    notifier.ready("running")
+    interval = notifier.watchdog_interval
+    if interval is None:
+        return
+    while not stop.is_set():
+        failing_now = failing()
+        if failing_now:
+            notifier.status("failing: " + ", ".join(failing_now))
+        else:
+            notifier.watchdog()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
 @dataclass
 class Backend:
     config: BackendConfig
@@ -58,6 +80,19 @@ class Backend:
     ingest: MqttIngest | None = None
     server: uvicorn.Server | None = None
     status_sync_interval: float = 5.0
+    channel: MqttMonitorChannel | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def failing(self) -> list[str]:
+        """The parts of this process that have stopped working; empty when all is well."""
+        failing = []
+        if self.ingest is not None and not self.ingest.alive():
+            failing.append("ingest worker")
+        if self.channel is not None and not self.channel.alive():
+            failing.append("monitor channel")
+        if any(task.done() for task in self.tasks):  # they only end when asked to stop
+            failing.append("background task")
+        return failing
 
     def _secret_for(self, fleet_id: str) -> bytes:
         return secret_key(self.config.webhooks.secret_for(fleet_id))
@@ -94,7 +129,7 @@ class Backend:
         return MqttIngest(
             self.config.mqtt,
             topics,
-            EventIntake(store, topics),
+            EventIntake(store, topics, self.config.limits),
             store,
             metrics=self.metrics,
             on_committed=wake,
@@ -116,6 +151,7 @@ class Backend:
             store=store,
             on_state=on_state,
             on_bad_state=lambda reason: self.metrics.skipped.labels(reason=reason).inc(),
+            limits=self.config.limits,
         )
         ctx = ApiContext(
             store=store,
@@ -127,6 +163,8 @@ class Backend:
             base_url=self.config.api.base_url,
             clock=self.clock,
             max_age=self.config.dispatcher.max_age,
+            limits=self.config.limits,
+            health=self.failing,
         )
         server_config = uvicorn.Config(
             build_api(ctx),
@@ -144,8 +182,7 @@ class Backend:
             store.put_vehicle(vin, fleet_id, self.clock())
         store.close()
         topics = Topics(self.config.topic_prefix)
-        tasks: list[asyncio.Task[None]] = []
-        channel = None
+        tasks = self.tasks
         if "dispatcher" in self.roles:
             self.dispatcher = self._build_dispatcher()
             tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
@@ -154,11 +191,13 @@ class Backend:
             self.ingest.start()
         if "api" in self.roles:
             self.server, channel = self._build_api(topics)
+            self.channel = channel
             channel.start()
             tasks.append(asyncio.create_task(self.server.serve()))
             sync = status_sync(channel, stop, self.status_sync_interval)
             tasks.append(asyncio.create_task(sync))
         log.info("edgemon-backend running: %s", ", ".join(sorted(self.roles)))
+        pings = asyncio.create_task(watchdog(self.failing, stop))
         try:
             await stop.wait()
         finally:
@@ -166,8 +205,8 @@ class Backend:
                 self.server.should_exit = True
             if self.ingest is not None:
                 await asyncio.to_thread(self.ingest.stop)
-            if channel is not None:
-                await asyncio.to_thread(channel.stop)
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.channel is not None:
+                await asyncio.to_thread(self.channel.stop)
+            await asyncio.gather(*tasks, pings, return_exceptions=True)
             if self.dispatcher is not None:
                 await self.dispatcher.sender.close()

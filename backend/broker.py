@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 
 import paho.mqtt.client as mqtt
@@ -27,6 +28,11 @@ def mqtt_client(config: MqttConfig, client_id: str, *, manual_ack: bool) -> mqtt
             context.load_cert_chain(str(config.cert_file), str(config.key_file or config.cert_file))
         client.tls_set_context(context)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
+    # Our callbacks turn every input into a counted error themselves (backend.guard); this is the
+    # last line: an exception escaping a callback is logged by paho instead of ending its network
+    # thread (paho's default), which would silently stop the client at every start.
+    client.suppress_exceptions = True
+    client.enable_logger(logging.getLogger("paho"))
     return client
 
 
@@ -34,3 +40,9 @@ def connect_properties(session_expiry: int) -> Properties:
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = session_expiry
     return props
+
+
+def network_alive(client: mqtt.Client) -> bool:
+    """Whether paho's network thread (``loop_start``) still runs; paho keeps it private."""
+    thread = getattr(client, "_thread", None)
+    return thread is not None and thread.is_alive()

@@ -94,6 +94,26 @@ class DispatcherConfig:
     claim_batch: int = 200
 
 
+# -- [limits]: bounds on hostile input (issue 12, findings 1, 2 and 9) --------------------------
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Every size, depth, queue and rate the backend accepts from outside."""
+
+    max_event_bytes: int = 65_536  # one MQTT event payload; larger ones are counted and dropped
+    max_state_bytes: int = 16_384  # one retained monitor-state report
+    max_request_bytes: int = 1_048_576  # one HTTP request body (413 beyond)
+    max_json_depth: int = 32  # nesting of objects/arrays in any JSON we parse
+    max_number_chars: int = 40  # characters of one JSON number literal
+    ingest_queue: int = 2_000  # messages between paho's thread and the commit worker
+    vehicle_rate: float = 20.0  # events per second per vehicle, sustained (token bucket)
+    # Events a vehicle may send at once (bucket size): room for the backlog an agent's outbox
+    # resends, as fast as the broker acknowledges, after a gateway was offline for hours.
+    vehicle_burst: int = 2_000
+
+
+# -- end of [limits] ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class BackendConfig:
     store_path: Path
@@ -103,6 +123,7 @@ class BackendConfig:
     mqtt: MqttConfig = MqttConfig()
     dispatcher: DispatcherConfig = DispatcherConfig()
     vehicles: dict[str, str] = field(default_factory=dict)  # VIN -> fleet id, from [fleets.*]
+    limits: LimitsConfig = LimitsConfig()
 
 
 class _Reader:
@@ -298,6 +319,24 @@ def _vehicles(r: _Reader) -> dict[str, str]:
     return found
 
 
+# -- [limits] reader ---------------------------------------------------------------------------
+def _limits(r: _Reader) -> LimitsConfig:
+    d = LimitsConfig()
+    return LimitsConfig(
+        max_event_bytes=r.positive("max_event_bytes", int, d.max_event_bytes),
+        max_state_bytes=r.positive("max_state_bytes", int, d.max_state_bytes),
+        max_request_bytes=r.positive("max_request_bytes", int, d.max_request_bytes),
+        max_json_depth=r.positive("max_json_depth", int, d.max_json_depth),
+        max_number_chars=r.positive("max_number_chars", int, d.max_number_chars),
+        ingest_queue=r.positive("ingest_queue", int, d.ingest_queue),
+        vehicle_rate=r.positive("vehicle_rate", float, d.vehicle_rate),
+        vehicle_burst=r.positive("vehicle_burst", int, d.vehicle_burst),
+    )
+
+
+# -- end of [limits] reader ----------------------------------------------------------------------
+
+
 def config_from_dict(raw: dict[str, Any], base: Path) -> BackendConfig:
     problems: list[Problem] = []
     top = _Reader(raw, "$", problems)
@@ -313,6 +352,7 @@ def config_from_dict(raw: dict[str, Any], base: Path) -> BackendConfig:
         mqtt=_mqtt(top.sub("mqtt"), base),
         dispatcher=_dispatcher(top.sub("dispatcher")),
         vehicles=_vehicles(top.sub("fleets")),
+        limits=_limits(top.sub("limits")),
     )
     if problems:
         raise ConfigError(problems)

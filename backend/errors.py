@@ -3,6 +3,8 @@
 BackendError
 ├── ConfigError          configuration unusable; carries every problem found
 ├── StoreError           the store cannot be opened, migrated or written
+├── PayloadError         outside JSON refused by the guard (too large, too deep, a number too
+│                        long, not UTF-8, a lone surrogate); ``reason`` names the counter
 ├── IngestError          an MQTT message is unusable (malformed, VIN mismatch); counted and acked
 ├── ApiProblem           an API request is refused (status + problems), rendered as ``xError``
 └── DeliveryError        one webhook attempt failed; ``retryable`` says whether to try again
@@ -30,6 +32,18 @@ class ConfigError(BackendError):
 
 class StoreError(BackendError):
     """The store cannot be opened, migrated or written."""
+
+
+class PayloadError(BackendError):
+    """Outside JSON refused before or while decoding it (``backend.guard``).
+
+    ``reason`` is one of ``too_large``, ``not_utf8``, ``not_json``, ``too_deep``,
+    ``number_too_long``, ``number_out_of_range``, ``bad_unicode``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class IngestError(BackendError):

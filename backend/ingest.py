@@ -1,11 +1,19 @@
 """Ingest: MQTT events -> validated, routed, committed to the store -> acknowledged.
 
-``EventIntake`` is the core: it turns (topic, payload) into an ``IncomingEvent`` or raises
-``IngestError`` with the counter's name. ``MqttIngest`` is the paho edge: an MQTT 5 shared
-subscription with manual acknowledgement. paho's thread only enqueues; one worker thread takes
-what has arrived, commits it in one transaction (``synchronous=FULL``) and only then acks every
-message of the group, so a crash between receipt and commit loses nothing: the broker
-redelivers, and the event id de-duplicates.
+``EventIntake`` is the core: it turns (topic, payload) into an ``IncomingEvent`` through
+``backend.guard.admit_event`` or raises ``IngestError`` with the counter's name (whatever the
+payload). ``MqttIngest`` is the paho edge: an MQTT 5 shared subscription with manual
+acknowledgement. paho's thread drops what is too large or over the vehicle's rate (acked and
+counted) and enqueues the rest in a bounded queue; when the queue is full it waits (back-pressure:
+paho stops reading the socket, the broker holds QoS 1 and applies its own limits to QoS 0). One
+worker thread takes what has arrived, commits it in one transaction (``synchronous=FULL``) and only
+then acks every message of the group, so a crash between receipt and commit loses nothing: the
+broker redelivers, and the event id de-duplicates. A refused message is counted, logged (cut to
+``guard.LOG_CHARS``), acknowledged and dropped: a poison message is never redelivered, and the
+worker goes on. Refused payloads are not parked in a dead-letter table: they are attacker-chosen
+bytes, and a table of them would be one more unbounded store to fill; the counter and the log
+line say what arrived and from whom. If the worker dies anyway, ``alive()`` turns false and
+``/healthz`` fails.
 
 Test hook: with ``EDGEMON_TEST_HOLD_BEFORE_COMMIT=<file>`` set, the worker writes that file after
 receiving a message and blocks before committing, so a test can SIGKILL the process exactly in
@@ -14,6 +22,7 @@ the window between receipt and commit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,17 +35,20 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from agent.wire import Topics, WireError, event_from_json
-from backend.broker import connect_properties, mqtt_client
-from backend.config import MqttConfig
+from agent.wire import Topics, WireError
+from backend.broker import connect_properties, mqtt_client, network_alive
+from backend.config import LimitsConfig, MqttConfig
 from backend.errors import IngestError, StoreError
+from backend.guard import admit_event, truncated
 from backend.metrics import Metrics
 from backend.monitors import delivery_spec, validate
+from backend.quota import SkipLog, VehicleRate
 from backend.records import IncomingEvent, MonitorRecord, Route, Store
 from backend.routing import DeliverySpec, route, webhook_event
 
 log = logging.getLogger(__name__)
 HOLD_ENV = "EDGEMON_TEST_HOLD_BEFORE_COMMIT"
+DEFAULT_LIMITS = LimitsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +64,10 @@ class Envelope:
 class EventIntake:
     """Validates and routes events. Parsed monitors are cached by (id, updated_at)."""
 
-    def __init__(self, store: Store, topics: Topics) -> None:
+    def __init__(self, store: Store, topics: Topics, limits: LimitsConfig = DEFAULT_LIMITS) -> None:
         self.store = store
         self.topics = topics
+        self.limits = limits
         self._specs: dict[str, tuple[float, DeliverySpec | None]] = {}
 
     def _spec(self, record: MonitorRecord) -> DeliverySpec | None:
@@ -67,17 +80,13 @@ class EventIntake:
         return spec
 
     def prepare(self, topic: str, payload: bytes) -> IncomingEvent:
-        try:
-            event = event_from_json(payload)
-            topic_vin = self.topics.vin_of(topic)
-        except WireError as exc:
-            raise IngestError("malformed", f"malformed event on {topic}: {exc}") from exc
-        if event.vin != topic_vin:
-            raise IngestError(
-                "vin_mismatch", f"event VIN {event.vin!r} differs from topic VIN {topic_vin!r}"
-            )
+        """The event to commit; ``IngestError`` (only) when it must be dropped. Events of a
+        monitor the store does not know are dropped too: stored, they would only fill the disk."""
+        event = admit_event(self.topics, topic, payload, self.limits)
         event = replace(event, fleet_id=self._fleet_of(event.vin, event.fleet_id))
         record = self.store.get_monitor(event.monitor_id)
+        if record is None:
+            raise IngestError("unknown_monitor", f"no monitor {truncated(event.monitor_id)}")
         skip, spec = self._skip_reason(record, event.vin, event.fleet_id)
         routes: tuple[Route, ...] = ()
         if skip is None and spec is not None:
@@ -108,10 +117,8 @@ class EventIntake:
         return fleet
 
     def _skip_reason(
-        self, record: MonitorRecord | None, vin: str, fleet_id: str | None
+        self, record: MonitorRecord, vin: str, fleet_id: str | None
     ) -> tuple[str | None, DeliverySpec | None]:
-        if record is None:
-            return "unknown_monitor", None
         if record.scope == "vehicle" and record.owner != vin:
             return "wrong_vehicle", None
         if record.scope == "fleet" and record.owner != fleet_id:
@@ -140,6 +147,7 @@ class MqttIngest:
         self.config = config
         self.topics = topics
         self.intake = intake
+        self.limits = intake.limits
         self.store = store
         self.metrics = metrics
         self.on_committed = on_committed
@@ -151,16 +159,25 @@ class MqttIngest:
         events = topics.all_events()
         group = config.share_group
         self.subscription = f"$share/{group}/{events}" if group else events
-        self._inbox: queue.Queue[Envelope | None] = queue.Queue()
+        self._inbox: queue.Queue[Envelope | None] = queue.Queue(self.limits.ingest_queue)
+        self._rate = VehicleRate(self.limits.vehicle_rate, self.limits.vehicle_burst)
+        self._skip_log = SkipLog(log)
         self._client = mqtt_client(config, config.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._worker = threading.Thread(target=self._work, name="ingest-commit", daemon=True)
         self._hold = os.environ.get(HOLD_ENV)
+        self._stopping = threading.Event()
         self.connected = threading.Event()
 
-    # paho thread: convert and enqueue, nothing else
+    def alive(self) -> bool:
+        """False once the commit worker or paho's network thread has died (``/healthz`` fails)."""
+        if self._stopping.is_set():
+            return True
+        return self._worker.is_alive() and network_alive(self._client)
+
+    # paho thread: refuse what is cheap to refuse, enqueue the rest, nothing else
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
     ) -> None:
@@ -179,7 +196,42 @@ class MqttIngest:
         log.info("ingest subscribed to %s", self.subscription)
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put(Envelope(message.topic, bytes(message.payload), message.mid, message.qos))
+        envelope = Envelope(message.topic, bytes(message.payload), message.mid, message.qos)
+        reason = self._refusal(envelope)
+        if reason is not None:
+            self._drop(envelope, IngestError(reason, f"{len(envelope.payload)} bytes"))
+            self._client.ack(envelope.mid, envelope.qos)
+            return
+        while not self._stopping.is_set():
+            try:  # full: wait for the worker (back-pressure), but never forever
+                self._inbox.put(envelope, timeout=1.0)
+                return
+            except queue.Full:
+                if not self._worker.is_alive():
+                    break
+        self._drop(envelope, IngestError("worker_down", "ingest is stopping or its worker died"))
+
+    def _refusal(self, envelope: Envelope) -> str | None:
+        """Why a message is dropped before it is queued: too large, or over its vehicle's rate."""
+        if len(envelope.payload) > self.limits.max_event_bytes:
+            return "too_large"
+        try:
+            vin = self.topics.vin_of(envelope.topic)
+        except WireError:
+            return "malformed"
+        return None if self._rate.allow(vin, self.clock()) else "rate_limited"
+
+    def _drop(self, envelope: Envelope, exc: IngestError) -> None:
+        self.metrics.skipped.labels(reason=exc.reason).inc()
+        self._skip_log.warn(
+            exc.reason,
+            time.monotonic(),
+            "dropped message on %s (%s): %s",
+            truncated(envelope.topic, 120),
+            exc.reason,
+            truncated(str(exc)),
+            exc_info=exc if exc.reason == "unexpected" else None,  # a gap in the guard
+        )
 
     def start(self) -> None:
         self._worker.start()
@@ -193,9 +245,11 @@ class MqttIngest:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self._client.disconnect()
         self._client.loop_stop()
-        self._inbox.put(None)
+        with contextlib.suppress(queue.Full):
+            self._inbox.put(None, timeout=10)
         self._worker.join(timeout=10)
 
     # worker thread
@@ -234,10 +288,15 @@ class MqttIngest:
             try:
                 ready.append(self.intake.prepare(envelope.topic, envelope.payload))
             except IngestError as exc:
-                self.metrics.skipped.labels(reason=exc.reason).inc()
-                log.warning("skipped message on %s: %s", envelope.topic, exc)
-        fresh = self.store.commit_events(ready, self.clock()) if ready else []
-        for event, new in zip(ready, fresh, strict=True):
+                self._drop(envelope, exc)
+            except StoreError:
+                raise  # the store is away: retried whole, nothing acked
+            except Exception as exc:  # past the guard (routing, a stored monitor): drop, go on
+                unexpected = IngestError("unexpected", f"{type(exc).__name__}: {exc}")
+                unexpected.__cause__ = exc
+                self._drop(envelope, unexpected)
+        stored = self._store(ready)
+        for event, new in stored:
             if not new:
                 self.metrics.duplicates.inc()
                 continue
@@ -246,5 +305,31 @@ class MqttIngest:
                 self.metrics.skipped.labels(reason=event.skip_reason).inc()
         for envelope in group:  # only after the commit: a crash before here loses nothing
             self._client.ack(envelope.mid, envelope.qos)
-        if any(fresh):
+        if any(new for _, new in stored):
             self.on_committed()
+
+    def _store(self, ready: list[IncomingEvent]) -> list[tuple[IncomingEvent, bool]]:
+        """Commit the group: (event, newly stored). If the store refuses it for a reason other
+        than ``StoreError`` (a value the guard let through that SQLite cannot take), commit one
+        by one and drop (count) what it refuses, so one event never blocks the others."""
+        if not ready:
+            return []
+        try:
+            fresh = self.store.commit_events(ready, self.clock())
+            return list(zip(ready, fresh, strict=True))
+        except StoreError:
+            raise
+        except Exception:
+            log.exception("the store refused %d events at once; committing one by one", len(ready))
+        stored = []
+        for event in ready:
+            try:
+                (new,) = self.store.commit_events([event], self.clock())
+            except StoreError:
+                raise
+            except Exception as exc:
+                self.metrics.skipped.labels(reason="store_refused").inc()
+                log.warning("store refused event %s: %s", truncated(event.event_id), exc)
+                continue
+            stored.append((event, new))
+        return stored

@@ -58,6 +58,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "The token lacks the scope, or does not reach this fleet or vehicle",
         404: "Not found",
         409: "Conflict",
+        413: "The body is larger than [limits] max_request_bytes",
     }
     return {str(c): {"description": text[c], **_json(_ERROR, "application/json")} for c in codes}
 
@@ -106,7 +107,7 @@ def _monitor_paths(prefix: str, owner: dict[str, Any], tag: str) -> dict[str, An
                 "requestBody": body,
                 "responses": {
                     "202": {"description": "Accepted", **_json(ref)},
-                    **_errors(400, 401, 403),
+                    **_errors(400, 401, 403, 413),
                 },
             },
         },
@@ -129,7 +130,7 @@ def _monitor_paths(prefix: str, owner: dict[str, Any], tag: str) -> dict[str, An
                 "requestBody": body,
                 "responses": {
                     "202": {"description": "Accepted", **_json(ref)},
-                    **_errors(400, 401, 403, 404),
+                    **_errors(400, 401, 403, 404, 413),
                 },
             },
             "delete": {
@@ -151,7 +152,7 @@ def _monitor_paths(prefix: str, owner: dict[str, Any], tag: str) -> dict[str, An
                 },
                 "responses": {
                     "202": {"description": "Accepted", **_json(ref)},
-                    **_errors(400, 401, 403, 404),
+                    **_errors(400, 401, 403, 404, 413),
                 },
             },
         },
@@ -262,7 +263,7 @@ def _ops_paths() -> dict[str, Any]:
             "get": {
                 "tags": ["operations"],
                 "security": [],
-                "summary": "Liveness (the store answers)",
+                "summary": "Liveness (the store answers, every worker runs)",
                 "responses": {
                     "200": {
                         "description": "OK",
@@ -270,7 +271,20 @@ def _ops_paths() -> dict[str, Any]:
                             {"type": "object", "properties": {"status": {"type": "string"}}},
                             "application/json",
                         ),
-                    }
+                    },
+                    "503": {
+                        "description": "A part has died (listed): restart the process",
+                        **_json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "status": {"type": "string"},
+                                    "failing": {"type": "array", "items": {"type": "string"}},
+                                },
+                            },
+                            "application/json",
+                        ),
+                    },
                 },
             }
         },

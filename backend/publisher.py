@@ -5,6 +5,11 @@ definition for a vehicle or a fleet. ``MqttMonitorChannel`` implements it with p
 listens to the agents' retained ``…/monitors/{id}/state`` reports and writes them to the store,
 and on every (re)connection republishes every live monitor, so a definition stored while the
 broker was away still reaches the agents. ``MemoryMonitorChannel`` is the in-memory twin.
+
+State reports are vehicle-written (retained: they come back at every start), so each one passes
+``backend.guard.admit_state``; a bad one, or one the store cannot take, is counted through
+``on_bad_state`` and logged, and paho's network thread goes on (it also carries the monitors
+the API publishes). ``alive()`` is false once that thread has died anyway.
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
-from agent.wire import Topics, WireError, valid_topic_level
-from backend.broker import connect_properties, mqtt_client
-from backend.config import MqttConfig
+from agent.wire import Topics
+from backend.broker import connect_properties, mqtt_client, network_alive
+from backend.config import LimitsConfig, MqttConfig
+from backend.errors import IngestError
+from backend.guard import admit_state, truncated
+from backend.quota import SkipLog
 from backend.records import MonitorRecord, Store, VehicleMonitorState
 
 log = logging.getLogger(__name__)
@@ -63,33 +72,6 @@ def monitor_payload(record: MonitorRecord) -> bytes:
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
-def parse_state(topics: Topics, topic: str, payload: bytes) -> VehicleMonitorState | None:
-    """A ``…/vehicles/{vin}/monitors/{id}/state`` report; None for an empty (cleared) one."""
-    vin = topics.vin_of(topic)
-    parts = topic.split("/")
-    if len(parts) < 3 or parts[-1] != "state" or not valid_topic_level(parts[-2]):
-        raise WireError(f"not a monitor state topic: {topic!r}")
-    if not payload:
-        return None
-    try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError(f"monitor state is not JSON: {exc}") from exc
-    if not isinstance(obj, dict) or obj.get("state") not in ("applied", "rejected"):
-        raise WireError("monitor state needs 'state': applied|rejected")
-    reasons = obj.get("reasons") or []
-    if not isinstance(reasons, list):
-        raise WireError("'reasons' must be a list")
-    return VehicleMonitorState(
-        vin=vin,
-        monitor_id=parts[-2],
-        state=str(obj["state"]),
-        reasons=[{str(k): str(v) for k, v in r.items()} for r in reasons if isinstance(r, dict)],
-        definition_hash=str(obj.get("hash", "")),
-        at=str(obj.get("at", "")),
-    )
-
-
 @dataclass
 class MemoryMonitorChannel:
     topics: Topics = field(default_factory=Topics)
@@ -112,7 +94,10 @@ class MqttMonitorChannel:
         on_state: Callable[[str, VehicleMonitorState | None, str, str], None],
         on_bad_state: Callable[[str], None] = lambda _reason: None,
         publish_timeout: float = 5.0,
+        limits: LimitsConfig | None = None,
     ) -> None:
+        self.limits = limits or LimitsConfig()
+        self._skip_log = SkipLog(log)
         self.topics = topics
         self.config = config
         self.store = store
@@ -124,6 +109,10 @@ class MqttMonitorChannel:
         self._client.on_message = self._on_message
         self.connected = threading.Event()
         self.published: dict[str, str] = {}  # monitor id -> status last published
+
+    def alive(self) -> bool:
+        """False once paho's network thread, started by ``start``, is gone."""
+        return network_alive(self._client)
 
     def start(self) -> None:
         self._client.connect_async(
@@ -152,14 +141,23 @@ class MqttMonitorChannel:
         self.connected.set()
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        topic = "(topic not UTF-8)"
         try:
-            state = parse_state(self.topics, message.topic, bytes(message.payload))
-        except WireError as exc:
-            log.warning("bad monitor state on %s: %s", message.topic, exc)
-            self.on_bad_state("bad_monitor_state")
-            return
-        parts = message.topic.split("/")
-        self.on_state(message.topic, state, self.topics.vin_of(message.topic), parts[-2])
+            topic = message.topic
+            state = admit_state(self.topics, topic, bytes(message.payload), self.limits)
+            parts = topic.split("/")
+            self.on_state(topic, state, self.topics.vin_of(topic), parts[-2])
+        except IngestError as exc:  # every refusal of the guard, whatever the payload was
+            self._bad(topic, "bad_monitor_state", str(exc))
+        except Exception as exc:  # the store refused it, say; never end the network thread
+            self._bad(topic, "monitor_state_not_stored", f"{type(exc).__name__}: {exc}")
+
+    def _bad(self, topic: str, reason: str, text: str) -> None:
+        self.on_bad_state(reason)
+        message = "bad monitor state on %s: %s"
+        self._skip_log.warn(
+            reason, time.monotonic(), message, truncated(topic, 120), truncated(text)
+        )
 
     def _send(self, topic: str, payload: bytes, *, wait: bool = True) -> None:
         info = self._client.publish(topic, payload, qos=1, retain=True)

@@ -39,6 +39,7 @@ WALLCLOCK_MODULES = frozenset(
         "tests/backend/test_backend_delivery.py",
         "tests/backend/test_backend_expression_dos.py",
         "tests/backend/test_backend_hostile.py",
+        "tests/backend/test_backend_poison.py",
         "tests/backend/test_backend_live_api.py",
         "tests/backend/test_backend_process.py",
         "tests/backend/test_backend_signing.py",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backend.__main__ import main
-from backend.config import config_from_dict, load_config
+from backend.config import LimitsConfig, config_from_dict, load_config
 from backend.errors import ConfigError
 from tests.backend.conftest import SECRET
 
@@ -63,3 +63,23 @@ def test_client_choice_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict(wrong, tmp_path)
     assert [p.path for p in info.value.problems] == ["$.webhooks.client"]
+
+
+def test_limits_have_defaults_and_are_checked(tmp_path: Path) -> None:
+    base = {"store": {"path": "b.db"}, "webhooks": {"default_secret": SECRET}}
+    limits = config_from_dict(base, tmp_path).limits
+    assert limits == LimitsConfig()
+    assert limits.max_request_bytes == 1_048_576 and limits.ingest_queue == 2_000
+    example = load_config(ROOT / "backend.example.toml").limits
+    assert example == LimitsConfig()  # the example documents the defaults
+    chosen = {**base, "limits": {"max_event_bytes": 1024, "vehicle_rate": 2}}
+    assert config_from_dict(chosen, tmp_path).limits.vehicle_rate == 2.0
+    assert config_from_dict(chosen, tmp_path).limits.max_event_bytes == 1024
+    wrong = {**base, "limits": {"max_json_depth": 0, "ingest_queue": "big", "vehicle_burst": -1}}
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(wrong, tmp_path)
+    assert {p.path for p in info.value.problems} == {
+        "$.limits.max_json_depth",
+        "$.limits.ingest_queue",
+        "$.limits.vehicle_burst",
+    }

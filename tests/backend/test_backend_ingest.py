@@ -92,7 +92,8 @@ def test_bad_messages_are_counted_and_acknowledged(
         publish(client, TOPICS.events(VIN), event_to_json(make_event(mid, value="ok")))
         assert [_literal(r.body) for r in rx.wait_for(1)] == ["ok"]
         skipped = running.backend.metrics.skipped
-        assert skipped.labels(reason="malformed")._value.get() == 2
+        assert skipped.labels(reason="not_utf8")._value.get() == 1
+        assert skipped.labels(reason="malformed")._value.get() == 1
         assert skipped.labels(reason="vin_mismatch")._value.get() == 1
         assert skipped.labels(reason="unknown_monitor")._value.get() == 1
     finally:
