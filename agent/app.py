@@ -171,7 +171,14 @@ class Agent:
             subscriptions=self.sync.subscriptions(),
             will=self._will,
         )
-        self.pump = EventPump(self.outbox, self.link, self.topics, config.mqtt.max_inflight)
+        self.pump = EventPump(
+            self.outbox,
+            self.link,
+            self.topics,
+            config.mqtt.max_inflight,
+            max_rate=config.mqtt.max_publish_rate,
+            burst=config.mqtt.publish_burst,
+        )
         replays = {r.bus: r for r in config.can_replay}
         self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
         self.gps = GpsSource(config.gps, self._on_fix) if config.gps else None
@@ -271,6 +278,9 @@ class Agent:
         engine_deadline = self.engine.next_deadline()
         if engine_deadline is not None:
             wait = min(wait, engine_deadline - self.now())
+        paced = self.pump.next_send_in()
+        if paced is not None:
+            wait = min(wait, paced)
         return max(0.0, wait)
 
     def _shutdown(self) -> None:

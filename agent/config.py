@@ -30,6 +30,7 @@ _LARGEST = 10**12  # any count, size or duration above this is a mistake, not a 
 _MQTT_KEYS = {"host", "port", "protocol", "client_id", "keepalive", "tls", "ca_file", "cert_file"}
 _MQTT_KEYS |= {"key_file", "username", "password", "password_file", "password_env", "max_inflight"}
 _MQTT_KEYS |= {"tcp_nodelay", "reconnect_min", "reconnect_max", "topic_prefix", "connack_timeout"}
+_MQTT_KEYS |= {"max_publish_rate", "publish_burst"}
 _CAN_KEYS = {
     "name",
     "interface",
@@ -72,6 +73,10 @@ class MqttConfig:
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
     connack_timeout: float = 10.0  # a broker that accepts TCP but never answers CONNECT
+    # Events per second the pump publishes, sustained and at once: a backlog drains at this pace,
+    # below the backend's per-vehicle limit ([limits] vehicle_rate, 100/s) so nothing is refused.
+    max_publish_rate: float = 50.0
+    publish_burst: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +298,8 @@ def _read_mqtt(r: _Reader, raw: dict[str, Any], env: Mapping[str, str]) -> MqttC
         reconnect_min=r.positive(raw, "reconnect_min", where, 0.5),
         reconnect_max=r.positive(raw, "reconnect_max", where, 30.0),
         connack_timeout=r.positive(raw, "connack_timeout", where, 10.0),
+        max_publish_rate=r.positive(raw, "max_publish_rate", where, 50.0),
+        publish_burst=r.positive(raw, "publish_burst", where, 500, maximum=1_000_000),
     )
 
 

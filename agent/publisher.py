@@ -355,6 +355,10 @@ class EventPump:
     An event the broker accepted but delivered to nobody (reason 16) stays in the outbox; the
     pump pauses (backoff from ``hold_min`` to ``hold_max`` seconds) and then resends from the
     oldest such event, so order is kept and nothing is lost while the backend resubscribes.
+
+    Publishing is paced by a token bucket (``max_rate`` events/s, ``burst`` at once): a backlog
+    of hours drains steadily instead of all at once, under the backend's per-vehicle rate limit,
+    which acknowledges and drops what exceeds it (a rogue vehicle must not flood a fleet).
     """
 
     def __init__(
@@ -367,6 +371,8 @@ class EventPump:
         clock: Callable[[], float] = time.monotonic,
         hold_min: float = 0.5,
         hold_max: float = 10.0,
+        max_rate: float = 50.0,
+        burst: int = 500,
     ) -> None:
         self.outbox = outbox
         self.link = link
@@ -380,6 +386,8 @@ class EventPump:
         self._hold = hold_min
         self._hold_until = 0.0
         self._resend_from: int | None = None  # oldest seq that reached no subscriber
+        self._rate, self._burst = max_rate, float(burst)
+        self._tokens, self._refilled = float(burst), clock()
         self.counters: dict[str, int] = {"sent": 0, "unacked_at_disconnect": 0, "acked": 0}
         self.counters["broker_rejected"] = 0
         self.counters["no_subscribers"] = 0
@@ -449,7 +457,7 @@ class EventPump:
                 return 0
             self._last_seq = self._resend_from - 1  # rewind: resend from the oldest unheard
             self._resend_from = None
-        room = self.window - len(self._inflight)
+        room = min(self.window - len(self._inflight), self._allowance())
         if room <= 0 or self.outbox.last_seq <= self._last_seq:
             return 0  # window full, or nothing newer than what this connection already sent
         sent = 0
@@ -460,5 +468,19 @@ class EventPump:
             self._inflight[mid] = (item.event_id, item.seq)
             self._last_seq = item.seq
             sent += 1
+        self._tokens -= sent
         self.counters["sent"] += sent
         return sent
+
+    def _allowance(self) -> int:
+        """Whole events the rate budget allows now (the bucket refills at ``max_rate``/s)."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        return int(self._tokens)
+
+    def next_send_in(self) -> float | None:
+        """Seconds until the budget allows one more event while events wait; None otherwise."""
+        if self._tokens >= 1 or not self.link.connected or self.outbox.last_seq <= self._last_seq:
+            return None
+        return (1 - self._tokens) / self._rate

@@ -105,7 +105,9 @@ class LimitsConfig:
     max_json_depth: int = 32  # nesting of objects/arrays in any JSON we parse
     max_number_chars: int = 40  # characters of one JSON number literal
     ingest_queue: int = 2_000  # messages between paho's thread and the commit worker
-    vehicle_rate: float = 20.0  # events per second per vehicle, sustained (token bucket)
+    # Events per second per vehicle, sustained (token bucket): twice the agent's own publishing
+    # pace ([mqtt] max_publish_rate, 50/s), so only a vehicle that is not a stock agent is cut.
+    vehicle_rate: float = 100.0
     # Events a vehicle may send at once (bucket size): room for the backlog an agent's outbox
     # resends, as fast as the broker acknowledges, after a gateway was offline for hours.
     vehicle_burst: int = 2_000

@@ -13,7 +13,7 @@ import pytest
 
 from agent.config import MqttConfig
 from agent.outbox import Outbox
-from agent.publisher import Acked, EventPump, LinkEvent, MqttLink, Will
+from agent.publisher import Acked, Connected, EventPump, LinkEvent, MqttLink, Will
 from agent.wire import Topics, event_from_json, status_to_json
 from tests.agent.daemon.conftest import VIN, Collector, make_event
 from tests.conftest import ROOT
@@ -146,3 +146,45 @@ def test_status_retained_and_last_will_offline(
     sock.close()
     late.wait_for(lambda c: any(json.loads(p)["online"] is False for p in c.payloads()))
     link.stop()
+
+
+class _CountingLink:
+    """The pump's view of a link, always connected: publishes are counted, not sent."""
+
+    connected = True
+    generation = 0
+
+    def __init__(self) -> None:
+        self.published: list[bytes] = []
+
+    def publish(self, _topic: str, payload: bytes, **_kw: object) -> int:
+        self.published.append(payload)
+        return len(self.published)
+
+
+def test_a_backlog_drains_at_the_configured_pace(tmp_path: Path) -> None:
+    """The backend drops what a vehicle sends beyond its rate limit, so the agent paces itself:
+    a burst at once, then ``max_rate`` per second, in order, with nothing left behind."""
+    now = [1000.0]
+    outbox = Outbox(tmp_path / "o.sqlite")
+    outbox.append([make_event(outbox.next()) for _ in range(60)])
+    link = _CountingLink()
+    pump = EventPump(
+        outbox, link, TOPICS, window=100, clock=lambda: now[0], max_rate=10.0, burst=20
+    )  # type: ignore[arg-type]
+    pump.handle(Connected(0))
+
+    def ack_all() -> None:
+        pump.handle_acks([Acked(0, mid, True, "") for mid in range(1, len(link.published) + 1)])
+
+    assert pump.fill() == 20  # the burst
+    assert pump.fill() == 0 and pump.next_send_in() == pytest.approx(0.1)
+    now[0] += 0.55
+    assert pump.fill() == 5  # 10 per second
+    now[0] += 10.0
+    assert pump.fill() == 20  # refilled, but never more than the burst
+    now[0] += 1.5
+    assert pump.fill() == 15  # the rest
+    ack_all()
+    assert outbox.depth() == 0 and pump.next_send_in() is None
+    assert _in_order(link.published) == list(range(1, 61))
