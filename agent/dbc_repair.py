@@ -28,7 +28,7 @@ from dataclasses import dataclass
 RENAME_PREFIX = "X_"
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _MESSAGE = re.compile(r"^(BO_\s+)(\d+)(\s+)(\w+)(\s*:)", re.MULTILINE)
-_SIGNAL = re.compile(r"^([ \t]+SG_\s+)(\w+)(?=\s+(?:[mM]\d*\s*)?:)", re.MULTILINE)
+_SIGNAL = re.compile(r"^([ \t]*SG_\s+)(\w+)(?=\s+(?:[mM]\d*M?\s*)?:)", re.MULTILINE)
 # every place a statement names a message by its id: BO_ 123, SG_ 123 Sig, VAL_ 123 Sig, ...
 _ID_REFERENCE = re.compile(
     r"\b(BO_|SG_|VAL_|SIG_VALTYPE_|BO_TX_BU_|SG_MUL_VAL_|SIG_GROUP_|SIG_TYPE_REF_)(\s+)(\d+)\b"
@@ -177,7 +177,7 @@ def _flag_extended_ids(text: str) -> tuple[str, list[Repair]]:
 def _drop_messages(text: str, ids: set[int]) -> str:
     """Remove the messages with these ids and every statement that refers to them."""
     for frame_id in ids:
-        block = re.compile(rf"^BO_\s+{frame_id}\s+\w+\s*:[^\n]*\n(?:[ \t]+SG_[^\n]*\n)*", re.M)
+        block = re.compile(rf"^BO_\s+{frame_id}\s+\w+\s*:[^\n]*\n(?:[ \t]*SG_\s[^\n]*\n)*", re.M)
         text = block.sub("", text)
 
     def kept(match: re.Match[str]) -> str:

@@ -137,3 +137,11 @@ def test_a_name_made_of_digits_is_refused(tmp_path: Path) -> None:
     path.write_text(text, encoding="ascii")
     with pytest.raises(DbcError, match=r"digits\.dbc: cannot load DBC: name '42'"):
         load_dbc(path)
+
+
+def test_signals_written_at_the_line_start_keep_their_value_tables() -> None:
+    text = dbc_text(
+        'BO_ 100 Gear: 8 ECU\nSG_ Position : 0|4@1+ (1,0) [0|0] "" ECU\n\n'
+        'VAL_ 100 Position 0 "P" 1 "R" ;\n'
+    )
+    assert repair_dbc_text(text) == (text, [])
