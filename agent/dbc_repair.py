@@ -38,7 +38,8 @@ _GOOD_COMMENT = re.compile(
     r'CM_\s+(?:(?:BU_|EV_)\s+\w+\s+|BO_\s+\d+\s+|SG_\s+\d+\s+\w+\s+)?"(?:[^"\\]|\\.)*"\s*;',
     re.DOTALL,
 )
-_ANY_COMMENT = re.compile(r'CM_[^"]*?(?:"(?:[^"\\]|\\.)*"\s*;?|$)', re.DOTALL)
+# a bad comment ends with its string (and ';'), at a ';', or else at the end of its line
+_ANY_COMMENT = re.compile(r'CM_[^";\n]*(?:"(?:[^"\\]|\\.)*"\s*;?|;|[^\n]*)', re.DOTALL)
 _VALUE_TABLE = re.compile(r'^VAL_\s+(\d+)\s+(\w+)\b(?:"(?:[^"\\]|\\.)*"|[^";])*;[ \t]*\n?', re.M)
 _STATEMENT = re.compile(
     r'^(?:CM_|BA_|VAL_|SIG_VALTYPE_|BO_TX_BU_|SG_MUL_VAL_|SIG_GROUP_)\s(?:"(?:[^"\\]|\\.)*"|[^";])*;'

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import opendbc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.dbc import load_dbc
 from agent.dbc_repair import DbcRepairError, repair_dbc_text
@@ -145,3 +147,24 @@ def test_signals_written_at_the_line_start_keep_their_value_tables() -> None:
         'VAL_ 100 Position 0 "P" 1 "R" ;\n'
     )
     assert repair_dbc_text(text) == (text, [])
+
+
+def test_a_bad_comment_never_swallows_what_follows() -> None:
+    text = dbc_text(
+        'BO_ 100 Gear: 8 ECU\n SG_ Position : 0|4@1+ (1,0) [0|0] "" ECU\n\n'
+        'CM_ BO_ 100;\nCM_ SG_ 100\nBA_ "GenMsgCycleTime" BO_ 100 20;\n'
+    )
+    fixed, repairs = repair_dbc_text(text)
+    assert {r.kind: r.count for r in repairs} == {"comments": 2}
+    assert fixed.endswith('\n\n\nBA_ "GenMsgCycleTime" BO_ 100 20;\n')
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list('BO_SGVALCM_ :;"\n0123456789xX\\'))))
+def test_any_text_is_repaired_or_refused(text: str) -> None:
+    try:
+        fixed, repairs = repair_dbc_text(text)
+    except DbcRepairError:
+        return
+    assert isinstance(fixed, str)
+    assert all(r.count >= len(r.examples) > 0 for r in repairs)
