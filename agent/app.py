@@ -51,7 +51,7 @@ from agent.publisher import (
 )
 from agent.sdnotify import Notifier
 from agent.sources.can import BusConfig, CanSource, read_log
-from agent.sources.gps import GpsSource
+from agent.sources.gps import FixSource, make_fix_source
 from agent.state import VehicleState
 from agent.wire import Topics, status_to_json
 
@@ -181,7 +181,7 @@ class Agent:
         )
         replays = {r.bus: r for r in config.can_replay}
         self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
-        self.gps = GpsSource(config.gps, self._on_fix) if config.gps else None
+        self.gps = make_fix_source(config.gps, self._on_fix) if config.gps else None
         self._stopping = False
         self._reconcile_at = 0.0
         self.events_committed = 0
@@ -475,7 +475,7 @@ class Agent:
         self.outbox.prune(self.now())
 
 
-def _snapshot(source: CanSource | GpsSource) -> dict[str, int]:
+def _snapshot(source: CanSource | FixSource) -> dict[str, int]:
     """A copy of counters a reader thread updates (a key added meanwhile: read again)."""
     for _ in range(3):
         try:

@@ -21,6 +21,7 @@ from agent.clock import CLOCK_POLICIES, ClockPolicy
 from agent.dbc import BusSpec
 from agent.errors import ConfigError, Problem
 from agent.sources.can import BusConfig
+from agent.sources.can_options import interface_problems, option_problems
 from agent.sources.gps import GpsConfig, ReplayPace
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
 
@@ -43,6 +44,7 @@ _CAN_KEYS = {
     "receive_own_messages",
     "replay",
     "replay_speed",
+    "options",
 }
 
 
@@ -211,10 +213,12 @@ def _read_bus(
     if not isinstance(raw, dict):
         r.bad(where, "expected a table ([[can]])")
         return None
-    r.unknown_keys(raw, _CAN_KEYS, where)
+    for key in sorted(set(raw) - _CAN_KEYS):
+        r.bad(f"{where}.{key}", "unknown setting (interface options go in [can.options])")
     channel = r.get(raw, "channel", str, where) or ""
     name = r.get(raw, "name", str, where) or channel or f"can{index}"
     interface = r.get(raw, "interface", str, where) or "socketcan"
+    options = _read_can_options(r, raw, interface, where)
     if not channel:
         r.bad(f"{where}.channel", "required (e.g. can0, vcan0)")
     dbc_raw = raw.get("dbc", [])
@@ -239,6 +243,7 @@ def _read_bus(
         fd=fd,
         data_bitrate=data_bitrate,
         receive_own_messages=bool(r.get(raw, "receive_own_messages", bool, where)),
+        options=options,
     )
     replay_path = r.existing(raw, "replay", where)
     speed = r.get(raw, "replay_speed", float, where)
@@ -246,6 +251,23 @@ def _read_bus(
         r.bad(f"{where}.replay_speed", "must be 0 (as fast as possible) or positive")
     replay = CanReplay(name, replay_path, 1.0 if speed is None else speed) if replay_path else None
     return bus, BusSpec(name, tuple(dbc_files), r.existing(raw, "signal_map", where)), replay
+
+
+def _read_can_options(
+    r: _Reader, raw: Mapping[str, Any], interface: str, where: str
+) -> dict[str, Any]:
+    """``[can.options]``: python-can keyword arguments, kept apart from edgemon's own keys so a
+    typo in ours stays an error instead of reaching python-can."""
+    options = raw.get("options", {})
+    if not isinstance(options, dict):
+        r.bad(f"{where}.options", "expected a table ([can.options])")
+        options = {}
+    problems = interface_problems(interface, where)
+    if not problems:
+        problems = option_problems(interface, options, where)
+    for problem in problems:
+        r.bad(problem.path, problem.message)
+    return dict(options)
 
 
 def _read_password(r: _Reader, raw: Mapping[str, Any], env: Mapping[str, str]) -> str | None:

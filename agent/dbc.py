@@ -21,6 +21,7 @@ from typing import Any
 import cantools
 from cantools.database.can import Database, Message, Signal
 
+from agent.dbc_repair import DbcRepairError, repair_dbc_text
 from agent.errors import DbcError
 from agent.model import SignalInfo, SignalKind, Value
 
@@ -32,6 +33,7 @@ DEMO_MAP = _ROOT / "dbc" / "demo_vehicle.map.toml"
 
 # Key of a message in a bus's id table: the id, with bit 31 set for extended (29-bit) ids.
 EXTENDED_FLAG = 0x8000_0000
+MAX_DBC_BYTES = 16 * 1024 * 1024  # opendbc's largest is 0.8 MB
 
 _KINDS = {"number": SignalKind.NUMBER, "boolean": SignalKind.BOOLEAN, "enum": SignalKind.ENUM}
 _ENTRY_KEYS = {"signal", "kind", "scale", "offset", "unit", "values"}
@@ -222,25 +224,44 @@ def _load_bus(spec: BusSpec, warnings: list[str]) -> BusDatabase:
 
 
 def load_dbc(path: Path, warnings: list[str] | None = None) -> Database:
-    """One DBC file: strict, else non-strict with a warning, else DbcError naming file + reason."""
-    if not path.is_file():
-        raise DbcError(f"{path}: DBC file not found")
+    """One DBC file, repaired where it has one reading (:mod:`agent.dbc_repair`, one warning per
+    kind of repair); strict, else non-strict with a warning, else DbcError naming file + reason."""
+    text = _read_dbc_text(path)
     try:
-        return _load_file(path, strict=True)
+        text, repairs = repair_dbc_text(text)
+    except DbcRepairError as exc:
+        raise DbcError(f"{path}: cannot load DBC: {exc}") from exc
+    notes = [f"{path}: repaired: {repair.describe()}" for repair in repairs]
+    try:
+        database = _load_text(path, text, strict=True)
     except Exception as strict_exc:  # cantools raises many types (ParseError, ValueError, ...)
         try:
-            database = _load_file(path, strict=False)
+            database = _load_text(path, text, strict=False)
         except Exception as exc:
             raise DbcError(f"{path}: cannot load DBC: {_one_line(exc)}") from exc
-        text = f"{path}: loaded non-strict ({_one_line(strict_exc)})"
-        log.warning("%s", text)
+        notes.append(f"{path}: loaded non-strict ({_one_line(strict_exc)})")
+    for note in notes:
+        log.warning("%s", note)
         if warnings is not None:
-            warnings.append(text)
-        return database
+            warnings.append(note)
+    return database
 
 
-def _load_file(path: Path, strict: bool) -> Database:
-    database = cantools.database.load_file(path, database_format="dbc", strict=strict)
+def _read_dbc_text(path: Path) -> str:
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_DBC_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise DbcError(f"{path}: DBC file not found") from exc
+    except OSError as exc:
+        raise DbcError(f"{path}: cannot read DBC: {exc.strerror or exc}") from exc
+    if len(data) > MAX_DBC_BYTES:
+        raise DbcError(f"{path}: larger than {MAX_DBC_BYTES} bytes, not a DBC")
+    return data.decode("cp1252", errors="replace")  # cantools' own default for DBC files
+
+
+def _load_text(path: Path, text: str, strict: bool) -> Database:
+    database = cantools.database.load_string(text, database_format="dbc", strict=strict)
     if not isinstance(database, Database):
         raise DbcError(f"{path}: not a CAN database")
     return database

@@ -18,6 +18,8 @@ one fix per epoch.
 
 Counters (all present from the start): ``bytes``, ``lines``, ``sentences`` (used), ``ignored``
 (valid sentences of other types, e.g. GSV, GLL, TXT), ``fixes``, ``fixes_no_position``,
+``fixes_invalid`` (a position was given but another sentence of the epoch called the fix invalid:
+RMC status V, GGA quality 0, mode indicator N, GSA mode 1; the fix carries no position),
 ``fixes_undated`` (a time of day but no date known yet), and the skips ``skipped_nul``,
 ``skipped_binary``, ``skipped_text``, ``skipped_ubx``, ``skipped_truncated``, ``skipped_overlong``,
 ``skipped_checksum``, ``skipped_no_checksum``, ``skipped_proprietary``, ``skipped_unknown``,
@@ -50,6 +52,7 @@ PARSER_COUNTERS = (
     "ignored",
     "fixes",
     "fixes_no_position",
+    "fixes_invalid",
     "fixes_undated",
     "skipped_checksum",
     "skipped_no_checksum",
@@ -95,10 +98,13 @@ class _Epoch:
     satellites: int | None = None  # GGA
     gsa_satellites: int | None = None  # summed over the epoch's GSA (one per constellation)
     gsa_mode: int | None = None
+    invalid_by: set[str] = field(default_factory=set)  # kinds whose sentence said "no fix"
 
     def merge(self, reading: Reading, now: float) -> None:
         self.last_seen = now
         self.kinds.setdefault(reading.kind)
+        if reading.valid is False:
+            self.invalid_by.add(reading.kind)
         if reading.kind == "RMC":
             self.talker = reading.talker
         self.day = self.day or reading.day
@@ -126,8 +132,15 @@ class _Epoch:
         self.gsa_satellites = (self.gsa_satellites or 0) + (reading.satellites or 0)
         self.gsa_hdop = _first(self.gsa_hdop, reading.hdop)
 
+    @property
+    def invalid(self) -> bool:
+        """Did any sentence of the epoch call the fix invalid (RMC V, GGA quality 0, mode N,
+        GSA mode 1)? Then no sentence of it may give a position: the receiver knows best."""
+        return bool(self.invalid_by) or self.gsa_mode == 1
+
     def to_fix(self, day: date | None) -> Fix:
         has_position = self.latitude is not None and self.longitude is not None
+        has_position = has_position and not self.invalid
         utc = None
         if day is not None and self.tod is not None:
             utc = datetime.combine(day, self.tod).replace(tzinfo=UTC)
@@ -299,6 +312,8 @@ class NmeaParser:
             self._order = {kind: rank for rank, kind in enumerate(epoch.kinds)}
         fix = epoch.to_fix(day)
         self.counters["fixes"] += 1
+        if epoch.invalid and epoch.latitude is not None:
+            self.counters["fixes_invalid"] += 1
         if not fix.has_position:
             self.counters["fixes_no_position"] += 1
         if epoch.tod is not None and day is None:

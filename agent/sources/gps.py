@@ -1,4 +1,5 @@
-"""GPS receiver input: a serial port (device path or pyserial URL) or a recorded NMEA file.
+"""GPS receiver input: a serial port (device path or pyserial URL) or a recorded NMEA file;
+a gpsd daemon is read by ``agent.sources.gpsd`` (:func:`make_fix_source` picks the one to use).
 
 One reader thread per source does every blocking read; fixes leave it only through ``on_fix``
 (called in that thread). pyserial stays inside this module and pynmea2 inside ``agent.nmea``.
@@ -23,6 +24,7 @@ from typing import Literal, Protocol, cast
 import serial
 
 from agent.errors import Problem
+from agent.gpsd import parse_gpsd_url
 from agent.model import Fix
 from agent.nmea import NmeaParser, read_nmea_file
 
@@ -47,7 +49,7 @@ class _Port(Protocol):
 class GpsConfig:
     """Where the receiver is and how to read it."""
 
-    port: str  # /dev/ttyACM0, socket://host:port, rfc2217://host:port, or an NMEA file
+    port: str  # /dev/ttyACM0, socket://host:port, rfc2217://host:port, gpsd://host:port, a file
     baudrate: int = 9600
     replay_pace: ReplayPace = "realtime"
     require_checksum: bool = True
@@ -70,11 +72,20 @@ class GpsConfig:
                 found.append(Problem(f"{path}.{name}", "must be a positive number of seconds"))
         if self.reopen_max < self.reopen_min:
             found.append(Problem(f"{path}.reopen_max", "must not be below reopen_min"))
+        if self.is_gpsd:
+            try:
+                parse_gpsd_url(self.port)
+            except ValueError as exc:
+                found.append(Problem(f"{path}.port", f"gpsd://host[:port][/device]: {exc}"))
         return found
 
     @property
     def is_file(self) -> bool:
         return "://" not in self.port and Path(self.port).is_file()
+
+    @property
+    def is_gpsd(self) -> bool:
+        return self.port.startswith("gpsd://")
 
 
 class FixSource(Protocol):
@@ -261,6 +272,17 @@ class GpsSource:
             except Exception:
                 self._counters["callback_errors"] += 1
                 log.exception("GPS on_fix callback failed")
+
+
+def make_fix_source(
+    config: GpsConfig, on_fix: Callable[[Fix], None], *, clock: Callable[[], float] = time.time
+) -> FixSource:
+    """The source the configuration names: gpsd for ``gpsd://``, else the serial/file reader."""
+    if config.is_gpsd:
+        from agent.sources.gpsd import GpsdSource  # noqa: PLC0415 (it imports Backoff from here)
+
+        return GpsdSource(config, on_fix, clock=clock)
+    return GpsSource(config, on_fix, clock=clock)
 
 
 def _close_quietly(port: _Port) -> None:

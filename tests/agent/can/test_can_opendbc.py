@@ -104,10 +104,11 @@ def test_opendbc_round_trip(path: Path) -> None:
     assert decoder.counters["skipped_bad_length"] == 0
 
 
-def test_most_opendbc_files_are_tested() -> None:
-    loaded = [p for p in DBC_FILES if not isinstance(vehicle_of(p), DbcError)]
-    assert len(DBC_FILES) >= 50
-    assert len(loaded) >= 40, f"only {len(loaded)} of {len(DBC_FILES)} DBCs load"
+def test_every_opendbc_file_loads() -> None:
+    """opendbc 0.3.1 ships 58 DBCs; 12 needed repairs (agent.dbc_repair) and all must load."""
+    failed = {p.name: str(e) for p in DBC_FILES if isinstance(e := vehicle_of(p), DbcError)}
+    assert len(DBC_FILES) >= 58
+    assert not failed
 
 
 def test_signal_bits_match_cantools_on_every_opendbc_signal() -> None:
