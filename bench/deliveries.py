@@ -159,14 +159,17 @@ def create_monitors(
     return ids
 
 
-def backend_config(work: Path, broker: Mosquitto, ca_file: Path) -> Path:
+def backend_config(work: Path, broker: Mosquitto, ca_file: Path, extra: str = "") -> Path:
     """The default configuration, plus what a deployment must say: the store, the broker, the
-    secret, the receiver's CA and the loopback allowlist."""
+    secret, the receiver's CA and the loopback allowlist (``extra``: more TOML, said by the
+    caller)."""
     config = work / "backend.toml"
     config.write_text(
         f'[store]\npath = "{work / "backend.db"}"\n'
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
-        f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca_file}"\n' + ALLOW_LOOPBACK
+        f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca_file}"\n'
+        + ALLOW_LOOPBACK
+        + extra
     )
     return config
 
