@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import ROOT
 
 UNITS = ROOT / "systemd"
-INSTALLED = "/opt/edgemon/.venv/bin/"
+INSTALLED = "/opt/edgemon/venv/bin/"  # the gateway's venv (scripts/install-gateway.sh)
+BACKEND_INSTALLED = "/opt/edgemon/.venv/bin/"
 
 
 def _unit(name: str) -> configparser.RawConfigParser:
@@ -30,6 +31,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     names = []
     for unit in sorted(UNITS.glob("*.service")):
         text = unit.read_text().replace(INSTALLED, f"{scripts}/")
+        text = text.replace(BACKEND_INSTALLED, f"{scripts}/")
         name = unit.name.replace("@.", "@can0.")  # verify a template through one instance
         (tmp_path / name).write_text(text)
         names.append(name)

@@ -1,0 +1,149 @@
+#!/bin/sh
+# Install the edgemon agent on a gateway (Raspberry Pi OS / Debian), the one documented way
+# (docs/raspberry-pi.md, "Install"). Run as root:
+#
+#   sudo scripts/install-gateway.sh                          # from this checkout (needs PyPI)
+#   sudo ./install-gateway.sh --wheelhouse ./wheelhouse      # offline: wheels built elsewhere
+#
+# Steps, in this order (each one needs the previous):
+#   1. the venv /opt/edgemon/venv with the agent's dependencies only: pip install 'edgemon[agent]'
+#      (from --source, or with --wheelhouse: --no-index --find-links, nothing from the network);
+#   2. the system user and group `edgemon` (member of dialout): sysusers.d + systemd-sysusers;
+#   3. /etc/edgemon (0750 root:edgemon), then in it: the DBC set shipped with the package in
+#      dbc.d/shipped-<version>/ with the symlink dbc -> that set, agent.toml from the example
+#      (0640 root:edgemon), can-can0.env (bitrate, listen-only on). Existing files are kept;
+#   4. the units edgemon-agent.service and edgemon-can@.service in /etc/systemd/system, enabled
+#      (not started: edit agent.toml first). /var/lib/edgemon is the unit's StateDirectory=;
+#   5. `edgemon-agent check` of the installed DBC set.
+#
+# --root DIR installs into DIR instead of / (tests, image builds): nothing outside DIR is touched,
+# no chown (the group edgemon of DIR is not the host's), systemctl/systemd-sysusers get --root.
+# A venv is not relocatable: under --root it only runs from DIR/opt/edgemon/venv.
+set -eu
+
+ROOT=/
+SOURCE=
+WHEELHOUSE=
+PYTHON=python3
+CAN_IF=can0
+BITRATE=500000
+ENABLE=yes
+PIP_ARGS=
+
+usage() {
+    cat <<'EOF'
+usage: install-gateway.sh [--root DIR] [--source PATH | --wheelhouse DIR] [--python PY]
+                          [--can IFACE] [--bitrate N] [--no-enable] [--pip-arg ARG]...
+EOF
+    exit 2
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --root) ROOT=$2; shift 2 ;;
+        --source) SOURCE=$2; shift 2 ;;
+        --wheelhouse) WHEELHOUSE=$2; shift 2 ;;
+        --python) PYTHON=$2; shift 2 ;;
+        --can) CAN_IF=$2; shift 2 ;;
+        --bitrate) BITRATE=$2; shift 2 ;;
+        --no-enable) ENABLE=no; shift ;;
+        --pip-arg) PIP_ARGS="$PIP_ARGS $2"; shift 2 ;;
+        -h|--help) usage ;;
+        *) echo "install-gateway: unknown option $1" >&2; usage ;;
+    esac
+done
+
+say() { echo "install-gateway: $*"; }
+die() { echo "install-gateway: $*" >&2; exit 1; }
+
+ROOT=$(cd "$ROOT" && pwd) || die "no such root directory"
+[ "$ROOT" = / ] && R= || R=$ROOT
+if [ -z "$R" ] && [ "$(id -u)" != 0 ]; then
+    die "run as root (or give --root DIR)"
+fi
+if [ -z "$SOURCE" ] && [ -z "$WHEELHOUSE" ]; then
+    SOURCE=$(cd "$(dirname "$0")/.." && pwd)
+    [ -f "$SOURCE/pyproject.toml" ] || die "give --source PATH or --wheelhouse DIR"
+fi
+
+VENV=/opt/edgemon/venv
+CONF=/etc/edgemon
+# chown only on the real system: the root's edgemon group is not the host's
+owner() { [ -z "$R" ] && chown "$@" || true; }
+
+# -- 1. the venv, the agent's dependencies only ------------------------------------------------
+say "1/5 venv $VENV"
+[ -x "$R$VENV/bin/python" ] || "$PYTHON" -m venv "$R$VENV"
+if [ -n "$WHEELHOUSE" ]; then
+    # shellcheck disable=SC2086 # PIP_ARGS is a list of words
+    "$R$VENV/bin/python" -m pip install --quiet --no-index --find-links "$WHEELHOUSE" \
+        $PIP_ARGS 'edgemon[agent]'
+else
+    # shellcheck disable=SC2086
+    "$R$VENV/bin/python" -m pip install --quiet $PIP_ARGS "$SOURCE[agent]"
+fi
+SHARE=$R$VENV/share/edgemon
+[ -d "$SHARE/dbc" ] || die "$SHARE/dbc missing: the package was built without its data files"
+VERSION=$("$R$VENV/bin/edgemon-agent" --version | sed 's/^edgemon-agent //')
+
+# -- 2. the system user ------------------------------------------------------------------------
+say "2/5 system user edgemon"
+install -D -m 0644 "$SHARE/systemd/edgemon-sysusers.conf" "$R/usr/lib/sysusers.d/edgemon.conf"
+if [ -n "$R" ]; then
+    mkdir -p "$R/etc"
+    systemd-sysusers --root="$R" "$R/usr/lib/sysusers.d/edgemon.conf"
+else
+    systemd-sysusers /usr/lib/sysusers.d/edgemon.conf
+fi
+
+# -- 3. configuration: the directory first, then what goes in it -------------------------------
+say "3/5 configuration in $CONF"
+install -d -m 0750 "$R$CONF"
+owner root:edgemon "$R$CONF"
+SET=dbc.d/shipped-$VERSION
+if [ ! -d "$R$CONF/$SET" ]; then
+    install -d -m 0750 "$R$CONF/dbc.d" "$R$CONF/$SET"
+    install -m 0640 "$SHARE"/dbc/* "$R$CONF/$SET/"
+    owner -R root:edgemon "$R$CONF/dbc.d"
+fi
+if [ ! -e "$R$CONF/dbc" ]; then
+    ln -s "$SET" "$R$CONF/dbc"  # relative: the same link under --root and on the gateway
+else
+    say "kept $CONF/dbc -> $(readlink "$R$CONF/dbc" || echo '(a directory)')"
+fi
+keep_or_install() {  # source, destination: never overwrite what the user edited
+    if [ -e "$R$2" ]; then
+        say "kept $2"
+    else
+        install -m 0640 "$1" "$R$2"
+        owner root:edgemon "$R$2"
+    fi
+}
+keep_or_install "$SHARE/agent.example.toml" "$CONF/agent.toml"
+ENV_TMP=$(mktemp)
+trap 'rm -f "$ENV_TMP"' EXIT
+printf '%s\n' "# edgemon-can@$CAN_IF.service" "BITRATE=$BITRATE" \
+    "# on: the controller never acknowledges nor sends (a gateway that only listens)" \
+    "LISTEN_ONLY=on" >"$ENV_TMP"
+keep_or_install "$ENV_TMP" "$CONF/can-$CAN_IF.env"
+
+# -- 4. units ----------------------------------------------------------------------------------
+say "4/5 systemd units"
+for unit in edgemon-agent.service edgemon-can@.service; do
+    install -D -m 0644 "$SHARE/systemd/$unit" "$R/etc/systemd/system/$unit"
+done
+if [ "$ENABLE" = yes ]; then
+    if [ -n "$R" ]; then
+        systemctl --root="$R" enable edgemon-agent.service "edgemon-can@$CAN_IF.service"
+    else
+        systemctl daemon-reload
+        systemctl enable edgemon-agent.service "edgemon-can@$CAN_IF.service"
+    fi
+fi
+
+# -- 5. check ----------------------------------------------------------------------------------
+say "5/5 check of the DBC set $CONF/$SET"
+"$R$VENV/bin/edgemon-agent" check --dbc "$R$CONF/dbc/demo_vehicle.dbc" \
+    --map "$R$CONF/dbc/demo_vehicle.map.toml"
+say "done: edit $CONF/agent.toml (vin, [[can]], [gps], [mqtt]), add the TLS files, then"
+say "  $VENV/bin/edgemon-agent check --config $CONF/agent.toml && systemctl start edgemon-agent"

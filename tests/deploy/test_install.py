@@ -1,0 +1,229 @@
+"""The documented gateway install (scripts/install-gateway.sh), run into a throwaway root.
+
+Offline, as on CI: the edgemon wheel is built from this checkout without build isolation (the
+dev environment holds setuptools) and installed from a wheelhouse with ``--no-index``, the offline
+variant of the docs. The agent's dependencies are not downloaded either: the installed venv sees
+those of the project's .venv through PYTHONPATH (a directory of links that leaves out edgemon's
+own editable install, so that every ``agent`` module comes from the installed wheel).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.conftest import DATA, ROOT
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = ROOT / "scripts" / "install-gateway.sh"
+DRIVE = DATA / "drive"
+VENV = "/opt/edgemon/venv"
+CONF = "/etc/edgemon"
+
+
+@dataclass(frozen=True)
+class Installed:
+    root: Path
+    env: dict[str, str]
+    log: str
+
+    def path(self, absolute: str) -> Path:
+        return self.root / absolute.lstrip("/")
+
+    def agent(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.path(VENV) / "bin" / "edgemon-agent"), *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.root,
+            timeout=120,
+            check=False,
+        )
+
+
+def _dependencies(into: Path) -> Path:
+    """Links to the project's installed packages, without edgemon itself nor pip."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    into.mkdir()
+    for entry in site.iterdir():
+        name = entry.name.lower()
+        if name.startswith(("edgemon", "__editable__", "pip", "_distutils_hack", "distutils-")):
+            continue
+        (into / entry.name).symlink_to(entry)
+    return into
+
+
+def _run(argv: list[str], env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False
+    )
+    assert done.returncode == 0, f"{shlex.join(argv)}\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    if shutil.which("systemd-sysusers") is None or shutil.which("systemctl") is None:
+        pytest.fail("systemd is not installed: make system-packages")
+    work = tmp_path_factory.mktemp("install")
+    wheelhouse = work / "wheelhouse"
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+          "--no-index", "-w", str(wheelhouse), str(ROOT)])  # fmt: skip
+    root = work / "root"
+    root.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(_dependencies(work / "deps"))}
+    env.pop("PYTHONHOME", None)
+    log = _run(
+        ["sh", str(SCRIPT), "--root", str(root), "--wheelhouse", str(wheelhouse),
+         "--pip-arg", "--no-deps", "--python", sys.executable],
+        env,
+    )  # fmt: skip
+    yield Installed(root, env, log)
+
+
+def test_install_lays_out_user_config_state_and_units(installed: Installed) -> None:
+    conf = installed.path(CONF)
+    assert conf.stat().st_mode & 0o777 == 0o750
+    assert (conf / "agent.toml").stat().st_mode & 0o777 == 0o640
+    # the DBC set in use is a link to a versioned set: updates and rollback switch the link
+    link = conf / "dbc"
+    assert link.is_symlink() and os.readlink(link).startswith("dbc.d/shipped-")
+    assert (link / "demo_vehicle.dbc").read_bytes() == (ROOT / "dbc/demo_vehicle.dbc").read_bytes()
+    # the example configuration points at files that exist after the install
+    toml = (conf / "agent.toml").read_text()
+    for wanted in ("/etc/edgemon/dbc/demo_vehicle.dbc", "/etc/edgemon/dbc/demo_vehicle.map.toml"):
+        assert f'"{wanted}"' in toml
+        assert installed.path(wanted).is_file()
+    # listen-only on by default for the CAN unit
+    env_file = (conf / "can-can0.env").read_text().splitlines()
+    assert "LISTEN_ONLY=on" in env_file and "BITRATE=500000" in env_file
+    # the system user, member of dialout, and no backend user on a gateway
+    passwd = installed.path("/etc/passwd").read_text()
+    assert any(line.startswith("edgemon:") for line in passwd.splitlines())
+    assert "edgemon-backend" not in passwd
+    dialout = next(
+        line for line in installed.path("/etc/group").read_text().splitlines()
+        if line.startswith("dialout:")
+    )  # fmt: skip
+    assert "edgemon" in dialout.split(":")[3].split(",")
+    # enabled: the agent at boot, the CAN link when can0 appears
+    units = installed.path("/etc/systemd/system")
+    assert (units / "multi-user.target.wants" / "edgemon-agent.service").is_symlink()
+    wants_can = units / "sys-subsystem-net-devices-can0.device.wants" / "edgemon-can@can0.service"
+    assert wants_can.is_symlink()
+    # only the agent's dependencies: none of the backend's nor the dev tools
+    site = next(installed.path(VENV).glob("lib/python3*/site-packages"))
+    names = {p.name.split("-")[0].lower() for p in site.iterdir()}
+    assert "edgemon" in names and not names & {"starlette", "uvicorn", "httpx", "mypy", "pytest"}
+
+
+def _unit(path: Path) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(path.read_text())
+    return parser
+
+
+def test_installed_units_verify_and_run_the_installed_venv(
+    installed: Installed, tmp_path: Path
+) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is not installed: make system-packages")
+    units = installed.path("/etc/systemd/system")
+    agent_unit = _unit(units / "edgemon-agent.service")
+    exec_start = agent_unit["Service"]["ExecStart"].split()
+    assert exec_start[0] == f"{VENV}/bin/edgemon-agent" and installed.path(exec_start[0]).is_file()
+    assert exec_start[1:] == ["run", "-c", f"{CONF}/agent.toml"]
+    # no network at boot must not hold the agent
+    assert "network-online.target" not in agent_unit["Unit"].get("Wants", "")
+    assert "network-online.target" not in agent_unit["Unit"].get("After", "")
+    # verify as on the gateway: the installed venv's path mapped into the throwaway root
+    names = []
+    for unit in ("edgemon-agent.service", "edgemon-can@.service"):
+        text = (units / unit).read_text().replace(VENV, str(installed.path(VENV)))
+        name = unit.replace("@.", "@can0.")
+        (tmp_path / name).write_text(text)
+        names.append(name)
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *names],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "" and proc.stdout.strip() == ""
+    can = (units / "edgemon-can@.service").read_text().splitlines()
+    assert any(line.startswith("Environment=") and "LISTEN_ONLY=on" in line for line in can)
+    assert any(
+        line.startswith("ExecStart=") and "listen-only ${LISTEN_ONLY}" in line for line in can
+    )
+
+
+def _finish_configuration(installed: Installed) -> Path:
+    """What the docs ask the user to do after the install: TLS material and monitors in
+    /etc/edgemon. The config's absolute paths are then mapped into the throwaway root."""
+    conf = installed.path(CONF)
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(conf / "ca.pem"))
+    client = ca.issue_cert("VF3DEMO0000000001")
+    client.cert_chain_pems[0].write_to_path(str(conf / "client.pem"))
+    client.private_key_pem.write_to_path(str(conf / "client.key"))
+    shutil.copyfile(DRIVE / "monitors.json", conf / "monitors.json")  # monitors_file, relative
+    rooted = conf / "agent-rooted.toml"  # beside agent.toml: relative paths resolve the same
+    text = (conf / "agent.toml").read_text().replace(f'"{CONF}/', f'"{conf}/')
+    rooted.write_text(text)
+    return rooted
+
+
+def test_installed_agent_checks_its_config_and_decodes_the_recorded_drive(
+    installed: Installed,
+) -> None:
+    config = _finish_configuration(installed)
+    check = installed.agent("check", "--config", config)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "check: 6 of 6 monitor(s) valid, 0 problem(s)" in check.stderr
+    which = subprocess.run(
+        [str(installed.path(VENV) / "bin" / "python"), "-c", "import agent; print(agent.__file__)"],
+        capture_output=True,
+        text=True,
+        env=installed.env,
+        cwd=installed.root,
+        check=True,
+    )
+    assert which.stdout.startswith(str(installed.path(VENV)))  # the installed code, not ours
+    replay = installed.agent(
+        "replay", "--config", config,
+        "--can", DRIVE / "drive.log", "--nmea", DRIVE / "drive.nmea",
+        "--monitors", installed.path(CONF) / "monitors.json", "--vin", "VF3DEMO0000000001",
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    assert replay.stdout == (DRIVE / "expected.jsonl").read_text()
+
+
+def test_install_again_keeps_what_the_user_edited(installed: Installed) -> None:
+    conf = installed.path(CONF)
+    edited = (conf / "agent.toml").read_text().replace("fleet-1", "fleet-edited")
+    (conf / "agent.toml").write_text(edited)
+    log = _run(
+        ["sh", str(SCRIPT), "--root", str(installed.root), "--wheelhouse",
+         str(next(installed.root.parent.glob("wheelhouse"))), "--pip-arg", "--no-deps",
+         "--python", sys.executable],
+        installed.env,
+    )  # fmt: skip
+    assert "kept /etc/edgemon/agent.toml" in log
+    assert (conf / "agent.toml").read_text() == edited
