@@ -6,8 +6,10 @@
 #   sudo ./install-gateway.sh --wheelhouse ./wheelhouse      # offline: wheels built elsewhere
 #
 # Steps, in this order (each one needs the previous):
-#   1. the venv /opt/edgemon/venv with the agent's dependencies only: pip install 'edgemon[agent]'
-#      (from --source, or with --wheelhouse: --no-index --find-links, nothing from the network);
+#   1. a new venv /opt/edgemon/venv-<time> with the agent's dependencies only (pip install
+#      'edgemon[agent]' from --source, or with --wheelhouse: --no-index --find-links, nothing from
+#      the network), then the link /opt/edgemon/venv switched to it (an upgrade: only once
+#      `edgemon-agent check` accepts the configuration; --rollback switches back);
 #   2. the system user and group `edgemon` (member of dialout): sysusers.d + systemd-sysusers;
 #   3. /etc/edgemon (0750 root:edgemon), then in it: the DBC set shipped with the package in
 #      dbc.d/shipped-<version>/ with the symlink dbc -> that set, agent.toml from the example
@@ -29,11 +31,13 @@ CAN_IF=can0
 BITRATE=500000
 ENABLE=yes
 PIP_ARGS=
+ROLLBACK=no
 
 usage() {
     cat <<'EOF'
 usage: install-gateway.sh [--root DIR] [--source PATH | --wheelhouse DIR] [--python PY]
                           [--can IFACE] [--bitrate N] [--no-enable] [--pip-arg ARG]...
+       install-gateway.sh [--root DIR] --rollback   # back to the previous venv
 EOF
     exit 2
 }
@@ -48,6 +52,7 @@ while [ $# -gt 0 ]; do
         --bitrate) BITRATE=$2; shift 2 ;;
         --no-enable) ENABLE=no; shift ;;
         --pip-arg) PIP_ARGS="$PIP_ARGS $2"; shift 2 ;;
+        --rollback) ROLLBACK=yes; shift ;;
         -h|--help) usage ;;
         *) echo "install-gateway: unknown option $1" >&2; usage ;;
     esac
@@ -61,30 +66,61 @@ ROOT=$(cd "$ROOT" && pwd) || die "no such root directory"
 if [ -z "$R" ] && [ "$(id -u)" != 0 ]; then
     die "run as root (or give --root DIR)"
 fi
+VENV=/opt/edgemon/venv
+CONF=/etc/edgemon
+if [ "$ROLLBACK" = yes ]; then
+    [ -L "$R$VENV.previous" ] || die "no previous venv to roll back to"
+    BACK=$(readlink "$R$VENV.previous")
+    CURRENT=$(readlink "$R$VENV")
+    ln -sfn "$BACK" "$R$VENV.new" && mv -T "$R$VENV.new" "$R$VENV"
+    ln -sfn "$CURRENT" "$R$VENV.previous"
+    say "$VENV -> $BACK (was $CURRENT); now: systemctl restart edgemon-agent"
+    exit 0
+fi
 if [ -z "$SOURCE" ] && [ -z "$WHEELHOUSE" ]; then
     SOURCE=$(cd "$(dirname "$0")/.." && pwd)
     [ -f "$SOURCE/pyproject.toml" ] || die "give --source PATH or --wheelhouse DIR"
 fi
 
-VENV=/opt/edgemon/venv
-CONF=/etc/edgemon
 # chown only on the real system: the root's edgemon group is not the host's
 owner() { [ -z "$R" ] && chown "$@" || true; }
 
 # -- 1. the venv, the agent's dependencies only ------------------------------------------------
-say "1/5 venv $VENV"
-[ -x "$R$VENV/bin/python" ] || "$PYTHON" -m venv "$R$VENV"
+# Each install or upgrade gets its own venv, /opt/edgemon/venv-<UTC time>; /opt/edgemon/venv is a
+# symlink to the one in use (the unit runs $VENV/bin/edgemon-agent), venv.previous to the one
+# before. An upgrade switches only after `edgemon-agent check` passed with the new venv.
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+NEW=$VENV-$STAMP
+[ ! -e "$R$NEW" ] || NEW=$NEW-$$
+say "1/5 venv $NEW"
+[ ! -e "$R$VENV" ] || [ -L "$R$VENV" ] || die "$VENV is a directory, not a link: move it away"
+mkdir -p "$R/opt/edgemon"
+"$PYTHON" -m venv "$R$NEW"
 if [ -n "$WHEELHOUSE" ]; then
     # shellcheck disable=SC2086 # PIP_ARGS is a list of words
-    "$R$VENV/bin/python" -m pip install --quiet --no-index --find-links "$WHEELHOUSE" \
+    "$R$NEW/bin/python" -m pip install --quiet --no-index --find-links "$WHEELHOUSE" \
         $PIP_ARGS 'edgemon[agent]'
 else
     # shellcheck disable=SC2086
-    "$R$VENV/bin/python" -m pip install --quiet $PIP_ARGS "$SOURCE[agent]"
+    "$R$NEW/bin/python" -m pip install --quiet $PIP_ARGS "$SOURCE[agent]"
 fi
-SHARE=$R$VENV/share/edgemon
+SHARE=$R$NEW/share/edgemon
 [ -d "$SHARE/dbc" ] || die "$SHARE/dbc missing: the package was built without its data files"
-VERSION=$("$R$VENV/bin/edgemon-agent" --version | sed 's/^edgemon-agent //')
+VERSION=$("$R$NEW/bin/edgemon-agent" --version | sed 's/^edgemon-agent //')
+if [ -L "$R$VENV" ] && [ -z "$R" ] && [ -e "$CONF/agent.toml" ]; then
+    if ! "$NEW/bin/edgemon-agent" check --config "$CONF/agent.toml"; then
+        die "the new venv $NEW does not accept $CONF/agent.toml: kept $(readlink "$VENV")"
+    fi
+fi
+switch_link() {  # link target: atomic replace, the old target kept as link.previous
+    if [ -L "$1" ]; then
+        ln -sfn "$(readlink "$1")" "$1.previous"
+    fi
+    ln -sfn "$2" "$1.new"
+    mv -T "$1.new" "$1"
+}
+switch_link "$R$VENV" "$(basename "$NEW")"
+say "$VENV -> $(basename "$NEW") (edgemon $VERSION)"
 
 # -- 2. the system user ------------------------------------------------------------------------
 say "2/5 system user edgemon"

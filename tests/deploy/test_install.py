@@ -206,7 +206,8 @@ def test_installed_agent_checks_its_config_and_decodes_the_recorded_drive(
         cwd=installed.root,
         check=True,
     )
-    assert which.stdout.startswith(str(installed.path(VENV)))  # the installed code, not ours
+    # the installed code, not this checkout's
+    assert Path(which.stdout.strip()).resolve().is_relative_to(installed.path(VENV).resolve())
     replay = installed.agent(
         "replay", "--config", config,
         "--can", DRIVE / "drive.log", "--nmea", DRIVE / "drive.nmea",
@@ -220,15 +221,26 @@ def test_installed_agent_checks_its_config_and_decodes_the_recorded_drive(
     assert got == [{**event, "fleetId": "fleet-1"} for event in expected]
 
 
-def test_install_again_keeps_what_the_user_edited(installed: Installed) -> None:
+def test_install_again_upgrades_into_a_new_venv_keeps_the_config_and_rolls_back(
+    installed: Installed,
+) -> None:
     conf = installed.path(CONF)
+    link = installed.path(VENV)
+    first = os.readlink(link)
+    assert first.startswith("venv-") and link.is_symlink()
     edited = (conf / "agent.toml").read_text().replace("fleet-1", "fleet-edited")
     (conf / "agent.toml").write_text(edited)
+    wheelhouse = installed.root.parent / "wheelhouse"
     log = _run(
-        ["sh", str(SCRIPT), "--root", str(installed.root), "--wheelhouse",
-         str(next(installed.root.parent.glob("wheelhouse"))), "--pip-arg", "--no-deps",
-         "--python", sys.executable],
+        ["sh", str(SCRIPT), "--root", str(installed.root), "--wheelhouse", str(wheelhouse),
+         "--pip-arg", "--no-deps", "--python", sys.executable],
         installed.env,
     )  # fmt: skip
-    assert "kept /etc/edgemon/agent.toml" in log
+    assert "kept /etc/edgemon/agent.toml" in log and "kept /etc/edgemon/dbc -> " in log
     assert (conf / "agent.toml").read_text() == edited
+    second = os.readlink(link)
+    assert second != first and os.readlink(installed.path(VENV + ".previous")) == first
+    assert installed.agent("--version").stdout.startswith("edgemon-agent ")
+    back = _run(["sh", str(SCRIPT), "--root", str(installed.root), "--rollback"], installed.env)
+    assert f"-> {first} (was {second})" in back
+    assert os.readlink(link) == first and os.readlink(installed.path(VENV + ".previous")) == second
