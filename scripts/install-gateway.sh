@@ -6,9 +6,11 @@
 #   sudo ./install-gateway.sh --wheelhouse ./wheelhouse      # offline: wheels built elsewhere
 #
 # Steps, in this order (each one needs the previous):
-#   1. a new venv /opt/edgemon/venv-<time> with the agent's dependencies only (pip install
-#      'edgemon[agent]' from --source, or with --wheelhouse: --no-index --find-links, nothing from
-#      the network), then the link /opt/edgemon/venv switched to it (an upgrade: only once
+#   1. a new venv /opt/edgemon/venv-<time> with the agent's dependencies only: from the lock
+#      when there is one (requirements/agent.txt of --source, agent.txt in the wheelhouse:
+#      --require-hashes, then edgemon --no-deps; --no-lock to skip it), else
+#      'edgemon[agent]'; with --wheelhouse: --no-index --find-links, nothing from the network.
+#      Then the link /opt/edgemon/venv switched to it (an upgrade: only once
 #      `edgemon-agent check` accepts the configuration; --rollback switches back);
 #   2. the system user and group `edgemon` (member of dialout): sysusers.d + systemd-sysusers;
 #   3. /etc/edgemon (0750 root:edgemon), then in it: the DBC set shipped with the package in
@@ -32,11 +34,13 @@ BITRATE=500000
 ENABLE=yes
 PIP_ARGS=
 ROLLBACK=no
+USE_LOCK=yes
 
 usage() {
     cat <<'EOF'
 usage: install-gateway.sh [--root DIR] [--source PATH | --wheelhouse DIR] [--python PY]
-                          [--can IFACE] [--bitrate N] [--no-enable] [--pip-arg ARG]...
+                          [--can IFACE] [--bitrate N] [--no-enable] [--no-lock]
+                          [--pip-arg ARG]...
        install-gateway.sh [--root DIR] --rollback   # back to the previous venv
 EOF
     exit 2
@@ -53,6 +57,7 @@ while [ $# -gt 0 ]; do
         --no-enable) ENABLE=no; shift ;;
         --pip-arg) PIP_ARGS="$PIP_ARGS $2"; shift 2 ;;
         --rollback) ROLLBACK=yes; shift ;;
+        --no-lock) USE_LOCK=no; shift ;;
         -h|--help) usage ;;
         *) echo "install-gateway: unknown option $1" >&2; usage ;;
     esac
@@ -96,13 +101,22 @@ say "1/5 venv $NEW"
 [ ! -e "$R$VENV" ] || [ -L "$R$VENV" ] || die "$VENV is a directory, not a link: move it away"
 mkdir -p "$R/opt/edgemon"
 "$PYTHON" -m venv "$R$NEW"
+PIP="$R$NEW/bin/python -m pip install --quiet"
 if [ -n "$WHEELHOUSE" ]; then
-    # shellcheck disable=SC2086 # PIP_ARGS is a list of words
-    "$R$NEW/bin/python" -m pip install --quiet --no-index --find-links "$WHEELHOUSE" \
-        $PIP_ARGS 'edgemon[agent]'
+    PIP="$PIP --no-index --find-links $WHEELHOUSE"
+    LOCK=$WHEELHOUSE/agent.txt
+    WHAT=edgemon
 else
-    # shellcheck disable=SC2086
-    "$R$NEW/bin/python" -m pip install --quiet $PIP_ARGS "$SOURCE[agent]"
+    LOCK=$SOURCE/requirements/agent.txt
+    WHAT=$SOURCE
+fi
+# shellcheck disable=SC2086 # PIP and PIP_ARGS are lists of words
+if [ "$USE_LOCK" = yes ] && [ -f "$LOCK" ]; then
+    say "dependencies from the lock $LOCK (hash-checked), then edgemon without dependencies"
+    $PIP --require-hashes -r "$LOCK" $PIP_ARGS
+    $PIP --no-deps $PIP_ARGS "$WHAT"
+else
+    $PIP $PIP_ARGS "$WHAT[agent]"
 fi
 SHARE=$R$NEW/share/edgemon
 [ -d "$SHARE/dbc" ] || die "$SHARE/dbc missing: the package was built without its data files"

@@ -4,7 +4,8 @@
 
 Replays the recorded drive of tests/data (CAN log + NMEA, its monitors) through
 ``edgemon-agent run`` against a local mosquitto, under ``strace``, and adds up every byte the
-agent writes (write/pwrite64) to outbox.sqlite and outbox.sqlite-wal, and counts the fsyncs.
+agent writes (write/pwrite64) to outbox.sqlite and outbox.sqlite-wal, and counts the fsyncs. A
+subscriber takes the events, as the backend would, so that acknowledged events are deleted.
 The -shm file is a shared memory map (no write calls; tmpfs-like). Figures are extrapolated to
 one hour by the drive's duration. Needs strace; stops mosquitto and the agent by PID.
 """
@@ -20,6 +21,8 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
 
 from tests.support.mosquitto import Mosquitto
 
@@ -87,6 +90,12 @@ def main() -> int:
         argv = ["strace", "-f", "-y", "-e", "trace=write,pwrite64,fsync,fdatasync",
                 "-e", "signal=none", "-o", str(trace),
                 sys.executable, "-m", "agent", "run", "-c", str(config)]  # fmt: skip
+        # a subscriber to the events, as the backend is: else the broker answers "no matching
+        # subscribers" and the agent keeps (and resends) its events instead of deleting them
+        listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        listener.connect(broker.host, broker.port)
+        listener.subscribe("edgemon/v1/vehicles/+/events", qos=1)
+        listener.loop_start()
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -103,11 +112,14 @@ def main() -> int:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+            listener.loop_stop()
+            listener.disconnect()
         written, syncs = tally(trace)
         events = log.read_text().count(" committed: monitor ")
+        acked = log.read_text().count(" acknowledged by the broker")
     total = sum(written.values())
     hour = 3600.0 / duration
-    print(f"drive: {duration:.0f} s, {events} event(s) committed")
+    print(f"drive: {duration:.0f} s, {events} event(s) committed, {acked} acknowledged")
     for name in sorted(written):
         print(f"  {name}: {written[name]} bytes written, {syncs[name]} fsync(s)")
     print(f"total: {total} bytes -> {total * hour / 1e6:.2f} MB per hour of driving,")
