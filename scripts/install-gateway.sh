@@ -88,7 +88,9 @@ if [ -z "$SOURCE" ] && [ -z "$WHEELHOUSE" ]; then
 fi
 
 # chown only on the real system: the root's edgemon group is not the host's
-owner() { [ -z "$R" ] && chown "$@" || true; }
+owner() {
+    if [ -z "$R" ]; then chown "$@"; fi
+}
 
 # -- 1. the venv, the agent's dependencies only ------------------------------------------------
 # Each install or upgrade gets its own venv, /opt/edgemon/venv-<UTC time>; /opt/edgemon/venv is a

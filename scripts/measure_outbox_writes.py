@@ -13,6 +13,7 @@ one hour by the drive's duration. Needs strace; stops mosquitto and the agent by
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import subprocess
@@ -61,6 +62,12 @@ def _duration(log: Path) -> float:
     return max(stamps) - min(stamps)
 
 
+def _traced_child(strace_pid: int) -> int:
+    """The PID of the command strace started (its only child)."""
+    children = Path(f"/proc/{strace_pid}/task/{strace_pid}/children").read_text().split()
+    return int(children[0])
+
+
 def tally(trace: Path) -> tuple[Counter[str], Counter[str]]:
     """Bytes written per file name suffix, and fsync-like calls per file."""
     written: Counter[str] = Counter()
@@ -106,7 +113,8 @@ def main() -> int:
                     return 1
                 time.sleep(1.0)
             time.sleep(5.0)  # the last fixes, commits and acknowledgements
-            proc.send_signal(signal.SIGTERM)
+            # SIGTERM to the agent itself: strace (the process started here) does not pass it on
+            os.kill(_traced_child(proc.pid), signal.SIGTERM)
             proc.wait(60)
         finally:
             if proc.poll() is None:

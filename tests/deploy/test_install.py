@@ -244,3 +244,19 @@ def test_install_again_upgrades_into_a_new_venv_keeps_the_config_and_rolls_back(
     back = _run(["sh", str(SCRIPT), "--root", str(installed.root), "--rollback"], installed.env)
     assert f"-> {first} (was {second})" in back
     assert os.readlink(link) == first and os.readlink(installed.path(VENV + ".previous")) == second
+
+
+def test_installed_package_finds_its_shipped_dbc_set(installed: Installed) -> None:
+    code = "from agent import shipped; print(shipped.demo_dbc()); print(shipped.demo_map())"
+    found = subprocess.run(
+        [str(installed.path(VENV) / "bin" / "python"), "-c", code],
+        capture_output=True,
+        text=True,
+        env=installed.env,
+        cwd=installed.root,
+        check=True,
+    ).stdout.split()
+    share = installed.path(VENV).resolve() / "share" / "edgemon" / "dbc"
+    resolved = [Path(p).resolve() for p in found]
+    assert resolved == [share / "demo_vehicle.dbc", share / "demo_vehicle.map.toml"]
+    assert all(Path(p).is_file() for p in found)

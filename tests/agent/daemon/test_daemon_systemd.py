@@ -70,3 +70,6 @@ def test_can_network_file_sets_bitrate_and_restart() -> None:
     assert network["CAN"]["BitRate"] and network["CAN"]["RestartSec"]
     template = (UNITS / "edgemon-can@.service").read_text()
     assert "restart-ms" in template and "bitrate" in template
+    # listen-only on by default, in both ways of bringing the link up
+    assert network["CAN"]["ListenOnly"] == "yes"
+    assert "listen-only ${LISTEN_ONLY}" in template and "LISTEN_ONLY=on" in template
