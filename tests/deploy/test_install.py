@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -24,7 +25,10 @@ from pathlib import Path
 import pytest
 import trustme
 
+from agent.wire import Topics
+from tests.agent.daemon.conftest import Collector
 from tests.conftest import DATA, ROOT
+from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.slow
 
@@ -260,3 +264,59 @@ def test_installed_package_finds_its_shipped_dbc_set(installed: Installed) -> No
     resolved = [Path(p).resolve() for p in found]
     assert resolved == [share / "demo_vehicle.dbc", share / "demo_vehicle.map.toml"]
     assert all(Path(p).is_file() for p in found)
+
+
+def _for_the_bench(config: Path, broker_port: int) -> Path:
+    """The installed configuration with what a bench changes: the recorded drive instead of can0
+    and the receiver, a local plain broker instead of the fleet's."""
+    text = config.read_text()
+    edits = {
+        'channel = "can0"': f'channel = "can0"\nreplay = "{DRIVE / "drive.log"}"\nreplay_speed = 0',
+        'port = "/dev/ttyACM0"': f'port = "{DRIVE / "drive.nmea"}"\nreplay_pace = "fast"',
+        'host = "broker.example.com"': 'host = "127.0.0.1"',
+        "port = 8883 ": f"port = {broker_port} ",
+    }
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    text = "\n".join(
+        line for line in text.splitlines() if not line.startswith(("ca_file", "cert_file", "key_"))
+    )
+    bench = config.with_name("agent-bench.toml")
+    bench.write_text(text + "\n")
+    return bench
+
+
+def test_the_unit_command_runs_the_drive_and_publishes_its_events(
+    installed: Installed, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = _finish_configuration(installed)
+    bench = _for_the_bench(config, mosquitto.port)
+    unit = _unit(installed.path("/etc/systemd/system/edgemon-agent.service"))["Service"]
+    argv = unit["ExecStart"].split()
+    argv = [str(installed.path(argv[0])), *argv[1:-1], str(bench)]  # the rooted paths
+    collector = Collector(mosquitto.host, mosquitto.port, [Topics().events("VF3ABCDEF12345678")])
+    log = tmp_path / "agent.log"
+    # what systemd gives the unit: its Environment= and $STATE_DIRECTORY
+    env = dict(installed.env, STATE_DIRECTORY=str(tmp_path / "state"))
+    env.update(item.split("=", 1) for item in unit["Environment"].split())
+    (tmp_path / "state").mkdir()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, cwd=installed.root, stdout=out, stderr=out)
+    try:
+        collector.wait_for(lambda c: len(c.payloads("/events")) >= 3, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        collector.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    events = [json.loads(p) for p in collector.payloads("/events")]
+    known = {m["id"] for m in json.loads((DRIVE / "monitors.json").read_text())}
+    assert {e["monitorId"] for e in events} <= known
+    assert "door-open" in {e["monitorId"] for e in events}  # decoded from the replayed frames
+    text = log.read_text()
+    assert "agent up: vin VF3ABCDEF12345678" in text and f"replay of {DRIVE}" in text
+    assert "event seq 1 acknowledged by the broker" in text
+    assert (tmp_path / "state" / "outbox.sqlite").is_file()  # the outbox in the state directory
