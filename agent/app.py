@@ -120,6 +120,8 @@ class CanReader:
                 log.error("%s; retrying in %.0f s", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
+        if self.source.is_open:
+            log.info("CAN bus %s: %s %s open", self.bus.name, self.bus.interface, self.bus.channel)
         while not self._stop.is_set():
             frame = self.source.recv(0.25)
             if frame is not None:

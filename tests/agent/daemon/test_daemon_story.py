@@ -58,6 +58,8 @@ def test_startup_summary_and_each_event_committed_then_acknowledged(
     assert "monitors: oil-story 'oil above 120'; local file " in text
     assert any(m.startswith("clock: policy auto, source ") for m in logged)
     assert f"MQTT: connected to 127.0.0.1:{mosquitto.port}" in logged
+    opened = [m for m in logged if m.startswith("CAN bus can0: virtual edgemon-")]
+    assert len(opened) == 1 and opened[0].endswith(" open")
     # each event, committed then acknowledged, tied by its sequence number
     for seq in (1, 2):
         committed = [m for m in logged if m.startswith(f"event seq {seq} committed: ")]
