@@ -320,3 +320,40 @@ def test_the_unit_command_runs_the_drive_and_publishes_its_events(
     assert "agent up: vin VF3ABCDEF12345678" in text and f"replay of {DRIVE}" in text
     assert "event seq 1 acknowledged by the broker" in text
     assert (tmp_path / "state" / "outbox.sqlite").is_file()  # the outbox in the state directory
+
+
+def test_dbc_update_checks_the_new_set_switches_and_rolls_back(
+    installed: Installed, tmp_path: Path
+) -> None:
+    _finish_configuration(installed)
+    conf = installed.path(CONF)
+    update = [str(ROOT / "scripts" / "dbc-update.sh"), "--root", str(installed.root)]
+    before = os.readlink(conf / "dbc")
+    # a set whose map names a signal its DBC lacks: refused, removed, the link untouched
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(ROOT / "dbc" / "demo_vehicle.dbc", broken)
+    map_text = (ROOT / "dbc" / "demo_vehicle.map.toml").read_text()
+    (broken / "demo_vehicle.map.toml").write_text(
+        map_text.replace("EngineData.OilTemp", "EngineData.NoSuchSignal")
+    )
+    refused = subprocess.run(
+        ["sh", *update, "install", "v2-broken", str(broken)],
+        capture_output=True, text=True, env=installed.env, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "does not pass the check" in refused.stderr
+    assert "NoSuchSignal" in refused.stdout + refused.stderr
+    assert os.readlink(conf / "dbc") == before and not (conf / "dbc.d" / "v2-broken").exists()
+    # a good set: checked with the configuration and monitors, then switched to
+    good = tmp_path / "good"
+    good.mkdir()
+    for name in ("demo_vehicle.dbc", "demo_vehicle.map.toml"):
+        shutil.copy(ROOT / "dbc" / name, good)
+    log = _run(["sh", *update, "install", "v2", str(good)], installed.env)
+    assert "check: 6 of 6 monitor(s) valid, 0 problem(s)" in log
+    assert os.readlink(conf / "dbc") == "dbc.d/v2"
+    assert os.readlink(conf / "dbc.previous") == before
+    assert not list(conf.glob(".dbc-update-check*"))  # the temporary config is gone
+    _run(["sh", *update, "rollback"], installed.env)
+    assert os.readlink(conf / "dbc") == before
+    assert os.readlink(conf / "dbc.previous") == "dbc.d/v2"
