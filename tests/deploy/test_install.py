@@ -276,9 +276,11 @@ def _for_the_bench(config: Path, broker_port: int) -> Path:
         'host = "broker.example.com"': 'host = "127.0.0.1"',
         "port = 8883 ": f"port = {broker_port} ",
     }
-    for old, new in edits.items():
-        assert old in text, old
-        text = text.replace(old, new)
+    lines = text.splitlines()
+    for old, new in edits.items():  # the first active (uncommented) line of each
+        index = next(i for i, line in enumerate(lines) if line.startswith(old))
+        lines[index] = lines[index].replace(old, new)
+    text = "\n".join(lines)
     text = "\n".join(
         line for line in text.splitlines() if not line.startswith(("ca_file", "cert_file", "key_"))
     )
