@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from agent import __version__
+from agent.commands import chosen_level
 from agent.errors import EdgemonError
 
 # name -> (module, one-line help). Modules are imported lazily: `check` must not pay for paho.
@@ -33,10 +34,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgemon-agent", description="edgemon vehicle agent")
     parser.add_argument("--version", action="version", version=f"edgemon-agent {__version__}")
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
+    _verbosity(parser, 0)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+        _verbosity(sub_parser, argparse.SUPPRESS)
         if name == chosen:
             module = importlib.import_module(module_name)
             module.add_arguments(sub_parser)
@@ -44,11 +47,22 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+def _verbosity(parser: argparse.ArgumentParser, default: object) -> None:
+    """``-v``/``-q`` (repeatable) on the top level and on every command: one step of log level
+    each (-v: DEBUG; -q: WARNING, -qq: ERROR); ``run`` lets them override ``log_level``."""
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default, help="more log output (repeat)"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="count", default=default, help="less log output (repeat)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(arguments).parse_args(arguments)
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
+        level=chosen_level(args) or logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

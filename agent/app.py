@@ -53,6 +53,7 @@ from agent.sdnotify import Notifier
 from agent.sources.can import BusConfig, CanSource, read_log
 from agent.sources.gps import FixSource, make_fix_source
 from agent.state import VehicleState
+from agent.story import committed_line, startup_lines
 from agent.wire import Topics, status_to_json
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class CanReader:
                 log.error("%s; retrying in %.0f s", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
+        if self.source.is_open:
+            log.info("CAN bus %s: %s %s open", self.bus.name, self.bus.interface, self.bus.channel)
         while not self._stop.is_set():
             frame = self.source.recv(0.25)
             if frame is not None:
@@ -263,13 +266,10 @@ class Agent:
             self.gps.start()
         self.link.start()
         applied = len(self.sync.applied())
-        log.info(
-            "agent up: vin %s, %d bus(es), %d monitor(s), outbox depth %d",
-            self.config.vin,
-            len(self.readers),
-            applied,
-            self.outbox.depth(),
-        )
+        signals = self.engine.wanted_names()
+        monitors = self.engine.monitors()
+        for line in startup_lines(self.config, signals, monitors, self.clock, self.outbox.depth()):
+            log.info("%s", line)
         self.notifier.ready(f"running; {applied} monitor(s); outbox {self.outbox.depth()}")
 
     def _wait_time(self, *deadlines: float) -> float:
@@ -388,6 +388,10 @@ class Agent:
             return
         self._held = []
         self.events_committed += len(batch)
+        if log.isEnabledFor(logging.INFO):
+            labels = {m.id: m.label for m in self.engine.monitors()}
+            for event in batch:
+                log.info("%s", committed_line(event, labels.get(event.monitor_id)))
 
     # -- monitors --------------------------------------------------------------------------------
 

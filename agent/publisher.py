@@ -41,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.config import MqttConfig
 from agent.errors import ConfigError, Problem
 from agent.outbox import Outbox
+from agent.story import acked_line, payload_about
 from agent.wire import Topics
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,10 @@ class MqttLink:
         self.counters["connect_failures"] += 1
         delay = backoff_delay(attempt, *self._backoff_range(), self._rng)
         if reason != self.last_error or attempt % 10 == 0:
-            log.error("MQTT: %s; retrying in %.1f s", reason, delay)
+            # an unreachable broker is routine in a car (no coverage); a refusal is a setup error
+            refused = any(word in reason for word in ("broker refused", "TLS", "certificate"))
+            level = logging.ERROR if refused else logging.WARNING
+            log.log(level, "MQTT: %s; retrying in %.1f s", reason, delay)
         self.last_error = reason
         self._sink(ConnectFailed(reason, delay))
         self._stopping.wait(delay)
@@ -261,10 +265,9 @@ class MqttLink:
     def _connect(self, client: mqtt.Client) -> None:
         cfg = self.config
         self._last_connect_ok = False
-        self._refusal = (
-            f"connection to {cfg.host}:{cfg.port} closed before CONNACK"
-            " (client certificate refused?)"
-        )
+        self._refusal = f"connection to {cfg.host}:{cfg.port} closed before CONNACK"
+        if cfg.tls and cfg.cert_file is not None:  # a TLS broker drops a refused client cert so
+            self._refusal += " (client certificate refused?)"
         if cfg.protocol == "5":
             client.connect(cfg.host, cfg.port, cfg.keepalive, clean_start=True)
         else:
@@ -378,7 +381,8 @@ class EventPump:
         self.link = link
         self.topics = topics
         self.window = window
-        self._inflight: dict[int, tuple[str, int]] = {}  # mid -> (event_id, seq), this generation
+        # mid -> (event_id, seq, monitor id and refresh for the log), this generation
+        self._inflight: dict[int, tuple[str, int, tuple[str | None, bool | None]]] = {}
         self._generation = -1
         self._last_seq = 0
         self._clock = clock
@@ -418,9 +422,10 @@ class EventPump:
             entry = self._inflight.pop(event.mid, None)
             if entry is None:
                 continue
-            event_id, seq = entry
+            event_id, seq, about = entry
             if event.ok:
                 ids.append(event_id)
+                log.info("%s", acked_line(seq, event_id, *about))
             elif event.no_subscribers:
                 self._nobody_listened(seq)
             else:
@@ -465,7 +470,8 @@ class EventPump:
             mid = self.link.publish(self.topics.events(item.vin), item.payload, qos=1)
             if mid < 0:
                 break
-            self._inflight[mid] = (item.event_id, item.seq)
+            about = payload_about(item.payload) if log.isEnabledFor(logging.INFO) else (None, None)
+            self._inflight[mid] = (item.event_id, item.seq, about)
             self._last_seq = item.seq
             sent += 1
         self._tokens -= sent

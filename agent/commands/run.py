@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from agent.commands import chosen_level
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -24,9 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _configure_logging(level: str, debug: bool) -> None:
+def _configure_logging(level: str, chosen: int | None) -> None:
+    """``chosen`` (``--debug``, ``-v``, ``-q``) wins over the configuration's ``log_level``."""
     root = logging.getLogger()
-    root.setLevel(logging.DEBUG if debug else getattr(logging, level.upper(), logging.INFO))
+    root.setLevel(chosen if chosen is not None else getattr(logging, level.upper(), logging.INFO))
     journald = bool(os.environ.get("JOURNAL_STREAM"))
     for handler in root.handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
@@ -41,7 +44,7 @@ def execute(args: argparse.Namespace) -> int:
     from agent.config import load_config  # noqa: PLC0415
 
     config = load_config(args.config)
-    _configure_logging(config.log_level, bool(getattr(args, "debug", False)))
+    _configure_logging(config.log_level, chosen_level(args))
     agent = Agent(config)
 
     def stop(signum: int, _frame: FrameType | None) -> None:

@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import ROOT
 
 UNITS = ROOT / "systemd"
-INSTALLED = "/opt/edgemon/.venv/bin/"
+INSTALLED = "/opt/edgemon/venv/bin/"  # the gateway's venv (scripts/install-gateway.sh)
+BACKEND_INSTALLED = "/opt/edgemon/.venv/bin/"
 
 
 def _unit(name: str) -> configparser.RawConfigParser:
@@ -30,6 +31,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     names = []
     for unit in sorted(UNITS.glob("*.service")):
         text = unit.read_text().replace(INSTALLED, f"{scripts}/")
+        text = text.replace(BACKEND_INSTALLED, f"{scripts}/")
         name = unit.name.replace("@.", "@can0.")  # verify a template through one instance
         (tmp_path / name).write_text(text)
         names.append(name)
@@ -68,3 +70,6 @@ def test_can_network_file_sets_bitrate_and_restart() -> None:
     assert network["CAN"]["BitRate"] and network["CAN"]["RestartSec"]
     template = (UNITS / "edgemon-can@.service").read_text()
     assert "restart-ms" in template and "bitrate" in template
+    # listen-only on by default, in both ways of bringing the link up
+    assert network["CAN"]["ListenOnly"] == "yes"
+    assert "listen-only ${LISTEN_ONLY}" in template and "LISTEN_ONLY=on" in template
