@@ -24,12 +24,13 @@ from cantools.database.can import Database, Message, Signal
 from agent.dbc_repair import DbcRepairError, repair_dbc_text
 from agent.errors import DbcError
 from agent.model import SignalInfo, SignalKind, Value
+from agent.shipped import demo_dbc, demo_map
 
 log = logging.getLogger(__name__)
 
-_ROOT = Path(__file__).resolve().parent.parent
-DEMO_DBC = _ROOT / "dbc" / "demo_vehicle.dbc"
-DEMO_MAP = _ROOT / "dbc" / "demo_vehicle.map.toml"
+# The installed package's shipped set (<venv>/share/edgemon/dbc), else this checkout's dbc/.
+DEMO_DBC = demo_dbc()
+DEMO_MAP = demo_map()
 
 # Key of a message in a bus's id table: the id, with bit 31 set for extended (29-bit) ids.
 EXTENDED_FLAG = 0x8000_0000
