@@ -41,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.config import MqttConfig
 from agent.errors import ConfigError, Problem
 from agent.outbox import Outbox
+from agent.paho_compat import stop_network_loop
 from agent.story import acked_line, payload_about
 from agent.wire import Topics
 
@@ -243,7 +244,7 @@ class MqttLink:
                 self._refusal = f"no CONNACK from {self.config.host}:{self.config.port}"
                 client.disconnect()
                 break
-        client.loop_stop()
+        stop_network_loop(client)
         self._connected.clear()
 
     def _backoff_range(self) -> tuple[float, float]:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, WireError
 from backend.broker import connect_properties, mqtt_client, network_alive
 from backend.config import LimitsConfig, MqttConfig
@@ -247,7 +248,7 @@ class MqttIngest:
     def stop(self) -> None:
         self._stopping.set()
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_network_loop(self._client)
         with contextlib.suppress(queue.Full):
             self._inbox.put(None, timeout=10)
         self._worker.join(timeout=10)

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics
 from backend.broker import connect_properties, mqtt_client, network_alive
 from backend.config import LimitsConfig, MqttConfig
@@ -126,7 +127,7 @@ class MqttMonitorChannel:
 
     def stop(self) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_network_loop(self._client)
 
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object

@@ -15,6 +15,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.paho_compat import stop_network_loop
+
 WAIT = 20.0  # generous: the machine is shared; only a broker that never answers hits it
 
 
@@ -142,4 +144,4 @@ class Client:
 
     def close(self) -> None:
         self._client.disconnect()
-        self._client.loop_stop()
+        stop_network_loop(self._client)
