@@ -22,6 +22,7 @@ class SignalState:
     timestamp: float  # time of the last frame that carried the signal
     changed_at: float  # time the value last changed
     max_age: float | None  # seconds after ``timestamp`` when the value goes stale; None = never
+    resumed_at: float  # time of the frame that made it known: the first, or the first after stale
 
     def stale(self, now: float) -> bool:
         return self.max_age is not None and older_than(now, self.timestamp, self.max_age)
@@ -41,7 +42,7 @@ class VehicleState:
         or when it brings back a signal that was stale (``changed_at`` then stays)."""
         current = self._signals.get(name)
         if current is None:
-            self._signals[name] = SignalState(value, None, timestamp, timestamp, max_age)
+            self._signals[name] = SignalState(value, None, timestamp, timestamp, max_age, timestamp)
             return True
         old_age = current.max_age
         back = (  # the float test first: the common case costs one subtraction
@@ -51,6 +52,8 @@ class VehicleState:
         )
         current.timestamp = timestamp
         current.max_age = max_age
+        if back:
+            current.resumed_at = timestamp
         if current.value == value and type(current.value) is type(value):
             return back
         current.previous = current.value

@@ -153,6 +153,11 @@ class DataState:
             return result
         return self._evaluate(ctx)
 
+    def resume(self) -> None:
+        """The data was unknown (stale) until now: forget what held before the stretch."""
+        self.last = None
+        self.since = None
+
     def _read(self, ctx: Context) -> tuple[Value, Value | None, float] | None:
         if self.gps:
             found = gps_value(self.trigger.data, ctx.state.fix, ctx.now)

@@ -9,14 +9,20 @@ are returned), so a restart inside a zone sends no duplicate. A paused monitor i
 
 Work is proportional to what changes: ``on_change`` re-evaluates only monitors that read a
 changed name, ``on_fix`` only those that read the position; time windows, dwell, minimum
-durations, rate windows, reminders and staleness run from a heap of deadlines (``tick``).
+durations, rate windows and reminders run from a heap of deadlines (``tick``).
 
 Time is exact to the microsecond (issue 19): the heap holds integer microseconds
 (``agent.instants``) and ``tick`` runs every deadline whose microsecond has come, so a deadline
-computed as ``since + minimum`` is due at ``since + minimum``. Staleness is exact too: each
-watched name is looked at one microsecond after its newest frame's limit (no coarser grid), and
-before a monitor is decided on a change of some of its data, its other triggers are evaluated
-again, so a cached answer about data that has gone stale meanwhile is never re-used.
+computed as ``since + minimum`` is due at ``since + minimum``.
+
+Staleness is exact to its limit without watching the clock (issue 19). Going stale alone never
+fires (unknown only takes truth away), so it needs no deadline; what matters is that no decision
+uses a stale answer and that a stale stretch resets what it must:
+- a decision re-evaluates every trigger of the monitor (``_run``, or ``_refresh_others`` after a
+  change), so an answer cached before the data went stale is never re-used;
+- the frame that brings a stale signal back is a change (``VehicleState.update``) that reaches
+  every reader of the name and first clears their memory (hysteresis, minimum duration): the
+  stretch was unknown, whether or not anything looked at it meanwhile.
 """
 
 from __future__ import annotations
@@ -43,7 +49,6 @@ from agent.monitors.runtime import MonitorRuntime, by_order
 from agent.monitors.schedule import TimeTrigger
 from agent.monitors.signals import GpsCatalog, resolve_in_use, with_gps
 from agent.monitors.triggers import (
-    PAST_US,
     Context,
     DataState,
     TimeState,
@@ -94,11 +99,10 @@ class Engine:
         self._runtimes: dict[str, MonitorRuntime] = {}
         self._by_name: dict[str, dict[str, MonitorRuntime]] = {}
         self._by_fix: dict[str, MonitorRuntime] = {}
-        # (when in microseconds, tiebreak, monitor id or name, version; -1 for a name)
+        # (when in microseconds, tiebreak, monitor id, version)
         self._heap: list[tuple[int, int, str, int]] = []
         self._tiebreak = 0
         self._order = 0
-        self._name_watch: dict[str, int] = {}  # name -> first microsecond it is stale
         self._index: dict[str, NameIndex] = {}  # name -> its readers, by critical value
         self._head: float | None = None  # next_deadline's answer while _head_valid
         self._head_valid = False  # cleared by anything that changes the heap or its entries
@@ -178,7 +182,7 @@ class Engine:
         """New values: look only at the triggers a change can affect (``NameIndex``), then
         decide the monitors whose trigger values moved. Kept lean: it runs for every frame that
         changes a value."""
-        index_of, watched, cell_of = self._index.get, self._name_watch, state.get
+        index_of, cell_of = self._index.get, state.get
         work: list[list[Entry]] | None = None
         for name in names:
             index = index_of(name)
@@ -186,17 +190,25 @@ class Engine:
                 continue
             gap = index.gap
             if gap is not None and index.state is state:
+                known = index.cell
                 try:
-                    if gap[0] < index.cell.value < gap[1]:  # type: ignore[operator,union-attr]
+                    if (
+                        gap[0] < known.value < gap[1]  # type: ignore[operator,union-attr]
+                        and known.resumed_at != known.timestamp  # type: ignore[union-attr]
+                    ):
                         continue  # between the same two critical values: nothing can move
                 except TypeError:  # not a number after all: the full look below copes
                     pass
             cell = cell_of(name)
-            if name not in watched:
-                self._watch(name, state)
             if cell is None or (cell.max_age is not None and cell.stale(now)):
                 index.forget()
                 entries = index.entries
+            elif cell.resumed_at == cell.timestamp:  # first value, or back after a stale stretch
+                index.forget()
+                for _, _, reader in index.entries:
+                    reader.resume()
+                entries = index.affected(cell.value)
+                index.cell, index.state = cell, state
             else:
                 entries = index.affected(cell.value)
                 index.cell, index.state = cell, state  # the cell stays: the shortcut reads it
@@ -266,19 +278,14 @@ class Engine:
         if self._head_valid:
             return self._head
         heap = self._heap
-        watched, runtimes = self._name_watch, self._runtimes
+        runtimes = self._runtimes
         head = None
         while heap:
             when, _, key, version = heap[0]
-            if version < 0:
-                if watched.get(key) == when:
-                    head = when
-                    break
-            else:
-                runtime = runtimes.get(key)
-                if runtime is not None and runtime.version == version:
-                    head = when
-                    break
+            runtime = runtimes.get(key)
+            if runtime is not None and runtime.version == version:
+                head = when
+                break
             heapq.heappop(heap)
         self._head = None if head is None else from_us(head)
         self._head_valid = True
@@ -295,19 +302,13 @@ class Engine:
             entry = heapq.heappop(heap)
             if not self._live(entry):
                 continue
-            _, _, key, version = entry
-            if version < 0:  # a watched name
-                self._check_name(key, state, now, due)
-            else:
-                due[key] = self._runtimes[key]
+            due[entry[2]] = self._runtimes[entry[2]]
         return self._run(due, state, now)
 
     # -- internals -----------------------------------------------------------------------------
 
     def _live(self, entry: tuple[int, int, str, int]) -> bool:
-        when, _, key, version = entry
-        if version < 0:
-            return self._name_watch.get(key) == when
+        _, _, key, version = entry
         runtime = self._runtimes.get(key)
         return runtime is not None and runtime.version == version
 
@@ -315,40 +316,6 @@ class Engine:
         self._head_valid = False
         self._tiebreak += 1
         heapq.heappush(self._heap, (when, self._tiebreak, key, version))
-
-    def _watch(self, name: str, state: VehicleState) -> None:
-        """Schedule a look at ``name`` when it would go stale without frames (one per name: the
-        look re-arms itself at the new expiry while frames keep coming)."""
-        if name in self._name_watch:
-            return
-        cell = state.get(name)
-        if cell is None or cell.max_age is None:
-            return
-        self._expiry(name, cell.timestamp, cell.max_age)
-
-    def _expiry(self, name: str, timestamp: float, max_age: float) -> None:
-        when = to_us(timestamp) + to_us(max_age) + PAST_US
-        self._name_watch[name] = when
-        self._push(when, name, -1)
-
-    def _check_name(
-        self, name: str, state: VehicleState, now: float, due: dict[str, MonitorRuntime]
-    ) -> None:
-        del self._name_watch[name]
-        self._head_valid = False
-        cell = state.get(name)
-        if cell is None or cell.max_age is None:
-            return
-        expiry = to_us(cell.timestamp) + to_us(cell.max_age) + PAST_US
-        if expiry > to_us(now):  # refreshed by frames meanwhile: watch the new expiry
-            self._name_watch[name] = expiry
-            self._push(expiry, name, -1)
-            return
-        # just went stale: unknown now. Its next frame, even with the same value, is a change
-        # (``VehicleState.update``) that reaches ``on_change``, which watches it again.
-        due.update(self._by_name.get(name) or {})
-        if name in self._index:
-            self._index[name].forget()  # its next value: look at every reader
 
     def _run(self, due: dict[str, MonitorRuntime], state: VehicleState, now: float) -> list[Event]:
         """Evaluate every trigger of the ``due`` monitors (deadlines, fixes, staleness)."""

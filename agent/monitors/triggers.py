@@ -61,6 +61,9 @@ class ZoneState:
     def deadline(self) -> int | None:
         return self._deadline
 
+    def resume(self) -> None:
+        """Nothing to forget: the zone's memory is about fixes."""
+
     def value(self, ctx: Context) -> EventValue | None:
         return None
 
@@ -96,6 +99,9 @@ class TimeState:
 
     def deadline(self) -> int | None:
         return self._boundary
+
+    def resume(self) -> None:
+        """Nothing to forget: "in use" is read afresh at every evaluation."""
 
     def value(self, ctx: Context) -> EventValue | None:
         return None
