@@ -17,7 +17,7 @@ import operator
 from collections import deque
 from dataclasses import dataclass
 
-from agent.instants import older_than, to_us
+from agent.instants import SLACK_S, to_us
 from agent.model import EventValue, SignalInfo, SignalKind, Value
 from agent.monitors.data import (
     COMPARISONS,
@@ -132,7 +132,9 @@ class DataState:
         if self.simple:  # the hot path: a plain comparison on a fresh value
             cell = ctx.state.get(self.trigger.data)
             if cell is None or (
-                cell.max_age is not None and older_than(ctx.now, cell.timestamp, cell.max_age)
+                cell.max_age is not None
+                and ctx.now - cell.timestamp > cell.max_age - SLACK_S  # cheap test first
+                and cell.stale(ctx.now)
             ):
                 self.last = None
                 return None

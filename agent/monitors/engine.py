@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from agent.instants import US_PER_S, from_us, to_us
+from agent.instants import SLACK_S, US_PER_S, from_us, to_us
 from agent.model import Event
 from agent.monitors.extensions import event_extensions, event_values, wanted_for
 from agent.monitors.index import Entry, NameIndex
@@ -200,7 +200,11 @@ class Engine:
                 except TypeError:  # not a number after all: the full look below copes
                     pass
             cell = cell_of(name)
-            if cell is None or (cell.max_age is not None and cell.stale(now)):
+            if cell is None or (
+                cell.max_age is not None
+                and now - cell.timestamp > cell.max_age - SLACK_S  # cheap test first
+                and cell.stale(now)
+            ):
                 index.forget()
                 entries = index.entries
             elif cell.resumed_at == cell.timestamp:  # first value, or back after a stale stretch
