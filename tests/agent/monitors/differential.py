@@ -164,7 +164,7 @@ def expression(draw: st.DrawFn, names: list[str]) -> str:
     parts = [("!" if draw(st.booleans()) and draw(st.booleans()) else "") + n for n in names]
     while len(parts) > 1:
         i = draw(st.integers(0, len(parts) - 2))
-        op = draw(st.sampled_from(["&", "|"]))
+        op = draw(st.sampled_from(["&", "&", "|"]))
         joined = f"{parts[i]} {op} {parts[i + 1]}"
         parts[i : i + 2] = [f"({joined})" if draw(st.booleans()) else joined]
     return parts[0]

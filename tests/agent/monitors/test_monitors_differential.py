@@ -40,7 +40,7 @@ def test_kept_cases(path: Path) -> None:
 
 
 @settings(
-    max_examples=200,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
