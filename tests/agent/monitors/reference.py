@@ -20,6 +20,7 @@ Between two of those instants no answer can change, so looking there is looking 
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Iterable
@@ -237,15 +238,16 @@ def local_instant(wall: datetime, tz: ZoneInfo) -> int:
 
 def window_spans(window: DailyWindow, zone: str, around: int) -> list[tuple[int, int]]:
     """[open, close) of the windows opening on the local days around an instant."""
+    today = datetime.fromtimestamp(around / US, ZoneInfo(zone)).date()
+    return [_span(window, zone, today + timedelta(days=offset)) for offset in range(-3, 2)]
+
+
+@functools.cache  # a pure function of its arguments: computed once per day
+def _span(window: DailyWindow, zone: str, day: date) -> tuple[int, int]:
     tz = ZoneInfo(zone)
-    today = datetime.fromtimestamp(around / US, tz).date()
-    spans = []
-    for offset in range(-3, 2):
-        day: date = today + timedelta(days=offset)
-        wall = datetime(day.year, day.month, day.day) + timedelta(seconds=window.start_s)
-        close = wall + timedelta(seconds=window.duration_s)
-        spans.append((local_instant(wall, tz), local_instant(close, tz)))
-    return spans
+    wall = datetime(day.year, day.month, day.day) + timedelta(seconds=window.start_s)
+    close = wall + timedelta(seconds=window.duration_s)
+    return local_instant(wall, tz), local_instant(close, tz)
 
 
 def _time_answer(trigger: TimeTrigger, running: list[Reading], t: int) -> Truth:
@@ -346,22 +348,29 @@ class Reference:
     def _readings(history: list[Input], name: str) -> list[Reading]:
         return [i for i in history if isinstance(i, Reading) and i.name == name]
 
-    def _durations(self) -> set[int]:
-        found = {0}
+    def _durations(self) -> tuple[set[int], set[int]]:
+        """What may end by itself after a reading (a minimum duration, a rate window) and
+        after a fix (a dwell, the fix growing too old)."""
+        after_reading, after_fix = {0}, {0}
         for monitor in self.monitors:
             for trigger in monitor.triggers:
                 if isinstance(trigger, DataTrigger):
-                    found |= {us(trigger.min_duration_s), us(trigger.within_s or 0.0)}
+                    after_reading |= {us(trigger.min_duration_s), us(trigger.within_s or 0.0)}
                 elif isinstance(trigger, ZoneTrigger):
-                    found |= {us(trigger.min_dwell_s), us(trigger.gate.max_fix_age_s) + 1}
-        return found
+                    after_fix |= {us(trigger.min_dwell_s), us(trigger.gate.max_fix_age_s) + 1}
+        return after_reading, after_fix
 
     def instants(self, inputs: list[Input], start: int, end: int) -> list[int]:
         """Every instant where an answer may change by itself (besides the inputs)."""
         found = {start, end}
-        ages = {i.max_age + 1 for i in inputs if isinstance(i, Reading) and i.max_age}
+        after_reading, after_fix = self._durations()
         for item in inputs:
-            found |= {item.t + d for d in self._durations() | ages}
+            if isinstance(item, Position):
+                found |= {item.t + d for d in after_fix}
+                continue
+            found |= {item.t + d for d in after_reading}
+            if item.max_age is not None:
+                found.add(item.t + item.max_age + 1)  # stale from there
         for monitor in self.monitors:
             for trigger in monitor.triggers:
                 if isinstance(trigger, TimeTrigger):

@@ -39,8 +39,9 @@ def test_kept_cases(path: Path) -> None:
     assert pinned == case["expected"]  # the events the case was kept for
 
 
+@pytest.mark.timeout(900)  # a failure shrinks for up to 300 s (Hypothesis' own limit) first
 @settings(
-    max_examples=300,
+    max_examples=500,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
