@@ -1,14 +1,17 @@
 """The vehicle state: the latest value of every signal in use, and the latest GPS fix.
 
 Pure: values and timestamps go in, nothing reads a clock. A signal is *stale* once ``now`` is past
-its timestamp plus its ``max_age`` (cycle time x factor, set by whoever feeds it); a stale or
-missing signal reads as None, which the monitor engine treats as unknown.
+its timestamp plus its ``max_age`` (cycle time x factor, set by whoever feeds it), to the
+microsecond (``agent.instants``); a stale or missing signal reads as None, which the monitor
+engine treats as unknown. A frame that brings a stale signal back counts as a change (from
+unknown to a value) even when it carries the value the signal had before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.instants import SLACK_S, older_than
 from agent.model import Fix, Value
 
 
@@ -19,9 +22,10 @@ class SignalState:
     timestamp: float  # time of the last frame that carried the signal
     changed_at: float  # time the value last changed
     max_age: float | None  # seconds after ``timestamp`` when the value goes stale; None = never
+    resumed_at: float  # time of the frame that made it known: the first, or the first after stale
 
     def stale(self, now: float) -> bool:
-        return self.max_age is not None and now - self.timestamp > self.max_age
+        return self.max_age is not None and older_than(now, self.timestamp, self.max_age)
 
 
 class VehicleState:
@@ -34,15 +38,24 @@ class VehicleState:
     def update(
         self, name: str, value: Value, timestamp: float, max_age: float | None = None
     ) -> bool:
-        """Record a value; return True when it differs from the previous value (or is the first)."""
+        """Record a value; return True when it differs from the previous value (or is the first),
+        or when it brings back a signal that was stale (``changed_at`` then stays)."""
         current = self._signals.get(name)
         if current is None:
-            self._signals[name] = SignalState(value, None, timestamp, timestamp, max_age)
+            self._signals[name] = SignalState(value, None, timestamp, timestamp, max_age, timestamp)
             return True
+        old_age = current.max_age
+        back = (  # the float test first: the common case costs one subtraction
+            old_age is not None
+            and timestamp - current.timestamp > old_age - SLACK_S
+            and older_than(timestamp, current.timestamp, old_age)
+        )
         current.timestamp = timestamp
         current.max_age = max_age
+        if back:
+            current.resumed_at = timestamp
         if current.value == value and type(current.value) is type(value):
-            return False
+            return back
         current.previous = current.value
         current.value = value
         current.changed_at = timestamp

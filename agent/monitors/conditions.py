@@ -4,6 +4,11 @@ This is the engine's hot path (every changed signal reaches the triggers that re
 common case is kept short: a plain comparison is a precompiled one-argument test (C-level
 ``operator`` partials), tried directly on the state's value when it already has the signal's
 type. Rates keep a monotonic window (amortised O(1) per change) instead of scanning history.
+
+Time (issue 19): durations, rate windows and ages are compared on integer microseconds
+(``agent.instants``), and every deadline is the first microsecond at which the answer may change,
+so a trigger evaluated at its deadline sees the change there (``since + minimum`` is due at
+``since + minimum``; data older than its limit is stale one microsecond after it).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import operator
 from collections import deque
 from dataclasses import dataclass
 
+from agent.instants import SLACK_S, to_us
 from agent.model import EventValue, SignalInfo, SignalKind, Value
 from agent.monitors.data import (
     COMPARISONS,
@@ -26,8 +32,8 @@ from agent.monitors.expr import Truth
 from agent.monitors.signals import GPS_MAX_AGE_S, gps_value
 from agent.state import VehicleState
 
-# A deadline a little after the exact instant: staleness and ages compare with ">".
-EPSILON_S = 0.001
+# Staleness and ages compare with ">": the first instant past a limit is one microsecond after.
+PAST_US = 1
 _NATIVE: dict[SignalKind, tuple[type, ...]] = {
     SignalKind.NUMBER: (float, int),
     SignalKind.BOOLEAN: (bool,),
@@ -40,6 +46,7 @@ class Context:
     state: VehicleState
     now: float
     changed: frozenset[str] | set[str]  # names whose value just changed (onChange pulses)
+    now_us: int  # ``now`` in whole microseconds: every deadline comparison uses it
 
 
 def compile_test(op: str, args: tuple[Value, ...], widen: float = 0.0) -> Test:
@@ -50,17 +57,17 @@ def compile_test(op: str, args: tuple[Value, ...], widen: float = 0.0) -> Test:
 class RateWindow:
     """Lowest (risesBy) or highest (fallsBy) value held at any time in the last ``within`` s.
 
-    Entries are [start, value, end]: a value is held from its change until the next change; one
-    that ended before ``now - within`` has left the window. A monotonic deque keeps only values
-    that can still be the extreme."""
+    Entries are [start, value, end] (times in microseconds): a value is held from its change
+    until the next change; one that ended at or before ``now - within`` has left the window. A
+    monotonic deque keeps only values that can still be the extreme."""
 
     def __init__(self, within: float, lowest: bool) -> None:
-        self.within = within
+        self.within = to_us(within)
         self.better = operator.le if lowest else operator.ge
         self.items: deque[list[float | None]] = deque()
         self.last: list[float | None] | None = None
 
-    def add(self, start: float, value: float) -> None:
+    def add(self, start: int, value: float) -> None:
         if self.last is not None and self.last[1] == value:
             return
         if self.last is not None:
@@ -72,15 +79,16 @@ class RateWindow:
         items.append(entry)
         self.last = entry
 
-    def extreme(self, now: float) -> tuple[float, float | None]:
-        """The extreme value, and when it may change by itself (None: only on a new value)."""
+    def extreme(self, now: int) -> tuple[float, int | None]:
+        """The extreme value, and when it may change by itself (None: only on a new value);
+        ``now`` and the answer in microseconds."""
         items = self.items
         while len(items) > 1 and items[0][2] is not None and items[0][2] <= now - self.within:
             items.popleft()
         end = items[0][2]
         value = items[0][1]
         assert value is not None
-        return value, None if end is None else end + self.within + EPSILON_S
+        return value, None if end is None else int(end) + self.within
 
 
 class DataState:
@@ -114,16 +122,19 @@ class DataState:
             else None
         )
         self.last: Truth = None
-        self.since: float | None = None  # raw condition true since (minDurationSeconds)
+        self.min_duration_us = to_us(trigger.min_duration_s)
+        self.since: int | None = None  # raw condition true since, microseconds (minDuration)
         self.seen_start = False
         self.blocked = False  # `previous` failed at the transition: false until raw is false
-        self._deadline: float | None = None
+        self._deadline: int | None = None
 
     def evaluate(self, ctx: Context) -> Truth:
         if self.simple:  # the hot path: a plain comparison on a fresh value
             cell = ctx.state.get(self.trigger.data)
             if cell is None or (
-                cell.max_age is not None and ctx.now - cell.timestamp > cell.max_age
+                cell.max_age is not None
+                and ctx.now - cell.timestamp > cell.max_age - SLACK_S  # cheap test first
+                and cell.stale(ctx.now)
             ):
                 self.last = None
                 return None
@@ -144,13 +155,18 @@ class DataState:
             return result
         return self._evaluate(ctx)
 
+    def resume(self) -> None:
+        """The data was unknown (stale) until now: forget what held before the stretch."""
+        self.last = None
+        self.since = None
+
     def _read(self, ctx: Context) -> tuple[Value, Value | None, float] | None:
         if self.gps:
             found = gps_value(self.trigger.data, ctx.state.fix, ctx.now)
             fix = ctx.state.fix
             if found is None or fix is None:
                 return None
-            self._soon(fix.timestamp + GPS_MAX_AGE_S + EPSILON_S)
+            self._soon(to_us(fix.timestamp) + to_us(GPS_MAX_AGE_S) + PAST_US)
             return found, None, fix.timestamp
         cell = ctx.state.get(self.trigger.data)
         if cell is None or cell.stale(ctx.now):
@@ -168,7 +184,7 @@ class DataState:
             return None
         _, previous, changed_at = read
         raw = self._raw(value, previous, changed_at, ctx)
-        result = self._durations(raw, ctx.now)
+        result = self._durations(raw, ctx.now_us)
         if result and self.last is not True and not self._previous_ok(previous, info):
             self.blocked = True
         if not raw:
@@ -180,12 +196,18 @@ class DataState:
 
     def _raw(self, value: Value, previous: Value | None, changed_at: float, ctx: Context) -> bool:
         trigger = self.trigger
-        if trigger.op == "onChange":
-            return trigger.data in ctx.changed and previous is not None
+        if trigger.op == "onChange":  # a frame that only brings a stale signal back is no change
+            cell = ctx.state.get(trigger.data)
+            return (
+                trigger.data in ctx.changed
+                and previous is not None
+                and cell is not None
+                and cell.changed_at == cell.timestamp
+            )
         if self.rate is not None:
             number = float(value)
-            self.rate.add(changed_at, number)
-            extreme, when = self.rate.extreme(ctx.now)
+            self.rate.add(to_us(changed_at), number)
+            extreme, when = self.rate.extreme(ctx.now_us)
             if when is not None:
                 self._soon(when)
             delta = trigger.delta or 0.0
@@ -199,22 +221,23 @@ class DataState:
         except TypeError:
             return False
 
-    def _durations(self, raw: bool, now: float) -> bool | None:
-        minimum = self.trigger.min_duration_s
+    def _durations(self, raw: bool, now_us: int) -> bool | None:
+        minimum = self.min_duration_us
         if not raw:
             self.since = None
             return False
         if not minimum:
             return True
         if self.since is None:
-            self.since = now
+            self.since = now_us
             self.seen_start = self.last is not None
-        if now - self.since >= minimum:
+        due = self.since + minimum  # the deadline and the test are the same integer
+        if now_us >= due:
             return True
-        self._soon(self.since + minimum)
+        self._soon(due)
         return False if self.seen_start else None
 
-    def _soon(self, when: float) -> None:
+    def _soon(self, when: int) -> None:
         self._deadline = when if self._deadline is None else min(self._deadline, when)
 
     def _previous_ok(self, previous: Value | None, info: SignalInfo) -> bool:
@@ -224,7 +247,8 @@ class DataState:
             return False
         return as_kind(previous, info) in self.previous_ok
 
-    def deadline(self) -> float | None:
+    def deadline(self) -> int | None:
+        """When the answer may change by itself, in microseconds (None: only on new data)."""
         return None if self.simple else self._deadline
 
     def value(self, ctx: Context) -> EventValue | None:

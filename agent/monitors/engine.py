@@ -9,17 +9,30 @@ are returned), so a restart inside a zone sends no duplicate. A paused monitor i
 
 Work is proportional to what changes: ``on_change`` re-evaluates only monitors that read a
 changed name, ``on_fix`` only those that read the position; time windows, dwell, minimum
-durations, rate windows, reminders and staleness run from a heap of deadlines (``tick``).
+durations, rate windows and reminders run from a heap of deadlines (``tick``).
+
+Time is exact to the microsecond (issue 19): the heap holds integer microseconds
+(``agent.instants``) and ``tick`` runs every deadline whose microsecond has come, so a deadline
+computed as ``since + minimum`` is due at ``since + minimum``.
+
+Staleness is exact to its limit without watching the clock (issue 19). Going stale alone never
+fires (unknown only takes truth away), so it needs no deadline; what matters is that no decision
+uses a stale answer and that a stale stretch resets what it must:
+- a decision re-evaluates every trigger of the monitor (``_run``, or ``_refresh_others`` after a
+  change), so an answer cached before the data went stale is never re-used;
+- the frame that brings a stale signal back is a change (``VehicleState.update``) that reaches
+  every reader of the name and first clears their memory (hysteresis, minimum duration): the
+  stretch was unknown, whether or not anything looked at it meanwhile.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
-import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+from agent.instants import SLACK_S, US_PER_S, from_us, to_us
 from agent.model import Event
 from agent.monitors.extensions import event_extensions, event_values, wanted_for
 from agent.monitors.index import Entry, NameIndex
@@ -36,7 +49,6 @@ from agent.monitors.runtime import MonitorRuntime, by_order
 from agent.monitors.schedule import TimeTrigger
 from agent.monitors.signals import GpsCatalog, resolve_in_use, with_gps
 from agent.monitors.triggers import (
-    EPSILON_S,
     Context,
     DataState,
     TimeState,
@@ -58,11 +70,6 @@ __all__ = [
     "SeededIds",
     "Sequence",
 ]
-
-STALE_RECHECK_S = 1.0  # while a name is stale, look every second whether frames came back
-# Fresh names are looked at no more often than this: a stale signal is seen as unknown at most
-# this late (on top of its own max age), and fast signals (20 ms) cost no heap churn per frame.
-STALE_LOOK_S = 1.0
 
 
 def _random_ids(now: float) -> str:
@@ -92,12 +99,11 @@ class Engine:
         self._runtimes: dict[str, MonitorRuntime] = {}
         self._by_name: dict[str, dict[str, MonitorRuntime]] = {}
         self._by_fix: dict[str, MonitorRuntime] = {}
-        self._heap: list[tuple[float, int, str, int]] = []  # (when, tiebreak, id or name, version)
+        # (when in microseconds, tiebreak, monitor id, version)
+        self._heap: list[tuple[int, int, str, int]] = []
         self._tiebreak = 0
         self._order = 0
-        self._name_watch: dict[str, float] = {}  # name -> when it goes stale (or recheck)
         self._index: dict[str, NameIndex] = {}  # name -> its readers, by critical value
-        self._stale: set[str] = set()  # watched names found stale at their last look
         self._head: float | None = None  # next_deadline's answer while _head_valid
         self._head_valid = False  # cleared by anything that changes the heap or its entries
 
@@ -123,8 +129,8 @@ class Engine:
             return
         # evaluated at the next tick, whatever ``now`` is then (time-only monitors need it)
         runtime.version += 1
-        runtime.deadline = 0.0
-        self._push(0.0, monitor.id, runtime.version)
+        runtime.deadline = 0
+        self._push(0, monitor.id, runtime.version)
         for name in runtime.names:
             self._by_name.setdefault(name, {})[monitor.id] = runtime
             index = self._index.get(name)
@@ -176,7 +182,7 @@ class Engine:
         """New values: look only at the triggers a change can affect (``NameIndex``), then
         decide the monitors whose trigger values moved. Kept lean: it runs for every frame that
         changes a value."""
-        index_of, watched, cell_of = self._index.get, self._name_watch, state.get
+        index_of, cell_of = self._index.get, state.get
         work: list[list[Entry]] | None = None
         for name in names:
             index = index_of(name)
@@ -184,17 +190,29 @@ class Engine:
                 continue
             gap = index.gap
             if gap is not None and index.state is state:
+                known = index.cell
                 try:
-                    if gap[0] < index.cell.value < gap[1]:  # type: ignore[operator,union-attr]
+                    if (
+                        gap[0] < known.value < gap[1]  # type: ignore[operator,union-attr]
+                        and known.resumed_at != known.timestamp  # type: ignore[union-attr]
+                    ):
                         continue  # between the same two critical values: nothing can move
                 except TypeError:  # not a number after all: the full look below copes
                     pass
             cell = cell_of(name)
-            if name not in watched:
-                self._watch(name, state)
-            if cell is None or (cell.max_age is not None and now - cell.timestamp > cell.max_age):
+            if cell is None or (
+                cell.max_age is not None
+                and now - cell.timestamp > cell.max_age - SLACK_S  # cheap test first
+                and cell.stale(now)
+            ):
                 index.forget()
                 entries = index.entries
+            elif cell.resumed_at == cell.timestamp:  # first value, or back after a stale stretch
+                index.forget()
+                for _, _, reader in index.entries:
+                    reader.resume()
+                entries = index.affected(cell.value)
+                index.cell, index.state = cell, state
             else:
                 entries = index.affected(cell.value)
                 index.cell, index.state = cell, state  # the cell stays: the shortcut reads it
@@ -207,26 +225,41 @@ class Engine:
     def _apply(
         self, work: list[list[Entry]], changed: set[str], state: VehicleState, now: float
     ) -> list[Event]:
-        ctx = Context(state, now, changed)
+        now_us = to_us(now)
+        now = now_us / US_PER_S  # the float of that microsecond: triggers see one instant
+        ctx = Context(state, now, changed, now_us)
         touched: dict[MonitorRuntime, bool] = {}
+        seen: set[int] = set()
         for entries in work:
             for runtime, trigger_name, trigger_state in entries:
                 value = trigger_state.evaluate(ctx)
+                seen.add(id(trigger_state))
                 moved = value is not runtime.truths[trigger_name]
                 if moved:
                     runtime.truths[trigger_name] = value
                 touched[runtime] = touched.get(runtime, False) or moved
         events: list[Event] = []
-        quiet = Context(state, now, frozenset())
+        quiet = Context(state, now, frozenset(), now_us)
         for runtime in sorted(touched, key=by_order) if len(touched) > 1 else touched:
             self.counters["evaluations"] += 1
             if touched[runtime]:
+                self._refresh_others(runtime, ctx, seen)
                 self._decide(runtime, ctx, events)
             else:
                 self._reschedule(runtime)
             if runtime.pulses and not runtime.pulses.isdisjoint(changed):
                 self._unpulse(runtime, quiet, events)
         return events
+
+    @staticmethod
+    def _refresh_others(runtime: MonitorRuntime, ctx: Context, seen: set[int]) -> None:
+        """Before a decision, the triggers this change did not reach are evaluated again: their
+        cached answers may rest on data that has gone stale since (issue 19). Only monitors
+        whose answer moved get here, so the common frame costs nothing more."""
+        truths = runtime.truths
+        for trigger_name, trigger_state in runtime.states.items():
+            if id(trigger_state) not in seen:
+                truths[trigger_name] = trigger_state.evaluate(ctx)
 
     def _unpulse(self, runtime: MonitorRuntime, quiet: Context, events: list[Event]) -> None:
         """onChange is true once per change: back to false right after the change."""
@@ -244,102 +277,57 @@ class Engine:
         return self._run(dict(self._by_fix), state, now)
 
     def next_deadline(self) -> float | None:
-        """The earliest time ``tick`` has work (cached: asked before every input)."""
+        """The earliest time ``tick`` has work (cached: asked before every input). It is the
+        earliest float of that microsecond, so ``deadline <= now`` in floats means due."""
         if self._head_valid:
             return self._head
         heap = self._heap
-        watched, runtimes = self._name_watch, self._runtimes
+        runtimes = self._runtimes
         head = None
         while heap:
             when, _, key, version = heap[0]
-            if version < 0:
-                if watched.get(key) == when:
-                    head = when
-                    break
-            else:
-                runtime = runtimes.get(key)
-                if runtime is not None and runtime.version == version:
-                    head = when
-                    break
+            runtime = runtimes.get(key)
+            if runtime is not None and runtime.version == version:
+                head = when
+                break
             heapq.heappop(heap)
-        self._head, self._head_valid = head, True
-        return head
+        self._head = None if head is None else from_us(head)
+        self._head_valid = True
+        return self._head
 
     def tick(self, state: VehicleState, now: float) -> list[Event]:
         """Run every deadline due at ``now``."""
         self._head_valid = False
         due: dict[str, MonitorRuntime] = {}
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        now_us = to_us(now)
+        now = now_us / US_PER_S
+        while heap and heap[0][0] <= now_us:
             entry = heapq.heappop(heap)
             if not self._live(entry):
                 continue
-            _, _, key, version = entry
-            if version < 0:  # a watched name
-                self._check_name(key, state, now, due)
-            else:
-                due[key] = self._runtimes[key]
+            due[entry[2]] = self._runtimes[entry[2]]
         return self._run(due, state, now)
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _live(self, entry: tuple[float, int, str, int]) -> bool:
-        when, _, key, version = entry
-        if version < 0:
-            return self._name_watch.get(key) == when
+    def _live(self, entry: tuple[int, int, str, int]) -> bool:
+        _, _, key, version = entry
         runtime = self._runtimes.get(key)
         return runtime is not None and runtime.version == version
 
-    def _push(self, when: float, key: str, version: int) -> None:
+    def _push(self, when: int, key: str, version: int) -> None:
         self._head_valid = False
         self._tiebreak += 1
         heapq.heappush(self._heap, (when, self._tiebreak, key, version))
-
-    def _watch(self, name: str, state: VehicleState) -> None:
-        """Schedule a look at ``name`` when it would go stale without frames (one per name: the
-        look re-arms itself at the new expiry while frames keep coming)."""
-        if name in self._name_watch:
-            return
-        cell = state.get(name)
-        if cell is None or cell.max_age is None:
-            return
-        when = cell.timestamp + cell.max_age + EPSILON_S
-        self._name_watch[name] = when
-        self._push(when, name, -1)
-
-    def _check_name(
-        self, name: str, state: VehicleState, now: float, due: dict[str, MonitorRuntime]
-    ) -> None:
-        del self._name_watch[name]
-        self._head_valid = False
-        cell = state.get(name)
-        if cell is None or cell.max_age is None:
-            return
-        dependents = self._by_name.get(name) or {}
-        if not cell.stale(now):  # refreshed by frames meanwhile: watch the new expiry
-            # on a grid, so that the looks at every fast name share one tick
-            grid = (math.floor(now / STALE_LOOK_S) + 1) * STALE_LOOK_S
-            when = max(cell.timestamp + cell.max_age + EPSILON_S, grid)
-            self._name_watch[name] = when
-            self._push(when, name, -1)
-            if name in self._stale:  # back after a stale stretch, perhaps with the same value
-                self._stale.discard(name)
-                due.update(dependents)
-            return
-        self._stale.add(name)
-        due.update(dependents)  # just went stale: unknown now
-        if name in self._index:
-            self._index[name].forget()  # its next value: look at every reader
-        when = now + STALE_RECHECK_S
-        self._name_watch[name] = when
-        self._push(when, name, -1)
 
     def _run(self, due: dict[str, MonitorRuntime], state: VehicleState, now: float) -> list[Event]:
         """Evaluate every trigger of the ``due`` monitors (deadlines, fixes, staleness)."""
         if not due:
             return []
         events: list[Event] = []
-        ctx = Context(state, now, frozenset())
+        now_us = to_us(now)
+        ctx = Context(state, now_us / US_PER_S, frozenset(), now_us)
         for runtime in sorted(due.values(), key=by_order) if len(due) > 1 else due.values():
             self.counters["evaluations"] += 1
             truths = runtime.truths
@@ -356,7 +344,7 @@ class Engine:
         if truth is True and not runtime.fired:
             events.append(self._fire(runtime, ctx, refresh=False))
         elif truth is True and refresh_every and runtime.last_event is not None:
-            if ctx.now >= runtime.last_event + refresh_every:
+            if ctx.now_us >= to_us(runtime.last_event) + to_us(refresh_every):
                 events.append(self._fire(runtime, ctx, refresh=True))
         elif truth is False and runtime.fired:
             runtime.fired = False
@@ -372,7 +360,7 @@ class Engine:
             and refresh_every
             and runtime.last_event is not None
         ):
-            deadlines.append(runtime.last_event + refresh_every)
+            deadlines.append(to_us(runtime.last_event) + to_us(refresh_every))
         when = min(deadlines) if deadlines else None
         if when == runtime.deadline:
             return

@@ -36,7 +36,7 @@ class MonitorRuntime:
         self.timed = [s for s in states.values() if s.has_deadlines]
         self.order = 0  # registration order: events of one input come out in this order
         self.version = 0  # bumps when its deadline is rescheduled (stale heap entries)
-        self.deadline: float | None = None
+        self.deadline: int | None = None  # microseconds
 
 
 def by_order(runtime: MonitorRuntime) -> int:

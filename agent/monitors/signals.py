@@ -11,6 +11,7 @@ ignition name when the catalog has no engine-running signal.
 
 from __future__ import annotations
 
+from agent.instants import older_than
 from agent.model import Fix, SignalInfo, SignalKind, Value
 from agent.monitors.model import Catalog
 
@@ -47,7 +48,7 @@ def with_gps(catalog: Catalog | None) -> GpsCatalog:
 
 def gps_value(name: str, fix: Fix | None, now: float) -> Value | None:
     """A position-derived value, or None (unknown) without a recent fix."""
-    if fix is None or now - fix.timestamp > GPS_MAX_AGE_S or not fix.has_position:
+    if fix is None or older_than(now, fix.timestamp, GPS_MAX_AGE_S) or not fix.has_position:
         return None
     if name == GPS_SPEED:
         return fix.speed_kmh

@@ -16,6 +16,7 @@ import shapely.geometry
 from shapely.errors import ShapelyError
 from shapely.geometry.base import BaseGeometry
 
+from agent.instants import older_than
 from agent.model import Fix, FixType
 from agent.monitors.fields import Fields
 from agent.monitors.geo import ProjectedArea, decide_inside, haversine_m
@@ -49,7 +50,7 @@ class FixGate:
     def passes(self, fix: Fix | None, now: float) -> bool:
         if fix is None or not fix.has_position:
             return False
-        if now - fix.timestamp > self.max_fix_age_s:
+        if older_than(now, fix.timestamp, self.max_fix_age_s):
             return False
         if self.require_fix and fix.fix_type is FixType.NONE and fix.quality == 0:
             return False

@@ -216,14 +216,13 @@ def test_stale_signal_returns_with_the_same_value(
     rig: Callable[..., Rig], catalog: FakeCatalog
 ) -> None:
     r = rig(make_monitor([data("t", OIL, "greaterThan", "100")], "t", catalog))
-    r.set(OIL, 90.0, T0, max_age=1.0)
-    r.advance(T0 + 5)
-    assert r.engine.runtime("m1").truth is None
-    cell = r.state.get(OIL)
-    assert cell is not None
-    cell.timestamp = T0 + 6  # a frame with the same value refreshes the cell (decoder behaviour)
-    r.advance(T0 + 6.5)
+    r.set(OIL, 120.0, T0, max_age=1.0)
+    assert len(r.events) == 1
+    r.set(OIL, 90.0, T0 + 0.5, max_age=1.0)  # false: re-armed
+    r.advance(T0 + 5)  # stale since T0 + 1.5
+    assert r.set(OIL, 90.0, T0 + 6, max_age=1.0) == []  # the same value: known again at once
     assert r.engine.runtime("m1").truth is False
+    assert len(r.set(OIL, 120.0, T0 + 6.5, max_age=1.0)) == 1
 
 
 def test_extensions_are_snapshots_at_the_event(
