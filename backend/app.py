@@ -18,6 +18,7 @@ import uvicorn
 
 from agent.sdnotify import Notifier
 from agent.wire import Topics
+from backend.aiohttp_sender import AiohttpSender
 from backend.api import ApiContext, build_api
 from backend.config import BackendConfig
 from backend.dispatcher import Dispatcher
@@ -99,7 +100,12 @@ class Backend:
 
     def _build_dispatcher(self) -> Dispatcher:
         hooks = self.config.webhooks
-        kind = Http1Sender if hooks.client == "builtin" else HttpxSender
+        kinds: dict[str, Callable[..., WebhookSender]] = {
+            "builtin": Http1Sender,
+            "aiohttp": AiohttpSender,
+            "httpx": HttpxSender,
+        }
+        kind = kinds[hooks.client]
         sender = self.sender or kind(
             verify=tls_context(hooks.ca_bundle),
             connect_timeout=hooks.connect_timeout,

@@ -249,8 +249,8 @@ def _endpoint_guard(r: _Reader) -> dict[str, Any]:
 
 def _client(r: _Reader) -> str:
     client: str = r.get("client", str, "httpx")
-    if client not in ("httpx", "builtin"):
-        r.problems.append(Problem(f"{r.path}.client", "must be 'httpx' or 'builtin'"))
+    if client not in ("httpx", "builtin", "aiohttp"):
+        r.problems.append(Problem(f"{r.path}.client", "must be 'aiohttp', 'httpx' or 'builtin'"))
         return "httpx"
     return client
 

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from backend.aiohttp_sender import AiohttpSender
 from backend.egress import LOOPBACK_ALLOWED
 from backend.errors import DeliveryError
 from backend.http1 import Http1Sender
@@ -23,7 +24,7 @@ from backend.webhooks import FAILURES, Answer, HttpxSender, WebhookRequest
 from tests.backend.backend_receiver import CertAuthority
 from tests.backend.hostile_endpoint import HostileEndpoint, read_request
 
-SENDERS: dict[str, Any] = {"httpx": HttpxSender, "builtin": Http1Sender}
+SENDERS: dict[str, Any] = {"httpx": HttpxSender, "builtin": Http1Sender, "aiohttp": AiohttpSender}
 SCRIPT: dict[str, Any] = {"data": b"", "close": True}
 
 STATUS_LINES = st.one_of(

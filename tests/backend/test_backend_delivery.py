@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from backend.aiohttp_sender import AiohttpSender
 from backend.dispatcher import Dispatcher
 from backend.egress import LOOPBACK_ALLOWED
 from backend.http1 import Http1Sender
@@ -38,7 +39,7 @@ from tests.backend.conftest import (
 Make = Callable[..., Receiver]
 
 
-SENDERS = {"httpx": HttpxSender, "builtin": Http1Sender}
+SENDERS = {"httpx": HttpxSender, "builtin": Http1Sender, "aiohttp": AiohttpSender}
 KIND = {"sender": "httpx"}
 
 

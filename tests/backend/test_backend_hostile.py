@@ -98,7 +98,7 @@ def _config(work: Path, broker: Mosquitto, ca: CertAuthority, client: str, port:
     return path
 
 
-@pytest.fixture(scope="module", params=["httpx", "builtin"])
+@pytest.fixture(scope="module", params=["httpx", "builtin", "aiohttp"])
 def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningBackend]:
