@@ -18,18 +18,16 @@ import uvicorn
 
 from agent.sdnotify import Notifier
 from agent.wire import Topics
-from backend.aiohttp_sender import AiohttpSender
 from backend.api import ApiContext, build_api
 from backend.config import BackendConfig
 from backend.dispatcher import Dispatcher
-from backend.http1 import Http1Sender
 from backend.ingest import EventIntake, MqttIngest
 from backend.metrics import Metrics
 from backend.publisher import MqttMonitorChannel
 from backend.records import VehicleMonitorState
 from backend.signing import secret_key
 from backend.store import SqliteStore
-from backend.webhooks import HttpxSender, WebhookSender, tls_context
+from backend.webhooks import AiohttpSender, WebhookSender, tls_context
 
 log = logging.getLogger(__name__)
 ROLES = ("ingest", "dispatcher", "api")
@@ -100,13 +98,7 @@ class Backend:
 
     def _build_dispatcher(self) -> Dispatcher:
         hooks = self.config.webhooks
-        kinds: dict[str, Callable[..., WebhookSender]] = {
-            "builtin": Http1Sender,
-            "aiohttp": AiohttpSender,
-            "httpx": HttpxSender,
-        }
-        kind = kinds[hooks.client]
-        sender = self.sender or kind(
+        sender = self.sender or AiohttpSender(
             verify=tls_context(hooks.ca_bundle),
             connect_timeout=hooks.connect_timeout,
             timeout=hooks.timeout,
