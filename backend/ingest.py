@@ -87,6 +87,7 @@ class EventIntake:
         self._monitors: dict[str, MonitorRecord | None] = {}
         self._fleets: dict[str, str | None] = {}
         self._specs: dict[str, DeliverySpec | None] = {}
+        self._routes: dict[tuple[str, str, str | None], Route] = {}
 
     def _sync(self) -> None:
         if self._pinned:
@@ -96,6 +97,7 @@ class EventIntake:
             self._monitors.clear()
             self._fleets.clear()
             self._specs.clear()
+            self._routes.clear()
             self._version = version
 
     @contextlib.contextmanager
@@ -116,6 +118,18 @@ class EventIntake:
             self._monitors[monitor_id] = self.store.get_monitor(monitor_id)
         return self._monitors[monitor_id]
 
+    def _route(self, spec: DeliverySpec, monitor_id: str, vin: str, fleet_id: str | None) -> Route:
+        """``routing.route`` (pure, a fifth of ingest's CPU in the batched benchmark) once per
+        monitor, vehicle and fleet."""
+        key = (monitor_id, vin, fleet_id)
+        found = self._routes.get(key)
+        if found is None:
+            if len(self._routes) >= self.max_cached:
+                self._routes.clear()
+            found = route(spec, monitor_id=monitor_id, vin=vin, fleet_id=fleet_id)
+            self._routes[key] = found
+        return found
+
     def _spec(self, record: MonitorRecord) -> DeliverySpec | None:
         if record.monitor_id not in self._specs:
             checked = validate(record.definition, record.monitor_id, allow_insecure_http=True)
@@ -135,9 +149,7 @@ class EventIntake:
         skip, spec = self._skip_reason(record, event.vin, event.fleet_id)
         routes: tuple[Route, ...] = ()
         if skip is None and spec is not None:
-            routes = (
-                route(spec, monitor_id=event.monitor_id, vin=event.vin, fleet_id=event.fleet_id),
-            )
+            routes = (self._route(spec, event.monitor_id, event.vin, event.fleet_id),)
         body = json.dumps(webhook_event(event), separators=(",", ":"))
         return IncomingEvent(
             event_id=event.event_id,

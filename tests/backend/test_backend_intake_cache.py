@@ -134,3 +134,20 @@ def test_the_version_moves_with_every_kind_of_change(tmp_path: Path) -> None:
     seen.append(store.routing_version())
     store.close()
     assert seen == sorted(set(seen))  # strictly increasing
+
+
+def test_cached_routes_stay_per_vehicle(stores: tuple[CountingStore, SqliteStore]) -> None:
+    ingest, api = stores
+    other = "VF3OTHER000000002"
+    api.put_vehicle(VIN, FLEET, T0)
+    api.put_vehicle(other, FLEET, T0)
+    definition = monitor_definition(
+        "https://h.example/in", attributes=[{"type": "Header", "key": "X-Vin", "value": "$vin"}]
+    )
+    api.create_monitor(MonitorRecord("m-fleet", "fleet", FLEET, definition, "Running", T0, T0))
+    intake = EventIntake(ingest, TOPICS)
+    with intake.one_version():
+        for _ in range(3):
+            for vin in (VIN, other):
+                (routed,) = prepare(intake, "m-fleet", vin).routes
+                assert routed.headers == (("X-Vin", vin),)
