@@ -21,14 +21,13 @@ from agent.wire import Topics
 from backend.api import ApiContext, build_api
 from backend.config import BackendConfig
 from backend.dispatcher import Dispatcher
-from backend.http1 import Http1Sender
 from backend.ingest import EventIntake, MqttIngest
 from backend.metrics import Metrics
 from backend.publisher import MqttMonitorChannel
 from backend.records import VehicleMonitorState
 from backend.signing import secret_key
 from backend.store import SqliteStore
-from backend.webhooks import HttpxSender, WebhookSender, tls_context
+from backend.webhooks import AiohttpSender, WebhookSender, tls_context
 
 log = logging.getLogger(__name__)
 ROLES = ("ingest", "dispatcher", "api")
@@ -99,8 +98,7 @@ class Backend:
 
     def _build_dispatcher(self) -> Dispatcher:
         hooks = self.config.webhooks
-        kind = Http1Sender if hooks.client == "builtin" else HttpxSender
-        sender = self.sender or kind(
+        sender = self.sender or AiohttpSender(
             verify=tls_context(hooks.ca_bundle),
             connect_timeout=hooks.connect_timeout,
             timeout=hooks.timeout,

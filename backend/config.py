@@ -6,6 +6,7 @@ downstream sees the raw TOML.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from backend.errors import ConfigError
 from backend.retry import MAX_AGE, NONE_RETRY_DELAY
 from backend.signing import SecretError, secret_key
 
+log = logging.getLogger(__name__)
+RETIRED_CLIENTS = ("httpx", "builtin")  # webhook senders before issue 14
 SCOPES = ("monitors:read", "monitors:write", "deliveries:read", "deliveries:write")
 ADMIN = "admin"  # every fleet, and the vehicle records (which vehicle belongs to which fleet)
 
@@ -70,7 +73,7 @@ class WebhookConfig:
     connect_timeout: float = 5.0
     timeout: float = 10.0
     per_endpoint_concurrency: int = 8
-    client: str = "httpx"  # "httpx" | "builtin" (backend.http1: ~25x less CPU per request)
+    client: str = "aiohttp"  # the only sender; "httpx" and "builtin" are read as "aiohttp"
     # -- hostile endpoints (issue 12): SSRF allowlist and the answer cap; ``timeout`` above is
     # the deadline of a whole attempt (connect, TLS, request and answer)
     allow_networks: tuple[IpNetwork, ...] = ()  # CIDR blocks allowed although not global
@@ -248,11 +251,20 @@ def _endpoint_guard(r: _Reader) -> dict[str, Any]:
 
 
 def _client(r: _Reader) -> str:
-    client: str = r.get("client", str, "httpx")
-    if client not in ("httpx", "builtin"):
-        r.problems.append(Problem(f"{r.path}.client", "must be 'httpx' or 'builtin'"))
-        return "httpx"
-    return client
+    """``client``: one sender since issue 14 (aiohttp). The former choices still load, with a
+    warning, so an existing configuration keeps working."""
+    client: str = r.get("client", str, "aiohttp")
+    if client in RETIRED_CLIENTS:
+        log.warning(
+            "%s.client = %r is deprecated and read as 'aiohttp': the backend has one webhook"
+            " sender since issue 14; remove the key",
+            r.path,
+            client,
+        )
+        return "aiohttp"
+    if client != "aiohttp":
+        r.problems.append(Problem(f"{r.path}.client", "must be 'aiohttp' (or be left out)"))
+    return "aiohttp"
 
 
 def _dispatcher(r: _Reader) -> DispatcherConfig:

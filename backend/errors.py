@@ -9,7 +9,7 @@ BackendError
 ├── ApiProblem           an API request is refused (status + problems), rendered as ``xError``
 └── DeliveryError        one webhook attempt failed; ``retryable`` says whether to try again
 
-Adapters translate library exceptions (sqlite3, httpx, paho, tomllib) into these at the edge,
+Adapters translate library exceptions (sqlite3, aiohttp, paho, tomllib) into these at the edge,
 chaining the original with ``raise ... from exc``.
 """
 

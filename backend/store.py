@@ -83,6 +83,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX vehicles_fleet ON vehicles (fleet_id, vin);
     ALTER TABLE deliveries ADD COLUMN fleet_id TEXT NOT NULL DEFAULT '';
     """,
+    # 4: one counter that every change to monitors or vehicles bumps (triggers, so every writer
+    # and every process is covered): ingest caches what routing reads and checks only this row.
+    """
+    CREATE TABLE routing_version (n INTEGER NOT NULL);
+    INSERT INTO routing_version VALUES (0);
+    CREATE TRIGGER monitors_inserted AFTER INSERT ON monitors
+        BEGIN UPDATE routing_version SET n = n + 1; END;
+    CREATE TRIGGER monitors_updated AFTER UPDATE ON monitors
+        BEGIN UPDATE routing_version SET n = n + 1; END;
+    CREATE TRIGGER monitors_deleted AFTER DELETE ON monitors
+        BEGIN UPDATE routing_version SET n = n + 1; END;
+    CREATE TRIGGER vehicles_inserted AFTER INSERT ON vehicles
+        BEGIN UPDATE routing_version SET n = n + 1; END;
+    CREATE TRIGGER vehicles_updated AFTER UPDATE ON vehicles
+        BEGIN UPDATE routing_version SET n = n + 1; END;
+    CREATE TRIGGER vehicles_deleted AFTER DELETE ON vehicles
+        BEGIN UPDATE routing_version SET n = n + 1; END;
+    """,
 )
 
 _LIVE = "('open', 'pending')"
@@ -90,6 +108,18 @@ _DELIVERY_COLUMNS = (
     "delivery_id, monitor_id, callback_name, url, endpoint, headers, body_attributes, "
     "attempts, tries, held_since, received_at, policy, retry_number, retry_delay, fleet_id"
 )
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration script, split where SQLite says a statement ends (a
+    trigger's body holds semicolons of its own)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.replace(";", "").strip():
+                yield pending
+            pending = ""
 
 
 def _pairs(text: str) -> tuple[tuple[str, str], ...]:
@@ -150,9 +180,8 @@ class SqliteStore:
         with self._tx() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                for statement in _statements(script):
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version={number}")
 
     def schema_version(self) -> int:
@@ -192,6 +221,10 @@ class SqliteStore:
             (monitor_id,),
         )
         return self._monitor(rows[0]) if rows else None
+
+    def routing_version(self) -> int:
+        """A number that changes whenever a monitor or a vehicle changes (any process)."""
+        return int(self._read("SELECT n FROM routing_version")[0][0])
 
     def live_monitors(self) -> list[MonitorRecord]:
         rows = self._read(f"{self._MONITOR} FROM monitors WHERE deleted_at IS NULL")

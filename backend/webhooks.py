@@ -1,5 +1,5 @@
-"""Sending one webhook request: the ``WebhookSender`` interface, its httpx implementation and an
-in-memory twin for unit tests.
+"""Sending one webhook request: the ``WebhookSender`` interface, its implementation on aiohttp's
+client (``AiohttpSender``) and an in-memory twin for unit tests.
 
 Transport failures become ``DeliveryError`` here, at the edge; HTTP answers are returned as
 ``Answer`` and judged by the dispatcher. Redirects are never followed (a 3xx is a failure). Plain
@@ -10,9 +10,13 @@ A webhook endpoint may be hostile (issue 12, findings 5 and 7), so every sender:
   answer together (a server dripping a byte every few seconds cannot hold an attempt open);
 - reads at most ``max_answer_bytes`` of an answer body, raw (never decompressed), then closes
   the connection (an endless body cannot grow the process);
-- resolves the target once, refuses it when any address is not allowed by the
-  ``NetworkPolicy`` (backend.egress), and connects only to those checked addresses while TLS
-  still verifies the target's host name (SNI and certificate);
+- resolves the target once per new connection, refuses it when any address is not allowed by
+  the ``NetworkPolicy`` (backend.egress), and connects only to those checked addresses while
+  TLS still verifies the target's host name (SNI and certificate): the check is aiohttp's
+  resolver (``_CheckedResolver``); aiohttp skips the resolver for an IP literal, so the sender
+  checks a literal host itself before any connection;
+- follows no redirect and takes no proxy or ``.netrc`` from the environment (``trust_env``
+  off); reads answer heads with bounded lines and at most ``MAX_HEADERS`` headers;
 - words every failure as one of the coarse ``FAILURES`` below: the attempt history is readable
   through the API, and a text quoting what answered would make the backend a port scanner for
   whoever writes monitors. The details go to the debug log and the exception chain.
@@ -25,13 +29,14 @@ import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from backend.egress import STRICT, NetworkPolicy, literal_address
 from backend.errors import DeliveryError
@@ -45,6 +50,7 @@ BAD_ANSWER = "bad answer"
 POLICY_REFUSED = "refused by network policy"
 NOT_HTTPS = "refused: the target is not https://"
 INVALID_TARGET = "refused: the target is not a valid URL"
+INVALID_HEADER = "refused: a header holds a line break"
 FAILURES = (
     TIMED_OUT,
     CONNECTION_FAILED,
@@ -53,6 +59,7 @@ FAILURES = (
     POLICY_REFUSED,
     NOT_HTTPS,
     INVALID_TARGET,
+    INVALID_HEADER,
 )
 MAX_ANSWER_BYTES = 64 * 1024
 MAX_ADDRESSES = 8  # tried in the resolver's order, all of them checked
@@ -109,19 +116,7 @@ async def resolve_checked(host: str, port: int, policy: NetworkPolicy) -> list[s
     return [str(ip) for ip in found[:MAX_ADDRESSES]]
 
 
-TRANSPORT_ERRORS = (
-    DeliveryError,
-    TimeoutError,
-    OSError,
-    EOFError,
-    ValueError,  # a malformed length, chunk size or status line
-    httpx.HTTPError,
-    httpx.InvalidURL,
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-)
+TRANSPORT_ERRORS = (DeliveryError, TimeoutError, OSError, EOFError, ValueError, aiohttp.ClientError)
 
 
 def failure(exc: BaseException) -> DeliveryError:
@@ -129,113 +124,52 @@ def failure(exc: BaseException) -> DeliveryError:
     if isinstance(exc, DeliveryError):
         return exc
     log.debug("webhook attempt failed: %r", exc)
-    if isinstance(exc, (TimeoutError, httpx.TimeoutException, httpcore.TimeoutException)):
+    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
         return DeliveryError(TIMED_OUT)
-    if isinstance(exc, httpx.InvalidURL):
+    if isinstance(exc, aiohttp.InvalidURL):
         return DeliveryError(INVALID_TARGET, retryable=False)
-    if _is_tls(exc):
+    if isinstance(exc, (ssl.SSLError, aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)):
         return DeliveryError(TLS_FAILED)
-    if isinstance(exc, (OSError, httpx.TransportError, httpcore.NetworkError, EOFError)):
+    if isinstance(exc, (OSError, EOFError, aiohttp.ClientConnectionError)):
         return DeliveryError(CONNECTION_FAILED)
-    return DeliveryError(BAD_ANSWER)
+    return DeliveryError(BAD_ANSWER)  # a malformed answer, a payload error, anything else
 
 
-class _GuardedNetwork(httpcore.AsyncNetworkBackend):
-    """httpcore's default network backend behind the policy: ``connect_tcp`` gets the URL's
-    host, connects to a checked address instead, and httpcore then starts TLS with the URL's
-    host as ``server_hostname``, so the certificate is still checked against the name."""
+MAX_HEAD_LINE = 8 * 1024  # one status or header line
+MAX_HEADERS = 100
+CHUNK = 16 * 1024
+
+
+class _CheckedResolver(AbstractResolver):
+    """Resolves through ``resolve_checked``: only addresses the policy allows come back."""
 
     def __init__(self, policy: NetworkPolicy) -> None:
-        self._inner = httpcore.AnyIOBackend()
         self._policy = policy
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await resolve_checked(host, port, self._policy)
-                for address in addresses[:-1]:
-                    try:
-                        return await self._inner.connect_tcp(address, port, None, local_address)
-                    except httpcore.ConnectError:
-                        continue
-                return await self._inner.connect_tcp(addresses[-1], port, None, local_address)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout("connect timed out") from exc
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise DeliveryError(POLICY_REFUSED, retryable=False)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _AnswerStream(httpx.AsyncByteStream):
-    def __init__(self, parts: AsyncIterable[bytes]) -> None:
-        self._parts = parts
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for part in self._parts:
-            yield part
-
-    async def aclose(self) -> None:
-        close = getattr(self._parts, "aclose", None)
-        if close is not None:
-            await close()
-
-
-class _GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport over an httpcore pool that connects through ``_GuardedNetwork``
-    (httpx's own transport does not take a network backend)."""
-
-    def __init__(self, verify: ssl.SSLContext, policy: NetworkPolicy) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=verify,
-            max_connections=None,
-            max_keepalive_connections=200,
-            network_backend=_GuardedNetwork(policy),
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        url = request.url
-        answer = await self._pool.handle_async_request(
-            httpcore.Request(
-                method=request.method,
-                url=httpcore.URL(
-                    scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-                ),
-                headers=request.headers.raw,
-                content=request.stream,
-                extensions=request.extensions,
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await resolve_checked(host, port, self._policy)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
             )
-        )
-        assert isinstance(answer.stream, AsyncIterable)
-        return httpx.Response(
-            answer.status,
-            headers=answer.headers,
-            stream=_AnswerStream(answer.stream),
-            extensions=answer.extensions,
-        )
+            for address in addresses
+        ]
 
-    async def aclose(self) -> None:
-        await self._pool.aclose()
+    async def close(self) -> None:
+        return None
 
 
-class HttpxSender:
-    """POSTs with one shared ``httpx.AsyncClient``; the pool is unbounded because the dispatcher
-    bounds concurrency per endpoint (a global pool limit would let one dead host starve others)."""
+class AiohttpSender:
+    """POSTs through one aiohttp session. The pool has no global or per-host limit: the
+    dispatcher bounds concurrency per endpoint (a pool limit would let one dead host starve
+    the others)."""
 
     def __init__(
         self,
@@ -247,50 +181,80 @@ class HttpxSender:
         policy: NetworkPolicy = STRICT,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
-        self.allow_insecure_http = allow_insecure_http
+        self.verify = verify
+        self.connect_timeout = connect_timeout
         self.timeout = timeout
+        self.allow_insecure_http = allow_insecure_http
+        self.policy = policy
         self.max_answer_bytes = max_answer_bytes
-        self._client = httpx.AsyncClient(
-            transport=_GuardedTransport(verify, policy),
-            follow_redirects=False,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            trust_env=False,
-        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        """The session, made on first use: aiohttp binds it to the running loop."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                ssl=self.verify,
+                resolver=_CheckedResolver(self.policy),
+                use_dns_cache=False,  # each new connection resolves and checks again
+                limit=0,
+                limit_per_host=0,
+                keepalive_timeout=30.0,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=self.timeout, sock_connect=self.connect_timeout
+                ),
+                max_line_size=MAX_HEAD_LINE,
+                max_field_size=MAX_HEAD_LINE,
+                skip_auto_headers=("User-Agent",),
+                headers={"user-agent": "edgemon-backend"},
+            )
+        return self._session
 
     async def send(self, request: WebhookRequest) -> Answer:
-        if not request.url.startswith("https://") and not (
-            self.allow_insecure_http and request.url.startswith("http://")
-        ):
+        parts = urlsplit(request.url)
+        if parts.scheme != "https" and not (self.allow_insecure_http and parts.scheme == "http"):
             raise DeliveryError(NOT_HTTPS, retryable=False)
         headers = {"content-type": "application/json", **dict(request.headers)}
+        if any(c in name + value for name, value in headers.items() for c in "\r\n\0"):
+            raise DeliveryError(INVALID_HEADER, retryable=False)  # never sent, not even split
         try:
+            self._check_literal(parts.hostname)
             async with asyncio.timeout(self.timeout):  # the whole attempt, answer included
                 return await self._exchange(request.url, headers, request.body)
         except TRANSPORT_ERRORS as exc:
             raise failure(exc) from exc
 
+    def _check_literal(self, host: str | None) -> None:
+        ip = literal_address(host or "")
+        if ip is None:
+            return
+        why = self.policy.refusal(ip)
+        if why is not None:
+            log.info("webhook target %s refused (%s)", ip, why)
+            raise DeliveryError(POLICY_REFUSED, retryable=False)
+
     async def _exchange(self, url: str, headers: dict[str, str], body: bytes) -> Answer:
-        async with self._client.stream("POST", url, content=body, headers=headers) as response:
+        session = self._open()
+        async with session.post(url, data=body, headers=headers, allow_redirects=False) as answer:
+            if len(answer.headers) > MAX_HEADERS:
+                answer.close()
+                raise DeliveryError(BAD_ANSWER)
             read = 0
-            async for part in response.aiter_raw():  # raw: a compressed body stays small
-                read += len(part)
+            while chunk := await answer.content.read(CHUNK):
+                read += len(chunk)
                 if read >= self.max_answer_bytes:
-                    break  # leaving the block closes the connection, the rest unread
-            return Answer(response.status_code, response.headers.get("retry-after"))
+                    answer.close()  # the connection goes, the rest unread
+                    break
+            return Answer(answer.status, answer.headers.get("retry-after"))
 
     async def close(self) -> None:
-        await self._client.aclose()
-
-
-def _is_tls(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    # httpcore re-raises the ssl error's text without chaining it; never judge an answer's text
-    connect = isinstance(exc, (httpx.ConnectError, httpcore.ConnectError))
-    return connect and ("SSL" in str(exc) or "certificate" in str(exc))
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 @dataclass

@@ -18,12 +18,11 @@ from hypothesis import strategies as st
 
 from backend.egress import LOOPBACK_ALLOWED
 from backend.errors import DeliveryError
-from backend.http1 import Http1Sender
-from backend.webhooks import FAILURES, Answer, HttpxSender, WebhookRequest
+from backend.webhooks import FAILURES, AiohttpSender, Answer, WebhookRequest
 from tests.backend.backend_receiver import CertAuthority
 from tests.backend.hostile_endpoint import HostileEndpoint, read_request
 
-SENDERS: dict[str, Any] = {"httpx": HttpxSender, "builtin": Http1Sender}
+SENDERS: dict[str, Any] = {"aiohttp": AiohttpSender}
 SCRIPT: dict[str, Any] = {"data": b"", "close": True}
 
 STATUS_LINES = st.one_of(

@@ -54,11 +54,14 @@ def test_cli_check_reports_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["check", "-c", str(ROOT / "backend.example.toml")]) == 0
 
 
-def test_client_choice_is_checked(tmp_path: Path) -> None:
+def test_client_choice_is_checked(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     base = {"store": {"path": "b.db"}, "webhooks": {"default_secret": SECRET}}
-    assert config_from_dict(base, tmp_path).webhooks.client == "httpx"
-    chosen = {**base, "webhooks": {"default_secret": SECRET, "client": "builtin"}}
-    assert config_from_dict(chosen, tmp_path).webhooks.client == "builtin"
+    assert config_from_dict(base, tmp_path).webhooks.client == "aiohttp"
+    assert "deprecated" not in caplog.text
+    for retired in ("httpx", "builtin"):  # the senders before issue 14 still load, mapped
+        chosen = {**base, "webhooks": {"default_secret": SECRET, "client": retired}}
+        assert config_from_dict(chosen, tmp_path).webhooks.client == "aiohttp"
+        assert f"client = '{retired}' is deprecated" in caplog.text
     wrong = {**base, "webhooks": {"default_secret": SECRET, "client": "curl"}}
     with pytest.raises(ConfigError) as info:
         config_from_dict(wrong, tmp_path)

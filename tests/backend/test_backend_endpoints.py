@@ -15,15 +15,14 @@ import pytest
 
 from backend.egress import LOOPBACK_ALLOWED, STRICT, NetworkPolicy
 from backend.errors import DeliveryError
-from backend.http1 import Http1Sender
 from backend.webhooks import (
     BAD_ANSWER,
     CONNECTION_FAILED,
     POLICY_REFUSED,
     TIMED_OUT,
     TLS_FAILED,
+    AiohttpSender,
     Answer,
-    HttpxSender,
     WebhookRequest,
     resolve_checked,
 )
@@ -40,7 +39,7 @@ from tests.backend.hostile_endpoint import (
 )
 from tests.support.mosquitto import free_port
 
-SENDERS: dict[str, Any] = {"httpx": HttpxSender, "builtin": Http1Sender}
+SENDERS: dict[str, Any] = {"aiohttp": AiohttpSender}
 HANG_GUARD = 60.0  # only so that a regression fails instead of hanging the run
 Start = Callable[..., HostileEndpoint]
 

@@ -1,5 +1,5 @@
 """Issue 12 acceptance for hostile webhook endpoints, against a real backend process
-(`edgemon-backend run`: API, ingest and dispatcher with its real sender, each client in turn)
+(`edgemon-backend run`: API, ingest and dispatcher with its real sender)
 and a real mosquitto:
 
 (a) an endpoint streaming an endless body: every delivery is recorded and the process RSS, read
@@ -98,7 +98,7 @@ def _config(work: Path, broker: Mosquitto, ca: CertAuthority, client: str, port:
     return path
 
 
-@pytest.fixture(scope="module", params=["httpx", "builtin"])
+@pytest.fixture(scope="module", params=["aiohttp"])
 def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningBackend]:

@@ -1,5 +1,6 @@
-"""The builtin HTTP/1.1 sender against answers the trustme receiver does not give: chunked,
-close-delimited, a kept-alive connection the server closed, garbage, refused header values."""
+"""The webhook sender against answers the trustme receiver does not give: chunked,
+close-delimited, a kept-alive connection the server closed, garbage, refused header values.
+(Written for the hand-written HTTP/1.1 sender; kept for aiohttp's when that one went.)"""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import pytest
 
 from backend.egress import LOOPBACK_ALLOWED
 from backend.errors import DeliveryError
-from backend.http1 import Http1Sender
-from backend.webhooks import WebhookRequest
+from backend.webhooks import AiohttpSender, WebhookRequest
 from tests.backend.backend_receiver import CertAuthority
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -31,7 +31,7 @@ def _run(ca: CertAuthority, handler: Handler, requests: list[WebhookRequest]) ->
     async def main() -> list[object]:
         server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ca.server_context())
         port = server.sockets[0].getsockname()[1]
-        sender = Http1Sender(verify=ca.client_context(), timeout=2.0, policy=LOOPBACK_ALLOWED)
+        sender = AiohttpSender(verify=ca.client_context(), timeout=2.0, policy=LOOPBACK_ALLOWED)
         results: list[object] = []
         for request in requests:
             url = request.url.replace("PORT", str(port))
@@ -122,7 +122,7 @@ def test_an_untrusted_certificate_is_a_tls_error(
     async def main() -> DeliveryError:
         server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=other.server_context())
         port = server.sockets[0].getsockname()[1]
-        sender = Http1Sender(
+        sender = AiohttpSender(
             verify=ssl.create_default_context(cafile=str(test_ca.ca_file)), policy=LOOPBACK_ALLOWED
         )
         try:
