@@ -34,10 +34,11 @@ from agent.clock import TrustedClock, system_clock_synced
 from agent.config import AgentConfig, CanReplay
 from agent.dbc import load_vehicle
 from agent.decode import Decoder
-from agent.errors import OutboxError, SourceError
+from agent.errors import MonitorError, OutboxError, SourceError
 from agent.model import Event, Fix, Frame
-from agent.monitor_sync import MonitorSync, read_monitors_file
+from agent.monitor_sync import MonitorSync
 from agent.monitors.engine import Engine, FiredState
+from agent.monitors.loading import read_monitors_file
 from agent.outbox import Outbox
 from agent.publisher import (
     Acked,
@@ -400,12 +401,18 @@ class Agent:
         if path is None:
             return
         try:
-            definitions = read_monitors_file(path)
-        except ValueError as exc:
-            self.local_file_errors += 1
-            log.error("local monitors not (re)loaded, the previous ones keep running: %s", exc)
+            entries = read_monitors_file(path)
+        except OSError as exc:
+            self._local_file_error(f"cannot read {path}: {exc.strerror or exc}")
             return
-        self.sync.load_local(definitions)
+        except MonitorError as exc:
+            self._local_file_error(str(exc))
+            return
+        self.sync.load_local(entries)
+
+    def _local_file_error(self, reason: str) -> None:
+        self.local_file_errors += 1
+        log.error("local monitors not (re)loaded, the previous ones keep running: %s", reason)
 
     def _apply_wanted_names(self) -> None:
         self.decoder.use(self.engine.wanted_names())

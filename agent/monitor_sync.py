@@ -5,7 +5,8 @@ monitors, and from the object's ``id``/``monitorId`` or a hash of it for the loc
 
 1. **vehicle**: ``{prefix}/vehicles/{vin}/monitors/{id}`` (retained, from the backend)
 2. **fleet**: ``{prefix}/fleets/{fleetId}/monitors/{id}`` (retained, from the backend)
-3. **local**: the ``monitors_file`` of ``agent.toml`` (reloaded on SIGHUP)
+3. **local**: the ``monitors_file`` of ``agent.toml`` (reloaded on SIGHUP), read and judged by
+   ``agent.monitors.loading`` exactly as ``check`` and ``replay`` read it
 
 Merge rule: for each id the highest layer that holds a valid definition runs (vehicle over fleet
 over local). A pushed monitor with the id of a local one replaces it while it exists; deleting it
@@ -30,15 +31,15 @@ layer holds the id any more, the retained state is cleared (empty payload).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Protocol, TypeVar
 
 from agent.errors import MonitorError, Problem
-from agent.monitors.limits import MAX_MONITORS_FILE_BYTES, load_monitor_json
+from agent.monitors.limits import load_monitor_json
+from agent.monitors.loading import FileEntry, SeenIds, check_definition
 from agent.monitors.model import Catalog, Monitor, monitor_hash, parse_monitor
 from agent.wire import Topics, monitor_state_to_json, valid_topic_level
 
@@ -59,7 +60,9 @@ class MonitorTarget(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Definition:
+class Candidate:
+    """A valid definition one layer holds for an id."""
+
     monitor: Monitor
     hash: str
 
@@ -71,20 +74,6 @@ class Verdict:
     applied: bool
     hash: str
     reasons: tuple[Problem, ...] = ()
-
-
-def read_monitors_file(path: Path) -> list[object]:
-    """The JSON of a monitors file: one monitor object or an array of them; ValueError with
-    one line when it cannot be read, is too large, or is not JSON."""
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_MONITORS_FILE_BYTES + 1)
-        doc = load_monitor_json(data, max_bytes=MAX_MONITORS_FILE_BYTES, tree=False)
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except MonitorError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-    return list(doc) if isinstance(doc, list) else [doc]
 
 
 class MonitorSync:
@@ -108,8 +97,8 @@ class MonitorSync:
         self.engine = engine
         self._publish = publish
         self._clock = clock
-        self._layers: dict[str, dict[str, Definition]] = {name: {} for name in LAYERS}
-        self._running: dict[str, Definition] = {}  # what the engine has (or has paused)
+        self._layers: dict[str, dict[str, Candidate]] = {name: {} for name in LAYERS}
+        self._running: dict[str, Candidate] = {}  # what the engine has (or has paused)
         self._verdicts: dict[str, Verdict] = {}
         self.counters: dict[str, int] = {"applied": 0, "rejected": 0, "removed": 0}
         self.counters |= {"skipped_foreign_topic": 0, "skipped_unchanged": 0}
@@ -151,12 +140,16 @@ class MonitorSync:
             return False
         return self._guarded(monitor_id, partial(self._offer, layer, monitor_id, obj), False)
 
-    def load_local(self, definitions: Iterable[object]) -> bool:
-        """Replace the local layer (start-up and SIGHUP); True when the running set changed."""
-        offered: dict[str, Definition] = {}
-        for index, obj in enumerate(definitions):
-            monitor_id = _local_id(obj, index)
-            found = self._guarded(monitor_id, partial(self._read_local, monitor_id, obj), None)
+    def load_local(self, entries: Sequence[FileEntry]) -> bool:
+        """Replace the local layer (start-up and SIGHUP) with the entries of the monitors file;
+        True when the running set changed. Each entry is judged by ``check_definition``, the
+        judge of ``check`` and ``replay``."""
+        offered: dict[str, Candidate] = {}
+        seen = SeenIds()
+        for index, entry in enumerate(entries):
+            monitor_id = _local_id(entry.obj, index)
+            read = partial(self._read_local, monitor_id, entry, seen)
+            found = self._guarded(monitor_id, read, None)
             if found is not None:
                 offered[found.monitor.id] = found
         gone = set(self._layers["local"]) - set(offered)
@@ -166,12 +159,14 @@ class MonitorSync:
             changed |= self._settle(monitor_id)
         return changed
 
-    def _read_local(self, monitor_id: str, obj: object) -> Definition | None:
-        parsed = parse_monitor(obj, catalog=self.catalog)
+    def _read_local(self, monitor_id: str, entry: FileEntry, seen: SeenIds) -> Candidate | None:
+        parsed = check_definition(entry, self.catalog, seen).parse
         if parsed.monitor is None:
-            self._reject(monitor_id, monitor_hash(obj), parsed.problems)
+            self._reject(monitor_id, monitor_hash(entry.obj), parsed.problems)
             return None
-        return Definition(parsed.monitor, monitor_hash(obj))
+        for warning in parsed.warnings:
+            log.warning("monitor %s: %s", monitor_id, warning)
+        return Candidate(parsed.monitor, monitor_hash(entry.obj))
 
     def _guarded(self, monitor_id: str, read: Callable[[], T], failed: T) -> T:
         """``read()``, or ``failed`` when it raised: a bug met by hostile input is counted,
@@ -247,7 +242,7 @@ class MonitorSync:
             return False
         for warning in parsed.warnings:
             log.warning("monitor %s: %s", monitor_id, warning)
-        self._layers[layer][monitor_id] = Definition(parsed.monitor, digest)
+        self._layers[layer][monitor_id] = Candidate(parsed.monitor, digest)
         return self._settle(monitor_id)
 
     def _remove(self, layer: str, monitor_id: str) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from agent.dbc import DEMO_DBC, BusSpec, Vehicle, demo_buses, load_vehicle
 from agent.errors import ConfigError, DbcError, EdgemonError, MonitorError
-from agent.monitors.loading import Checked, Definition, check_definitions, read_definitions
+from agent.monitors.loading import Checked, FileEntry, check_definitions, read_monitors_file
 
 
 class UsageError(EdgemonError):
@@ -98,15 +98,15 @@ def load_inputs(args: argparse.Namespace, problems: list[str]) -> Inputs | None:
 
 
 def check_monitors(inputs: Inputs, problems: list[str]) -> list[Checked]:
-    definitions: list[Definition] = []
+    entries: list[FileEntry] = []
     for path in inputs.monitors_files:
         try:
-            definitions += read_definitions(path)
+            entries += read_monitors_file(path)
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
         except MonitorError as exc:
             problems += [p.message for p in exc.problems]
-    checked = check_definitions(definitions, inputs.vehicle.catalog)
+    checked = check_definitions(entries, inputs.vehicle.catalog)
     for item in checked:
         label = _label(item)
         problems += [f"{label}: {p}" for p in item.parse.problems]
@@ -117,9 +117,9 @@ def check_monitors(inputs: Inputs, problems: list[str]) -> list[Checked]:
 
 def _label(item: Checked) -> str:
     monitor = item.parse.monitor
-    obj = item.definition.obj
+    obj = item.entry.obj
     ident = monitor.id if monitor is not None else obj.get("id") if isinstance(obj, dict) else None
-    return f"{item.definition.source} ({ident})" if ident else item.definition.source
+    return f"{item.entry.source} ({ident})" if ident else item.entry.source
 
 
 def execute(args: argparse.Namespace) -> int:

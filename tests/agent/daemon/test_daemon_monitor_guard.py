@@ -10,8 +10,11 @@ import pytest
 
 from agent import monitor_sync
 from agent.dbc import demo_buses, load_vehicle
-from agent.monitor_sync import MonitorSync, read_monitors_file
+from agent.errors import MonitorError
+from agent.monitor_sync import MonitorSync
+from agent.monitors import loading
 from agent.monitors.limits import MAX_MONITOR_BYTES
+from agent.monitors.loading import FileEntry, read_monitors_file
 from agent.wire import Topics
 from tests.agent.daemon.conftest import VIN, oil_monitor
 from tests.agent.daemon.test_daemon_monitor_sync import RecordingEngine
@@ -102,12 +105,13 @@ def test_a_bug_met_while_reading_is_caught_counted_and_reported(
         raise KeyError("a bug the fuzzers have not found yet")
 
     monkeypatch.setattr(monitor_sync, "parse_monitor", broken)
+    monkeypatch.setattr(loading, "parse_monitor", broken)
     payload = json.dumps(oil_monitor("99")).encode()
     assert not sync.on_message(TOPICS.fleet_monitor("fleet-1", "other"), payload)
     assert sync.counters["internal_errors"] == 1
     reasons = _state(sent, "other")["reasons"]
     assert reasons == [{"path": "$", "message": "could not be read (KeyError)"}]
-    assert not sync.load_local([oil_monitor("98", id="local")])
+    assert not sync.load_local([FileEntry("m.json", oil_monitor("98", id="local"))])
     assert sync.counters["internal_errors"] == 2
     assert sync.applied() == ["good"]
 
@@ -137,11 +141,11 @@ def test_hostile_local_definitions_are_rejected_one_by_one(tmp_path: Path) -> No
         (b"[{]", "not valid JSON"),
     ],
 )
-def test_unreadable_monitors_files_are_one_line_value_errors(
+def test_unreadable_monitors_files_are_one_line_monitor_errors(
     tmp_path: Path, content: bytes, words: str
 ) -> None:
     path = tmp_path / "monitors.json"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match=words) as caught:
+    with pytest.raises(MonitorError, match=words) as caught:
         read_monitors_file(path)
     assert "\n" not in str(caught.value)

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from agent.dbc import demo_buses, load_vehicle
-from agent.monitor_sync import MonitorSync, read_monitors_file
+from agent.errors import MonitorError
+from agent.monitor_sync import MonitorSync
+from agent.monitors.loading import FileEntry, read_monitors_file
 from agent.monitors.model import Monitor
 from agent.wire import Topics
 from tests.agent.daemon.conftest import VIN, oil_monitor
@@ -151,14 +153,14 @@ def test_foreign_topics_are_counted(parts) -> None:  # type: ignore[no-untyped-d
 
 
 def test_unreadable_monitors_file(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not valid JSON"):
+    with pytest.raises(MonitorError, match="not valid JSON"):
         (tmp_path / "m.json").write_text("{")
         read_monitors_file(tmp_path / "m.json")
 
 
 def test_monitors_deleted_while_offline_are_dropped_after_reconnect(parts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     sync, engine, sent = parts
-    sync.load_local([oil_monitor("100", id="local-only")])
+    sync.load_local([FileEntry("m.json", oil_monitor("100", id="local-only"))])
     _push(sync, "vehicle", "kept", oil_monitor("130"))
     _push(sync, "fleet", "gone", oil_monitor("131"))
     assert not sync.reconcile()  # nothing to compare before a connection
