@@ -1,7 +1,7 @@
 """The composition root of ``edgemon-agent run``: the only module that knows every stage.
 
     CAN reader threads ─┐
-    GPS reader thread ──┼─> inbox (one queue) ─> main loop: decode -> state -> engine -> outbox
+    GPS reader thread ──┼─> inbox (one queue) ─> main loop: pipeline step -> outbox
     MQTT link threads ──┘                                   outbox -> pump -> MQTT (QoS 1)
 
 Every thread only puts values on ``inbox``; the main loop alone touches the decoder, the vehicle
@@ -40,6 +40,7 @@ from agent.monitor_sync import MonitorSync
 from agent.monitors.engine import Engine, FiredState
 from agent.monitors.loading import read_monitors_file
 from agent.outbox import Outbox
+from agent.pipeline import Pipeline
 from agent.publisher import (
     Acked,
     Connected,
@@ -53,7 +54,6 @@ from agent.publisher import (
 from agent.sdnotify import Notifier
 from agent.sources.can import BusConfig, CanSource, read_log
 from agent.sources.gps import FixSource, make_fix_source
-from agent.state import VehicleState
 from agent.story import committed_line, startup_lines
 from agent.wire import Topics, status_to_json
 
@@ -153,12 +153,13 @@ class Agent:
         self.topics = Topics(config.topic_prefix)
         self.vehicle = load_vehicle(config.bus_specs())
         self.decoder = Decoder(self.vehicle)
-        self.state = VehicleState()
         self.clock = TrustedClock(config.clock)
         self.outbox = self._open_outbox()
         self.engine = Engine(
             config.vin, config.fleet_id, self.vehicle.catalog, self.outbox, self.outbox
         )
+        self.pipeline = Pipeline(self.decoder, self.engine)
+        self.state = self.pipeline.state
         self.sync = MonitorSync(
             config.vin,
             config.fleet_id,
@@ -324,7 +325,7 @@ class Agent:
             if handled >= BATCH:
                 break  # the rest waits for the next step, in order
             item = self._next_item(0.0)
-        events += self.engine.tick(self.state, self.now())
+        events += self.pipeline.due(self.now())
         self._commit(events)
         self.pump.handle_acks(acks)
         self.pump.fill()
@@ -338,13 +339,11 @@ class Agent:
     def _handle(self, item: Item, offset: float) -> list[Event]:
         if isinstance(item, Frame):
             frame = replace(item, timestamp=item.timestamp + offset) if offset else item
-            names = self.decoder.feed(frame, self.state)
-            return self.engine.on_change(names, self.state, frame.timestamp) if names else []
+            return self.pipeline.step(frame, frame.timestamp)
         if isinstance(item, Fix):
             self.clock.observe_fix(item, item.timestamp)  # receive time on the system clock
             fix = replace(item, timestamp=item.timestamp + offset) if offset else item
-            self.state.update_fix(fix)
-            return self.engine.on_fix(self.state, self.now())
+            return self.pipeline.step(fix, self.now())
         if isinstance(item, Control):
             self._control(item)
         elif isinstance(item, Received):

@@ -12,7 +12,7 @@ A skipped unchanged frame still proves its signals are alive: it refreshes their
 the state (directly on the state's ``SignalState`` cells, kept per message page), so staleness
 means "no frame", never "no change".
 
-``feed`` takes one frame (the live path, after kernel filters); ``feed_many`` a stream (replay).
+``feed`` takes one frame, for the daemon, ``replay`` and the benchmarks alike (``agent.pipeline``).
 Pure: no clock, no I/O. The state's values are stored under both the ``Message.Signal`` key and
 the data name of the map.
 """
@@ -20,7 +20,7 @@ the data name of the map.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from agent.dbc import EXTENDED_FLAG, SignalRef, Vehicle, message_key, signal_period
@@ -54,9 +54,6 @@ COUNTER_NAMES = (
 )
 
 
-_NO_IDLE: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
-
-
 class Decoder:
     """Decode frames of the signals in use into a VehicleState."""
 
@@ -69,8 +66,6 @@ class Decoder:
         self._counts: dict[str, int] = dict.fromkeys(COUNTER_NAMES[1:], 0)
         self.unresolved: set[str] = set()
         self._routes: dict[str, dict[int, Route]] = {}
-        # Known ids carrying nothing in use, per bus: (standard ids, extended ids).
-        self._idle: dict[str, tuple[frozenset[int], frozenset[int]]] = {}
         self._state: VehicleState | None = None
         self.use(())
 
@@ -110,11 +105,6 @@ class Decoder:
                 used = list(wanted.get((bus, key), {}).values())
                 table[key] = plan_route(message, used, rolling) if used else UNUSED
             self._routes[bus] = table
-            idle = [key for key, route in table.items() if route is UNUSED]
-            self._idle[bus] = (
-                frozenset(k for k in idle if not k & EXTENDED_FLAG),
-                frozenset(k & ~EXTENDED_FLAG for k in idle if k & EXTENDED_FLAG),
-            )
         self._state = None
 
     def _output(self, ref: SignalRef) -> Output:
@@ -187,61 +177,6 @@ class Decoder:
             cell.timestamp = timestamp
         counts["skipped_unchanged"] += 1
         return []
-
-    def feed_many(
-        self, frames: Iterable[Frame], state: VehicleState
-    ) -> Iterator[tuple[Frame, list[str]]]:
-        """Decode a stream of frames (log replay); yield ``(frame, changed names)`` in order for
-        the frames that changed a value. Same results and counters as :meth:`feed` per frame.
-
-        The cheap outcomes (unused id, unchanged payload) are handled inline, without a method
-        call per frame: on a full bus most frames end there, and a Python call costs more than
-        the check itself. Between two yielded frames nothing changed in ``state`` but signal
-        timestamps, so a replay may run its time-based checks lazily before each yield.
-        """
-        counts = self._counts
-        extended_flag = EXTENDED_FLAG  # a local: read once per frame
-        idle_std, idle_ext = _NO_IDLE
-        unused = unchanged = 0
-        bus: str | None = None
-        table: dict[int, Route] = {}
-        try:
-            for frame in frames:
-                if frame.bus is not bus:  # identity: one lookup per bus change, not per frame
-                    bus = frame.bus
-                    table = self._routes.get(bus) or {}
-                    idle_std, idle_ext = self._idle.get(bus, _NO_IDLE)
-                frame_id = frame.arbitration_id
-                if frame_id in (idle_ext if frame.is_extended else idle_std):
-                    unused += 1
-                    continue
-                route = table.get(frame_id | extended_flag if frame.is_extended else frame_id)
-                if route is None or len(frame.data) != route.length or state is not self._state:
-                    changed = self.feed(frame, state)  # rare cases: counted there
-                else:
-                    payload = int.from_bytes(frame.data, "little")
-                    masked = payload & route.mask
-                    if masked == route.last:
-                        cells: list[SignalState] | None = route.cells
-                    else:
-                        cells = route.page_cells(payload, masked) if route.mux_mask else None
-                    if cells is not None:
-                        timestamp = frame.timestamp
-                        for cell in cells:
-                            cell.timestamp = timestamp
-                        unchanged += 1
-                        continue
-                    changed = self._decode(route, frame, state, payload, masked)
-                if changed:
-                    counts["skipped_unused"] += unused
-                    counts["skipped_unchanged"] += unchanged
-                    unused = unchanged = 0
-                    yield frame, changed
-                    # The consumer may have called use() or reset_counters(): look them up again.
-                    bus, counts = None, self._counts
-        finally:
-            counts["skipped_unused"] += unused
-            counts["skipped_unchanged"] += unchanged
 
     def _decode(
         self, route: Route, frame: Frame, state: VehicleState, payload: int, masked: int

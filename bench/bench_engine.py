@@ -34,7 +34,7 @@ from agent.decode import Decoder
 from agent.model import Frame
 from agent.monitors.engine import Engine, MemoryFiredStore, MemorySequence, SeededIds
 from agent.monitors.model import Monitor, parse_monitor
-from agent.state import VehicleState
+from agent.pipeline import Pipeline
 
 T0 = 1_781_121_480.0
 OIL = "vehicle.engines.thermic.oil.temp"
@@ -254,23 +254,11 @@ def run(
         engine.set_monitor(monitor)
     decoder = Decoder(vehicle)
     decoder.use(names)
-    state = VehicleState()
+    step = Pipeline(decoder, engine).step  # the daemon's and replay's step
     events = 0
-    feed, on_change, next_deadline, tick = (
-        decoder.feed,
-        engine.on_change,
-        engine.next_deadline,
-        engine.tick,
-    )
     start = time.process_time()
     for frame in stream:
-        now = frame.timestamp
-        deadline = next_deadline()
-        if deadline is not None and deadline <= now:
-            events += len(tick(state, now))
-        changed = feed(frame, state)
-        if changed:
-            events += len(on_change(changed, state, now))
+        events += len(step(frame, frame.timestamp))
     elapsed = time.process_time() - start
     return len(stream) / elapsed, events
 

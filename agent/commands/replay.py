@@ -5,9 +5,10 @@
 
 Deterministic, on the recording's own clock: frames and fixes are merged by timestamp, and the
 engine's deadlines (time windows, dwell, reminders, staleness) run between inputs at their own
-time. One JSON event per line on stdout (the wire format of ``agent.wire``); event ids are
-UUIDv7-shaped and reproducible (the event time plus a seeded counter), so the same recording
-gives byte-identical output. A summary (frames, fixes, skips by reason, events) goes to stderr.
+time: the daemon's pipeline step (``agent.pipeline``), driven by ``run_recording``. One JSON
+event per line on stdout (the wire format of ``agent.wire``); event ids are UUIDv7-shaped and
+reproducible (the event time plus a seeded counter), so the same recording gives byte-identical
+output. A summary (frames, fixes, skips by reason, events) goes to stderr.
 ``--can BUS=LOG`` puts a log on a named bus of the configuration (default: the first bus).
 Exit 0; 1 when a monitor is invalid (every problem listed); 2 for unusable arguments or files.
 """
@@ -25,9 +26,10 @@ from agent.commands.check import UsageError, add_vehicle_arguments, check_monito
 from agent.decode import Decoder
 from agent.model import Event, Fix, Frame
 from agent.monitors.engine import Engine, MemoryFiredStore, MemorySequence, SeededIds
+from agent.monitors.model import Monitor
 from agent.nmea import NmeaParser, read_nmea_file
+from agent.pipeline import Pipeline, run_recording
 from agent.sources.can import read_log
-from agent.state import VehicleState
 from agent.wire import event_to_json
 
 DEFAULT_VIN = "REPLAY0000000000"
@@ -72,11 +74,18 @@ def _can_logs(specs: list[str], buses: list[str]) -> list[tuple[str | None, Path
 
 
 def _inputs(
-    logs: list[tuple[str | None, Path]], nmea: Path | None, tally: Tally, parser: NmeaParser
+    logs: list[tuple[str | None, Path]],
+    nmea: Path | None,
+    tally: Tally,
+    parser: NmeaParser,
+    decoder: Decoder,
 ) -> Iterator[tuple[float, int, Frame | Fix]]:
+    """Frames and fixes merged by time. The decoder's filters drop the frames of ids nothing
+    uses as the kernel does live, so ``feed`` sees what it sees in the daemon."""
     streams: list[Iterator[tuple[float, int, Frame | Fix]]] = []
     for index, (bus, path) in enumerate(logs):
-        frames = read_log(path, bus or "can0", tally.can)
+        name = bus or "can0"
+        frames = read_log(path, name, tally.can, can_filters=decoder.can_filters(name))
         streams.append((f.timestamp, index, f) for f in frames)
     if nmea is not None:
         fixes = read_nmea_file(nmea, parser=parser)
@@ -84,13 +93,12 @@ def _inputs(
     return heapq.merge(*streams, key=lambda item: (item[0], item[1]))
 
 
-def _emit(events: list[Event], tally: Tally) -> None:
-    for event in events:
-        if event.refresh:
-            tally.reminders += 1
-        else:
-            tally.events += 1
-        sys.stdout.write(event_to_json(event).decode() + "\n")
+def _emit(event: Event, tally: Tally) -> None:
+    if event.refresh:
+        tally.reminders += 1
+    else:
+        tally.events += 1
+    sys.stdout.write(event_to_json(event).decode() + "\n")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -113,48 +121,27 @@ def execute(args: argparse.Namespace) -> int:
         MemorySequence(),
         event_ids=SeededIds("edgemon-replay"),
     )
-    for item in checked:
-        assert item.parse.monitor is not None
-        engine.set_monitor(item.parse.monitor)
+    # by id, as the daemon's monitor sync installs them: one input firing several monitors
+    # gives their events in the same order
+    for monitor in sorted((c.parse.monitor for c in checked if c.parse.monitor), key=_by_id):
+        engine.set_monitor(monitor)
     decoder = Decoder(inputs.vehicle)
     decoder.use(engine.wanted_names())
+    pipeline = Pipeline(decoder, engine)
     tally = Tally()
     nmea_parser = NmeaParser(epoch_timeout=None)
     logs = _can_logs(args.can, list(inputs.vehicle.buses))
     # a log that cannot be read raises SourceError: one line from edgemon-agent, exit 2
-    fixes = _run(engine, decoder, _inputs(logs, args.nmea, tally, nmea_parser), tally)
+    stream = (item for _, _, item in _inputs(logs, args.nmea, tally, nmea_parser, decoder))
+    for event in run_recording(pipeline, stream):
+        _emit(event, tally)
     sys.stdout.flush()
-    _summary(tally, decoder, nmea_parser, fixes)
+    _summary(tally, decoder, nmea_parser, pipeline.fixes)
     return 0
 
 
-def _run(
-    engine: Engine,
-    decoder: Decoder,
-    stream: Iterator[tuple[float, int, Frame | Fix]],
-    tally: Tally,
-) -> int:
-    state = VehicleState()
-    clock: float | None = None
-    fixes = 0
-    for when, _, item in stream:
-        clock = when if clock is None else clock
-        while (deadline := engine.next_deadline()) is not None and deadline <= when:
-            clock = max(deadline, clock)
-            _emit(engine.tick(state, clock), tally)
-        clock = max(clock, when)
-        if isinstance(item, Frame):
-            names = decoder.feed(item, state)
-            if names:
-                _emit(engine.on_change(names, state, clock), tally)
-        else:
-            fixes += 1
-            state.update_fix(item)
-            _emit(engine.on_fix(state, clock), tally)
-    if clock is not None:  # deadlines due at the last input's time
-        while (deadline := engine.next_deadline()) is not None and deadline <= clock:
-            _emit(engine.tick(state, clock), tally)
-    return fixes
+def _by_id(monitor: Monitor) -> str:
+    return monitor.id
 
 
 def _summary(tally: Tally, decoder: Decoder, parser: NmeaParser, fixes: int) -> None:
@@ -164,7 +151,7 @@ def _summary(tally: Tally, decoder: Decoder, parser: NmeaParser, fixes: int) -> 
         ]
         return ", ".join(found) or "none"
 
-    can = tally.can
+    can = tally.can | {"skipped_filtered": tally.can.get("filtered", 0)}  # ids nothing uses
     print(
         f"replay: {can.get('frames', 0)} frames ({decoder.counters['decoded']} decoded; "
         f"skipped: {skips(decoder.counters | can)}), {fixes} fixes "

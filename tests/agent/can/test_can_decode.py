@@ -349,10 +349,11 @@ def test_arbitrary_frames_never_raise(demo_vehicle: Vehicle, frames: list[Frame]
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), noise=st.lists(st.integers(0, 6), max_size=20))
-def test_feed_many_equals_feed_per_frame(
+def test_the_decoders_filters_drop_only_frames_that_change_nothing(
     demo_vehicle: Vehicle, seed: int, noise: list[int]
 ) -> None:
-    """The replay path gives the same changes, state and counters as one feed per frame."""
+    """``replay`` reads logs through ``Decoder.can_filters`` (as the kernel filters live): the
+    frames it drops change no value, so the changes and the state are those of the full bus."""
     import cantools
 
     from tests.agent.can.drive import demo_drive
@@ -371,16 +372,23 @@ def test_feed_many_equals_feed_per_frame(
     for kind in noise:
         frames.insert(rng.randrange(len(frames) + 1), odd[kind])
     names = [*rng.sample(demo_vehicle.catalog.names(), 20), "vehicle.doorsState.opening"]
-    one, many = Decoder(demo_vehicle), Decoder(demo_vehicle)
-    one.use(names)
-    many.use(names)
-    state_one, state_many = VehicleState(), VehicleState()
-    expected = [(f, c) for f in frames if (c := one.feed(f, state_one))]
-    assert list(many.feed_many(frames, state_many)) == expected
-    assert many.counters == one.counters
-    for name in state_one.names():
-        assert state_many.get(name) == state_one.get(name)
-    assert_balanced(many)
+    full, filtered = Decoder(demo_vehicle), Decoder(demo_vehicle)
+    full.use(names)
+    filtered.use(names)
+    rules = [(f["can_id"], f["can_mask"], f["extended"]) for f in filtered.can_filters("can0")]
+    kept = [
+        f
+        for f in frames
+        if any((i ^ f.arbitration_id) & m == 0 and e == f.is_extended for i, m, e in rules)
+    ]
+    state_full, state_filtered = VehicleState(), VehicleState()
+    expected = [(f, c) for f in frames if (c := full.feed(f, state_full))]
+    got = [(f, c) for f in kept if (c := filtered.feed(f, state_filtered))]
+    assert got == expected
+    assert filtered.counters["decoded"] == full.counters["decoded"]
+    for name in state_full.names():
+        assert state_filtered.get(name) == state_full.get(name)
+    assert_balanced(filtered)
 
 
 def test_two_buses_each_decode_with_their_own_dbc(tmp_path: Path) -> None:
@@ -411,7 +419,7 @@ def test_two_buses_each_decode_with_their_own_dbc(tmp_path: Path) -> None:
     assert decoder.counters["skipped_bad_length"] == 1
 
 
-def test_use_during_feed_many_takes_effect(demo_vehicle: Vehicle) -> None:
+def test_use_during_a_stream_takes_effect(demo_vehicle: Vehicle) -> None:
     import cantools
 
     from tests.agent.can.drive import demo_drive
@@ -421,11 +429,12 @@ def test_use_during_feed_many_takes_effect(demo_vehicle: Vehicle) -> None:
     decoder.use(["vehicle.doorsState.opening"])
     state = VehicleState()
     seen: list[str] = []
-    for _frame, changed in decoder.feed_many(frames, state):
+    for frame in frames:
+        changed = decoder.feed(frame, state)
         seen += changed
         if (
             "vehicle.doorsState.opening" in changed
-            and state.current("vehicle.doorsState.opening", _frame.timestamp) == "Open"
+            and state.current("vehicle.doorsState.opening", frame.timestamp) == "Open"
         ):
             decoder.use(["vehicle.doorsState.opening", "vehicle.powertrain.status"])
     assert "vehicle.powertrain.status" in seen  # STARTING -> RUNNING after the door opened
