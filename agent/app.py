@@ -112,19 +112,17 @@ class CanReader:
             log.error("CAN bus %s: %s", self.bus.name, exc)
 
     def _live(self) -> None:
+        """Frames until stopped; ``CanSource.recv`` opens the bus, and reopens it with its
+        backoff while it cannot (an interface not up yet at boot, a USB adapter unplugged)."""
         assert self.source is not None
-        delay = 0.5
-        while not self._stop.is_set() and not self.source.is_open:
-            try:
-                self.source.open()
-            except SourceError as exc:
-                log.error("%s; retrying in %.0f s", exc, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
-        if self.source.is_open:
-            log.info("CAN bus %s: %s %s open", self.bus.name, self.bus.interface, self.bus.channel)
+        announced = False
         while not self._stop.is_set():
             frame = self.source.recv(0.25)
+            if not announced and self.source.is_open:
+                announced = True
+                log.info(
+                    "CAN bus %s: %s %s open", self.bus.name, self.bus.interface, self.bus.channel
+                )
             if frame is not None:
                 self._put(frame)
 

@@ -11,7 +11,8 @@ store, so after every (re)connect the pump resends every unacknowledged event fr
 connection are ignored (``generation``).
 
 Reconnect: exponential backoff from ``reconnect_min`` to ``reconnect_max`` seconds with "equal
-jitter" (a random delay between half and all of the step), reset after a successful CONNACK.
+jitter" (a random delay between half and all of the step; ``agent.backoff``), reset after a
+successful CONNACK.
 
 Refusals: an MQTT 5 broker answers a publish it refuses (ACL) with a failure reason code in the
 PUBACK; the event is counted (``broker_rejected``), logged and kept in the outbox, to be sent again
@@ -38,6 +39,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.backoff import Backoff
 from agent.config import MqttConfig
 from agent.errors import ConfigError, Problem
 from agent.outbox import Outbox
@@ -89,12 +91,6 @@ class Received:
 
 
 LinkEvent = Connected | Disconnected | ConnectFailed | Acked | Received
-
-
-def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
-    """Delay before reconnect attempt ``attempt`` (0-based): equal jitter over a doubling step."""
-    step = min(high, low * (2 ** min(attempt, 30)))
-    return rng.uniform(step / 2, step)
 
 
 def describe_connect_error(exc: BaseException, host: str, port: int) -> str:
@@ -155,6 +151,7 @@ class MqttLink:
         self.subscriptions = subscriptions
         self.will = will
         self._rng = rng or random.Random()
+        self._backoff = Backoff(config.reconnect_min, config.reconnect_max)
         self._tls = build_tls_context(config) if config.tls else None
         self._client: mqtt.Client | None = None
         self._generation = 0
@@ -230,7 +227,7 @@ class MqttLink:
                 attempt = self._connect_failed(self._refusal, attempt)
                 continue
             attempt = 0
-            self._stopping.wait(backoff_delay(attempt, *self._backoff_range(), self._rng))
+            self._stopping.wait(self._backoff.delay(attempt, self._rng.random()))
 
     def _run_session(self, client: mqtt.Client) -> None:
         self._client = client
@@ -247,12 +244,9 @@ class MqttLink:
         stop_network_loop(client)
         self._connected.clear()
 
-    def _backoff_range(self) -> tuple[float, float]:
-        return self.config.reconnect_min, self.config.reconnect_max
-
     def _connect_failed(self, reason: str, attempt: int) -> int:
         self.counters["connect_failures"] += 1
-        delay = backoff_delay(attempt, *self._backoff_range(), self._rng)
+        delay = self._backoff.delay(attempt, self._rng.random())
         if reason != self.last_error or attempt % 10 == 0:
             # an unreachable broker is routine in a car (no coverage); a refusal is a setup error
             refused = any(word in reason for word in ("broker refused", "TLS", "certificate"))
@@ -387,8 +381,8 @@ class EventPump:
         self._generation = -1
         self._last_seq = 0
         self._clock = clock
-        self._hold_min, self._hold_max = hold_min, hold_max
-        self._hold = hold_min
+        self._hold = Backoff(hold_min, hold_max)  # no jitter: one vehicle, one broker
+        self._holds = 0  # holds in a row, until an event is acknowledged again
         self._hold_until = 0.0
         self._resend_from: int | None = None  # oldest seq that reached no subscriber
         self._rate, self._burst = max_rate, float(burst)
@@ -434,16 +428,15 @@ class EventPump:
         if ids:
             self.counters["acked"] += self.outbox.ack_many(ids)
             if self._resend_from is None:
-                self._hold = self._hold_min
+                self._holds = 0
 
     def _nobody_listened(self, seq: int) -> None:
         self.counters["no_subscribers"] += 1
         if self._resend_from is None:
-            log.warning(
-                "MQTT: no subscriber for events; holding them, resending in %.1f s", self._hold
-            )
-            self._hold_until = self._clock() + self._hold
-            self._hold = min(self._hold * 2, self._hold_max)
+            hold = self._hold.delay(self._holds, 1.0)
+            log.warning("MQTT: no subscriber for events; holding them, resending in %.1f s", hold)
+            self._hold_until = self._clock() + hold
+            self._holds += 1
         self._resend_from = seq if self._resend_from is None else min(self._resend_from, seq)
 
     def _on_ack(self, event: Acked) -> None:

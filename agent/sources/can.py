@@ -22,6 +22,7 @@ from typing import Any
 
 import can
 
+from agent.backoff import Backoff, Retries
 from agent.errors import SourceError
 from agent.model import Frame
 
@@ -102,9 +103,8 @@ class CanSource:
         self._bus: can.BusABC | None = None
         self._opened_once = False
         self._closed = False  # closed on purpose: no more reopening
-        self._reopen_delay = reopen_delay
-        self._max_reopen_delay = max_reopen_delay
-        self._delay = reopen_delay
+        # no jitter: one local bus, nothing to spread
+        self._retries = Retries(Backoff(reopen_delay, max_reopen_delay))
         self._next_attempt = 0.0
 
     @property
@@ -158,7 +158,7 @@ class CanSource:
             return None
         # Only a received message proves the link works again: a down interface binds fine and
         # times out quietly, so resetting the backoff on a timeout would make it spin.
-        self._delay = self._reopen_delay
+        self._retries.reset()
         if msg.is_error_frame:
             self.counters["error_frames"] += 1
             return None
@@ -194,7 +194,10 @@ class CanSource:
     def _on_failure(self, exc: BaseException) -> None:
         self.counters["receive_errors"] += 1
         log.warning(
-            "CAN bus %s failed, reopening in %.1f s: %s", self.config.name, self._delay, exc
+            "CAN bus %s failed, reopening in %.1f s: %s",
+            self.config.name,
+            self._retries.peek(),
+            exc,
         )
         bus, self._bus = self._bus, None
         if bus is not None:
@@ -207,8 +210,7 @@ class CanSource:
         self._schedule_retry()
 
     def _schedule_retry(self) -> None:
-        self._next_attempt = time.monotonic() + self._delay
-        self._delay = min(self._delay * 2, self._max_reopen_delay)
+        self._next_attempt = time.monotonic() + self._retries.next_delay()
 
     def _try_reopen(self, timeout: float | None) -> can.BusABC | None:
         if self._closed:
@@ -221,7 +223,7 @@ class CanSource:
             self.open()
         except SourceError as exc:
             self.counters["open_failures"] += 1
-            log.warning("%s; retrying in %.1f s", exc, self._delay)
+            log.warning("%s; retrying in %.1f s", exc, self._retries.peek())
             self._schedule_retry()
             return None
         return self._bus

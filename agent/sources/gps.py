@@ -23,6 +23,7 @@ from typing import Literal, Protocol, cast
 
 import serial
 
+from agent.backoff import Backoff, Retries
 from agent.errors import Problem
 from agent.gpsd import parse_gpsd_url
 from agent.model import Fix
@@ -130,24 +131,6 @@ class MemoryFixSource:
         self._started = False
 
 
-class Backoff:
-    """Capped exponential delays with jitter: each is in [d/2, d], d = min(cap, first x 2^n)."""
-
-    def __init__(self, first: float, cap: float, rng: random.Random | None = None) -> None:
-        self.first = first
-        self.cap = cap
-        self._rng = rng or random.Random()
-        self._failures = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.first * 2.0 ** min(self._failures, 32))
-        self._failures += 1
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-
-    def reset(self) -> None:
-        self._failures = 0
-
-
 class GpsSource:
     """Reads one receiver in a background thread and hands each Fix to ``on_fix``."""
 
@@ -165,7 +148,7 @@ class GpsSource:
         self._thread: threading.Thread | None = None
         self._parser = self._new_parser()
         self._counters = dict.fromkeys(SOURCE_COUNTERS, 0)
-        self._backoff = Backoff(config.reopen_min, config.reopen_max)
+        self._backoff = Retries(Backoff(config.reopen_min, config.reopen_max), random.Random())
         self._quiet_open_failures = False  # log one open failure per outage, not every retry
 
     @property
@@ -279,7 +262,7 @@ def make_fix_source(
 ) -> FixSource:
     """The source the configuration names: gpsd for ``gpsd://``, else the serial/file reader."""
     if config.is_gpsd:
-        from agent.sources.gpsd import GpsdSource  # noqa: PLC0415 (it imports Backoff from here)
+        from agent.sources.gpsd import GpsdSource  # noqa: PLC0415 (it imports GpsConfig from here)
 
         return GpsdSource(config, on_fix, clock=clock)
     return GpsSource(config, on_fix, clock=clock)

@@ -11,14 +11,16 @@ backoff until :meth:`GpsdSource.stop`.
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 
+from agent.backoff import Backoff, Retries
 from agent.gpsd import GpsdAddress, GpsdReader, parse_gpsd_url, watch_command
 from agent.model import Fix
-from agent.sources.gps import SOURCE_COUNTERS, Backoff, GpsConfig
+from agent.sources.gps import SOURCE_COUNTERS, GpsConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class GpsdSource:
         self._thread: threading.Thread | None = None
         self._reader = GpsdReader()
         self._counters = dict.fromkeys(SOURCE_COUNTERS, 0)
-        self._backoff = Backoff(config.reopen_min, config.reopen_max)
+        self._backoff = Retries(Backoff(config.reopen_min, config.reopen_max), random.Random())
         self._quiet_failures = False  # one warning per outage, not one per retry
 
     @property

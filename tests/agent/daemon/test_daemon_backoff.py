@@ -1,29 +1,10 @@
-"""Reconnect delays and connect-error wording (pure parts of agent.publisher)."""
+"""Connect-error wording (a pure part of agent.publisher); the delays are agent.backoff's."""
 
 from __future__ import annotations
 
-import random
 import ssl
 
-from hypothesis import given
-from hypothesis import strategies as st
-
-from agent.publisher import backoff_delay, describe_connect_error
-
-
-@given(st.integers(min_value=0, max_value=200), st.integers(min_value=0, max_value=2**32))
-def test_backoff_stays_within_half_step_and_cap(attempt: int, seed: int) -> None:
-    delay = backoff_delay(attempt, 0.5, 30.0, random.Random(seed))
-    step = min(30.0, 0.5 * 2**attempt)
-    assert step / 2 <= delay <= step <= 30.0
-
-
-def test_backoff_grows_then_saturates_with_jitter() -> None:
-    rng = random.Random(1)
-    first = [backoff_delay(0, 1.0, 8.0, rng) for _ in range(50)]
-    late = [backoff_delay(10, 1.0, 8.0, rng) for _ in range(50)]
-    assert max(first) <= 1.0 < min(late)
-    assert len(set(late)) > 40  # jitter: agents do not reconnect in lockstep
+from agent.publisher import describe_connect_error
 
 
 def test_connect_errors_read_clearly() -> None:

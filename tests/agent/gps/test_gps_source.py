@@ -17,7 +17,7 @@ import pytest
 from agent.errors import Problem
 from agent.model import Fix
 from agent.nmea import read_nmea_file
-from agent.sources.gps import Backoff, FixSource, GpsConfig, GpsSource, MemoryFixSource
+from agent.sources.gps import FixSource, GpsConfig, GpsSource, MemoryFixSource
 from tests.agent.gps.gps_sentences import (
     T0,
     assert_fix_is,
@@ -191,18 +191,6 @@ def test_file_replay_realtime_keeps_order_and_stops_promptly(tmp_path: Path) -> 
 def test_capture_files_are_the_documented_streams() -> None:
     assert (CAPTURES / "messy_ublox.nmea").read_bytes() == messy_stream().stream()
     assert (CAPTURES / "drive_10hz_multi_gnss.nmea").read_bytes() == clean_10hz_stream(100).stream()
-
-
-def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets() -> None:
-    backoff = Backoff(0.5, 4.0, random.Random(1))
-    ceilings = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    for ceiling in ceilings:
-        delay = backoff.next_delay()
-        assert ceiling / 2 <= delay <= ceiling
-    backoff.reset()
-    assert backoff.next_delay() <= 0.5
-    delays = {Backoff(1.0, 1.0, random.Random(seed)).next_delay() for seed in range(5)}
-    assert len(delays) == 5  # jittered: receivers unplugged together do not retry in step
 
 
 def test_config_problems_are_all_reported() -> None:
