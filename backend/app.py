@@ -79,6 +79,7 @@ class Backend:
     ingest: MqttIngest | None = None
     server: uvicorn.Server | None = None
     status_sync_interval: float = 5.0
+    before_commit: Callable[[int], None] | None = None  # ingest's hook (MqttIngest)
     channel: MqttMonitorChannel | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -132,6 +133,7 @@ class Backend:
             metrics=self.metrics,
             on_committed=wake,
             clock=self.clock,
+            before_commit=self.before_commit,
         )
 
     def _build_api(self, topics: Topics) -> tuple[uvicorn.Server, MqttMonitorChannel]:

@@ -15,9 +15,9 @@ bytes, and a table of them would be one more unbounded store to fill; the counte
 line say what arrived and from whom. If the worker dies anyway, ``alive()`` turns false and
 ``/healthz`` fails.
 
-Test hook: with ``EDGEMON_TEST_HOLD_BEFORE_COMMIT=<file>`` set, the worker writes that file after
-receiving a message and blocks before committing, so a test can SIGKILL the process exactly in
-the window between receipt and commit.
+``before_commit`` (injected, nothing by default) is called by the worker with each group's size
+just before it commits: a test that composes the backend with a hook that blocks can SIGKILL the
+process exactly in the window between receipt and commit.
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
@@ -48,7 +46,6 @@ from backend.records import IncomingEvent, MonitorRecord, Route, Store
 from backend.routing import DeliverySpec, route, webhook_event
 
 log = logging.getLogger(__name__)
-HOLD_ENV = "EDGEMON_TEST_HOLD_BEFORE_COMMIT"
 DEFAULT_LIMITS = LimitsConfig()
 
 
@@ -204,6 +201,7 @@ class MqttIngest:
         on_committed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         max_group: int = 500,
+        before_commit: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config
         self.topics = topics
@@ -228,7 +226,7 @@ class MqttIngest:
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._worker = threading.Thread(target=self._work, name="ingest-commit", daemon=True)
-        self._hold = os.environ.get(HOLD_ENV)
+        self._before_commit = before_commit
         self._stopping = threading.Event()
         self.connected = threading.Event()
 
@@ -332,9 +330,8 @@ class MqttIngest:
 
     def _work(self) -> None:
         while (group := self._take()) is not None:
-            if self._hold:
-                Path(self._hold).write_text(f"{len(group)} received\n")
-                threading.Event().wait()  # test hook: block here until SIGKILL
+            if self._before_commit is not None:
+                self._before_commit(len(group))
             while True:
                 try:
                     self._commit(group)

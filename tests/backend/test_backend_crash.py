@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.wire import Topics, event_to_json
-from backend.ingest import HOLD_ENV
 from backend.store import SqliteStore
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.backend.conftest import (
@@ -42,23 +41,18 @@ def _config(tmp_path: Path, broker: Mosquitto, ca: CertAuthority) -> Path:
     return path
 
 
-def _start(config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _start(config: Path, log: Path, hold_marker: Path | None = None) -> subprocess.Popen[bytes]:
+    """``edgemon-backend run`` (ingest + dispatcher); with ``hold_marker``, the same composition
+    whose ingest blocks before its first commit (tests/backend/held_backend.py)."""
+    if hold_marker is None:
+        args = ["backend", "run", "-c", str(config), "--role", "ingest", "--role", "dispatcher"]
+    else:
+        args = ["tests.backend.held_backend", str(config), str(hold_marker)]
     with log.open("ab") as out:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "backend",
-                "run",
-                "-c",
-                str(config),
-                "--role",
-                "ingest",
-                "--role",
-                "dispatcher",
-            ],
+            [sys.executable, "-m", *args],
             cwd=ROOT,
-            env={**os.environ, **env},
+            env=dict(os.environ),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -94,7 +88,7 @@ def test_sigkill_between_receipt_and_commit_loses_nothing_and_sends_once(
     config = _config(tmp_path, mosquitto, test_ca)
     log = tmp_path / "backend.log"
     marker = tmp_path / "received"
-    first = _start(config, log, {HOLD_ENV: str(marker)})
+    first = _start(config, log, marker)
     client = publisher(mosquitto)
     second = None
     try:
@@ -107,7 +101,7 @@ def test_sigkill_between_receipt_and_commit_loses_nothing_and_sends_once(
         assert first.returncode == -signal.SIGKILL
         assert store.deliveries(mid, None, 0, 5)[1] == 0  # nothing was committed
 
-        second = _start(config, log, {})
+        second = _start(config, log)
         requests = rx.wait_for(1)
         publish(client, Topics().events(VIN), event_to_json(make_event(mid, value="sentinel")))
         requests = rx.wait_for(2)
