@@ -52,8 +52,9 @@ from agent.publisher import (
     Will,
 )
 from agent.sdnotify import Notifier
-from agent.sources.can import BusConfig, CanSource, read_log
+from agent.sources.can import CanSource, read_log
 from agent.sources.gps import FixSource, make_fix_source
+from agent.sources.settings import BusConfig
 from agent.story import committed_line, startup_lines
 from agent.wire import Topics, status_to_json
 

@@ -18,11 +18,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from agent.clock import CLOCK_POLICIES, ClockPolicy
-from agent.dbc import BusSpec
 from agent.errors import ConfigError, Problem
-from agent.sources.can import BusConfig
-from agent.sources.can_options import interface_problems, option_problems
-from agent.sources.gps import GpsConfig, ReplayPace
+from agent.sources.settings import BusConfig, BusSpec, GpsConfig, ReplayPace
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -262,6 +259,9 @@ def _read_can_options(
     if not isinstance(options, dict):
         r.bad(f"{where}.options", "expected a table ([can.options])")
         options = {}
+    # python-can's own tables say which interfaces and options exist: loaded only to check them
+    from agent.sources.can_options import interface_problems, option_problems  # noqa: PLC0415
+
     problems = interface_problems(interface, where)
     if not problems:
         problems = option_problems(interface, options, where)

@@ -25,6 +25,7 @@ from agent.dbc_repair import DbcRepairError, repair_dbc_text
 from agent.errors import DbcError
 from agent.model import SignalInfo, SignalKind, Value
 from agent.shipped import demo_dbc, demo_map
+from agent.sources.settings import BusSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +39,6 @@ MAX_DBC_BYTES = 16 * 1024 * 1024  # opendbc's largest is 0.8 MB
 
 _KINDS = {"number": SignalKind.NUMBER, "boolean": SignalKind.BOOLEAN, "enum": SignalKind.ENUM}
 _ENTRY_KEYS = {"signal", "kind", "scale", "offset", "unit", "values"}
-
-
-@dataclass(frozen=True)
-class BusSpec:
-    """One bus's DBC set and signal map (built from the agent configuration)."""
-
-    name: str
-    dbc_files: tuple[Path, ...]
-    signal_map: Path | None = None
-    # Extra rolling counters / checksums to ignore when comparing payloads, as ``Message.Signal``
-    # or a bare signal name; names matching :func:`agent.decode.is_rolling_name` need no entry.
-    rolling_signals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import can
 from agent.backoff import Backoff, Retries
 from agent.errors import SourceError
 from agent.model import Frame
+from agent.sources.settings import BusConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +37,6 @@ CanFilters = Sequence[Mapping[str, int | bool]]
 _NOTHING_WANTED: list[dict[str, int | bool]] = [
     {"can_id": 0x1FFF_FFFF, "can_mask": 0x1FFF_FFFF, "extended": True}
 ]
-
-
-@dataclass(frozen=True)
-class BusConfig:
-    """How to open one bus with python-can; ``name`` is the logical bus (which DBC set applies)."""
-
-    name: str
-    interface: str
-    channel: str
-    bitrate: int | None = None
-    fd: bool = False
-    data_bitrate: int | None = None
-    receive_own_messages: bool = False
-    options: Mapping[str, Any] = field(default_factory=dict)  # any other python-can kwargs
 
 
 def frame_from_message(msg: can.Message, bus: str) -> Frame:

@@ -17,21 +17,19 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal, Protocol, cast
+from typing import Protocol, cast
 
 import serial
 
 from agent.backoff import Backoff, Retries
-from agent.errors import Problem
-from agent.gpsd import parse_gpsd_url
 from agent.model import Fix
 from agent.nmea import NmeaParser, read_nmea_file
+from agent.sources.settings import GpsConfig
 
 log = logging.getLogger(__name__)
 
-ReplayPace = Literal["realtime", "fast"]
 SOURCE_COUNTERS = ("port_opens", "port_open_failures", "port_losses", "callback_errors")
 
 
@@ -44,49 +42,6 @@ class _Port(Protocol):
     def read(self, size: int = 1) -> bytes: ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class GpsConfig:
-    """Where the receiver is and how to read it."""
-
-    port: str  # /dev/ttyACM0, socket://host:port, rfc2217://host:port, gpsd://host:port, a file
-    baudrate: int = 9600
-    replay_pace: ReplayPace = "realtime"
-    require_checksum: bool = True
-    epoch_timeout: float = 0.5  # seconds of silence that close an epoch
-    read_timeout: float = 0.2  # bounds how long stop() waits for the reader
-    reopen_min: float = 0.5  # first reopen delay, doubled per failure ...
-    reopen_max: float = 30.0  # ... up to this
-
-    def problems(self, path: str = "$.gps") -> list[Problem]:
-        """Every reason this configuration cannot be used (empty when it is fine)."""
-        found = []
-        if not self.port.strip():
-            found.append(Problem(f"{path}.port", "must name a device, a pyserial URL or a file"))
-        if self.baudrate <= 0:
-            found.append(Problem(f"{path}.baudrate", f"must be positive, not {self.baudrate}"))
-        if self.replay_pace not in ("realtime", "fast"):
-            found.append(Problem(f"{path}.replay_pace", "must be 'realtime' or 'fast'"))
-        for name in ("epoch_timeout", "read_timeout", "reopen_min", "reopen_max"):
-            if not getattr(self, name) > 0:
-                found.append(Problem(f"{path}.{name}", "must be a positive number of seconds"))
-        if self.reopen_max < self.reopen_min:
-            found.append(Problem(f"{path}.reopen_max", "must not be below reopen_min"))
-        if self.is_gpsd:
-            try:
-                parse_gpsd_url(self.port)
-            except ValueError as exc:
-                found.append(Problem(f"{path}.port", f"gpsd://host[:port][/device]: {exc}"))
-        return found
-
-    @property
-    def is_file(self) -> bool:
-        return "://" not in self.port and Path(self.port).is_file()
-
-    @property
-    def is_gpsd(self) -> bool:
-        return self.port.startswith("gpsd://")
 
 
 class FixSource(Protocol):

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from agent.backoff import Backoff, Retries
 from agent.gpsd import GpsdAddress, GpsdReader, parse_gpsd_url, watch_command
 from agent.model import Fix
-from agent.sources.gps import SOURCE_COUNTERS, GpsConfig
+from agent.sources.gps import SOURCE_COUNTERS
+from agent.sources.settings import GpsConfig
 
 log = logging.getLogger(__name__)
 

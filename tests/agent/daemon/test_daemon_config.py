@@ -158,3 +158,18 @@ def test_example_config_uses_only_known_settings() -> None:
         parse_config(tomllib.loads(example.read_text()), example.parent, env={})
     assert caught.value.problems
     assert all("file not found" in p.message for p in caught.value.problems)
+
+
+def test_describing_the_configuration_loads_no_adapter() -> None:
+    """agent.config builds plain descriptions (agent.sources.settings): python-can, cantools and
+    pyserial are loaded by the adapters that use them, not to read agent.toml's types."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, agent.config; print(sorted({'can', 'cantools', 'serial'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
