@@ -36,7 +36,14 @@ from backend.metrics import Metrics
 from backend.monitors import CALLBACK_PATH, validate
 from backend.openapi import openapi_document
 from backend.publisher import MonitorChannel
-from backend.records import DeliveryView, MonitorRecord, Store, VehicleRecord
+from backend.records import (
+    DELIVERY_STATES,
+    SETTABLE_STATUSES,
+    DeliveryView,
+    MonitorRecord,
+    Store,
+    VehicleRecord,
+)
 from backend.tenancy import find_token, keep_masked, masked, masked_url, reaches_owner
 
 log = logging.getLogger(__name__)
@@ -338,8 +345,8 @@ async def set_status(ctx: ApiContext, request: Request) -> Response:
     record = _existing(ctx, request)
     body = await _json_body(ctx, request)
     status = body.get("status") if isinstance(body, dict) else None
-    if status not in ("Running", "Paused"):
-        problem = Problem("$.status", "must be 'Running' or 'Paused'")
+    if status not in SETTABLE_STATUSES:
+        problem = Problem("$.status", f"must be {' or '.join(map(repr, SETTABLE_STATUSES))}")
         raise ApiProblem(400, "invalid status", (problem,))
     ctx.store.set_monitor_status(record.monitor_id, status, ctx.clock())
     fresh = ctx.store.get_monitor(record.monitor_id) or record
@@ -371,8 +378,8 @@ async def list_deliveries(ctx: ApiContext, request: Request) -> Response:
     record = _monitor_by_id(ctx, request)
     start, size = _paging(request)
     state = request.query_params.get("state")
-    if state is not None and state not in ("open", "pending", "delivered", "dead"):
-        problem = Problem("state", "one of open, pending, delivered, dead")
+    if state is not None and state not in DELIVERY_STATES:
+        problem = Problem("state", f"one of {', '.join(DELIVERY_STATES)}")
         raise ApiProblem(400, "invalid state filter", (problem,))
     if request.url.path.endswith("/dead-letters"):
         state = "dead"

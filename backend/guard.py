@@ -26,13 +26,13 @@ import math
 import re
 from datetime import UTC
 from itertools import accumulate
-from typing import Any
+from typing import Any, cast
 
 from agent.model import Event
 from agent.wire import Topics, WireError, event_from_dict, valid_topic_level
 from backend.config import LimitsConfig
 from backend.errors import IngestError, PayloadError
-from backend.records import VehicleMonitorState
+from backend.records import REPORTED_STATES, ReportedState, VehicleMonitorState
 
 PAYLOAD_REASONS = frozenset(
     {"too_large", "not_utf8", "not_json", "too_deep", "number_too_long", "number_out_of_range",
@@ -161,15 +161,15 @@ def _state(
     if not payload:
         return None
     obj = decode_json(payload, max_bytes=limits.max_state_bytes, limits=limits)
-    if not isinstance(obj, dict) or obj.get("state") not in ("applied", "rejected"):
-        raise WireError("monitor state needs 'state': applied|rejected")
+    if not isinstance(obj, dict) or obj.get("state") not in REPORTED_STATES:
+        raise WireError(f"monitor state needs 'state': {'|'.join(REPORTED_STATES)}")
     reasons = obj.get("reasons") or []
     if not isinstance(reasons, list):
         raise WireError("'reasons' must be a list")
     return VehicleMonitorState(
         vin=vin,
         monitor_id=parts[-2],
-        state=str(obj["state"]),
+        state=cast(ReportedState, obj["state"]),
         reasons=[{str(k): str(v) for k, v in r.items()} for r in reasons if isinstance(r, dict)],
         definition_hash=str(obj.get("hash", "")),
         at=str(obj.get("at", "")),

@@ -10,6 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from agent import __version__
+from backend.records import (
+    ATTEMPT_OUTCOMES,
+    DELIVERY_STATES,
+    MONITOR_STATUSES,
+    REPORTED_STATES,
+    SETTABLE_STATUSES,
+)
 
 _ERROR = {"$ref": "#/components/schemas/XError"}
 
@@ -164,7 +171,7 @@ def _delivery_paths() -> dict[str, Any]:
     did = _param("deliveryId")
     page = {"$ref": "#/components/schemas/Deliveries"}
     one = {"$ref": "#/components/schemas/Delivery"}
-    state = _param("state", "query", type="string", enum=["open", "pending", "delivered", "dead"])
+    state = _param("state", "query", type="string", enum=list(DELIVERY_STATES))
     return {
         "/monitors/{monitorId}/deliveries": {
             "parameters": [mid],
@@ -310,7 +317,7 @@ _LINK = {"type": "object", "properties": {"href": {"type": "string"}}, "required
 
 def _schemas() -> dict[str, Any]:
     links = {"type": "object", "additionalProperties": _LINK}
-    status = {"type": "string", "enum": ["Running", "Paused", "Failed"]}
+    status = {"type": "string", "enum": list(MONITOR_STATUSES)}
     ref_props = {
         "monitorId": {"type": "string"},
         "status": status,
@@ -329,7 +336,7 @@ def _schemas() -> dict[str, Any]:
             "number": {"type": "integer"},
             "startedAt": _STAMP,
             "durationMs": {"type": "number"},
-            "outcome": {"type": "string"},
+            "outcome": {"type": "string", "enum": list(ATTEMPT_OUTCOMES)},
             "statusCode": {"type": ["integer", "null"]},
             "error": {"type": "string"},
         },
@@ -381,7 +388,7 @@ def _schemas() -> dict[str, Any]:
         },
         "MonitorStatusSetter": {
             "type": "object",
-            "properties": {"status": {"type": "string", "enum": ["Running", "Paused"]}},
+            "properties": {"status": {"type": "string", "enum": list(SETTABLE_STATUSES)}},
             "required": ["status"],
         },
         "MonitorRef": {"type": "object", "properties": ref_props, "required": list(ref_props)},
@@ -396,7 +403,7 @@ def _schemas() -> dict[str, Any]:
                         "type": "object",
                         "properties": {
                             "vin": {"type": "string"},
-                            "state": {"type": "string", "enum": ["applied", "rejected"]},
+                            "state": {"type": "string", "enum": list(REPORTED_STATES)},
                             "reasons": {"type": "array", "items": problem},
                             "hash": {"type": "string"},
                             "at": {"type": "string"},
@@ -412,7 +419,7 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "deliveryId": {"type": "string"},
                 "monitorId": {"type": "string"},
-                "state": {"type": "string", "enum": ["open", "pending", "delivered", "dead"]},
+                "state": {"type": "string", "enum": list(DELIVERY_STATES)},
                 "url": {"type": "string"},
                 "eventIds": {"type": "array", "items": {"type": "string"}},
                 "attemptCount": {"type": "integer"},

@@ -15,9 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
-MONITOR_STATUSES = ("Running", "Paused", "Failed")
+# The states, one definition each: the store writes them, the API validates and shows them,
+# the OpenAPI document lists them (backend.openapi), the dispatcher and retry produce them.
+MonitorStatus = Literal["Running", "Paused", "Failed"]
+MONITOR_STATUSES: tuple[MonitorStatus, ...] = get_args(MonitorStatus)
+SETTABLE_STATUSES: tuple[MonitorStatus, ...] = ("Running", "Paused")  # Failed: the dispatcher's
+DeliveryState = Literal["open", "pending", "delivered", "dead"]
+DELIVERY_STATES: tuple[DeliveryState, ...] = get_args(DeliveryState)
+AfterAttempt = Literal["pending", "delivered", "dead"]  # a delivery's state after one attempt
+AttemptOutcome = Literal["delivered", "failed", "gone", "refused"]
+ATTEMPT_OUTCOMES: tuple[AttemptOutcome, ...] = get_args(AttemptOutcome)
+ReportedState = Literal["applied", "rejected"]  # what an agent reports for one monitor
+REPORTED_STATES: tuple[ReportedState, ...] = get_args(ReportedState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +37,7 @@ class MonitorRecord:
     scope: str  # "fleet" | "vehicle"
     owner: str  # the fleet id or the VIN
     definition: dict[str, Any]  # the MonitorParameter JSON as accepted
-    status: str  # Running | Paused | Failed
+    status: MonitorStatus
     created_at: float
     updated_at: float
 
@@ -46,7 +57,7 @@ class VehicleMonitorState:
 
     vin: str
     monitor_id: str
-    state: str
+    state: ReportedState
     reasons: list[dict[str, str]]
     definition_hash: str
     at: str
@@ -113,7 +124,7 @@ class Attempt:
     number: int
     started_at: float
     duration: float
-    outcome: str  # delivered | failed | gone | refused
+    outcome: AttemptOutcome
     status_code: int | None = None
     error: str = ""
 
@@ -126,7 +137,7 @@ class AttemptResult:
     delivery_id: str
     attempt: Attempt | None
     monitor_id: str
-    state: str  # delivered | pending | dead
+    state: AfterAttempt
     next_at: float | None = None
     reason: str = ""
     gone: bool = False  # 410: stop the monitor's deliveries and mark it Failed
@@ -138,7 +149,7 @@ class DeliveryView:
 
     delivery_id: str
     monitor_id: str
-    state: str
+    state: DeliveryState
     url: str
     event_ids: list[str]
     attempts: int

@@ -29,14 +29,13 @@ from email.utils import parsedate_to_datetime
 
 MAX_AGE = 3 * 24 * 3600.0
 NONE_RETRY_DELAY = 10.0
-POLICIES = ("None", "Bounded", "Always")
 
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
     """A retry policy reduced to what the schedule needs."""
 
-    policy: str = "None"  # "None" | "Bounded" | "Always"
+    policy: str = "None"  # one of agent.monitors.model.RETRY_POLICIES (the parser checks it)
     retry_number: int = 3
     retry_delay: float = 10.0
     max_age: float = MAX_AGE

@@ -269,3 +269,38 @@ def test_the_documented_example_is_accepted(api: Api) -> None:
     client, _, _ = api
     response = client.post("/fleets/fleet-1/monitors", json=EXAMPLE_MONITOR, headers=AUTH)
     assert response.status_code == 202, response.text
+
+
+def test_the_states_have_one_definition_the_document_lists() -> None:
+    """backend.records defines each set of states once; the OpenAPI document and the API's
+    checks take them from there (a state added to the store cannot be missing from the doc)."""
+    from typing import get_args
+
+    from backend.openapi import openapi_document
+    from backend.records import (
+        ATTEMPT_OUTCOMES,
+        DELIVERY_STATES,
+        MONITOR_STATUSES,
+        REPORTED_STATES,
+        SETTABLE_STATUSES,
+        AfterAttempt,
+    )
+
+    schemas = openapi_document()["components"]["schemas"]
+    delivery = schemas["Delivery"]["properties"]
+    assert delivery["state"]["enum"] == list(DELIVERY_STATES)
+    assert delivery["attempts"]["items"]["properties"]["outcome"]["enum"] == list(ATTEMPT_OUTCOMES)
+    assert schemas["MonitorRef"]["properties"]["status"]["enum"] == list(MONITOR_STATUSES)
+    setter = schemas["MonitorStatusSetter"]["properties"]["status"]["enum"]
+    assert setter == list(SETTABLE_STATUSES)
+    assert set(SETTABLE_STATUSES) < set(MONITOR_STATUSES)
+    assert set(get_args(AfterAttempt)) < set(DELIVERY_STATES)
+    assert "applied" in json.dumps(schemas["Monitor"]) and len(REPORTED_STATES) == 2
+
+
+def test_an_unknown_delivery_state_filter_lists_the_states(api: Api) -> None:
+    client = api[0]
+    mid = _create(client, f"/vehicles/{VIN}")["monitorId"]
+    answer = client.get(f"/monitors/{mid}/deliveries?state=lost", headers=AUTH)
+    assert answer.status_code == 400, answer.text
+    assert "open, pending, delivered, dead" in answer.text
