@@ -7,21 +7,26 @@ missing or unknown, 403 when the token lacks the operation's scope or does not r
 vehicle of the path; a monitor or delivery out of the token's reach is a 404 (``backend.tenancy``).
 ``/fleets/{fleetId}/vehicles/{vin}`` provisions vehicles into fleets (``admin`` scope): ingest
 routes events by that record. Attribute values come back masked (write-only).
+
+Threads: a handler is plain synchronous code run by ``run_in_threadpool`` (SQLite reads and
+writes block); the event loop authenticates, and reads the bounded request body when the
+handler asks for it (``anyio.from_thread``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from anyio import from_thread
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -122,9 +127,11 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _json_body(ctx: ApiContext, request: Request) -> Any:
+def _json_body(ctx: ApiContext, request: Request) -> Any:
+    """The JSON body, read by the event loop on behalf of the handler's worker thread (when the
+    handler gets to it: a request refused before is never read)."""
     limits = ctx.limits
-    raw = await _bounded_body(request, limits.max_request_bytes)
+    raw = from_thread.run(_bounded_body, request, limits.max_request_bytes)
     try:
         return decode_json(raw, max_bytes=limits.max_request_bytes, limits=limits)
     except PayloadError as exc:
@@ -294,21 +301,22 @@ def collection(
 
 # -- handlers ---------------------------------------------------------------------------------
 
-Handler = Callable[[ApiContext, Request], Awaitable[Response]]
+# A handler runs in a worker thread (run_in_threadpool): the store's SQLite work blocks.
+Handler = Callable[[ApiContext, Request], Response]
 
 
-async def create_monitor(ctx: ApiContext, request: Request) -> Response:
+def create_monitor(ctx: ApiContext, request: Request) -> Response:
     scope, owner = _owner(ctx, request)
     now = ctx.clock()
     monitor_id = uuid7(int(now * 1000))
-    definition = _checked(ctx, await _json_body(ctx, request), monitor_id)
+    definition = _checked(ctx, _json_body(ctx, request), monitor_id)
     record = MonitorRecord(monitor_id, scope, owner, definition, "Running", now, now)
     ctx.store.create_monitor(record)
-    await asyncio.to_thread(ctx.channel.publish, record)
+    ctx.channel.publish(record)
     return _hal(monitor_ref(ctx, record), 202)
 
 
-async def list_monitors(ctx: ApiContext, request: Request) -> Response:
+def list_monitors(ctx: ApiContext, request: Request) -> Response:
     scope, owner = _owner(ctx, request)
     start, size = _paging(request)
     records, total = ctx.store.list_monitors(scope, owner, start, size)
@@ -316,13 +324,13 @@ async def list_monitors(ctx: ApiContext, request: Request) -> Response:
     return _hal(collection(request, "monitors", items, total, start=start, size=size))
 
 
-async def read_monitor(ctx: ApiContext, request: Request) -> Response:
+def read_monitor(ctx: ApiContext, request: Request) -> Response:
     return _hal(monitor_view(ctx, _existing(ctx, request)))
 
 
-async def replace_monitor(ctx: ApiContext, request: Request) -> Response:
+def replace_monitor(ctx: ApiContext, request: Request) -> Response:
     record = _existing(ctx, request)
-    body = await _json_body(ctx, request)
+    body = _json_body(ctx, request)
     if isinstance(body, dict):
         kept = keep_masked(body, record.definition)  # a definition read back, masked values kept
         if kept:
@@ -330,27 +338,27 @@ async def replace_monitor(ctx: ApiContext, request: Request) -> Response:
     definition = _checked(ctx, body, record.monitor_id)
     ctx.store.replace_monitor(record.monitor_id, definition, ctx.clock())
     fresh = ctx.store.get_monitor(record.monitor_id) or record
-    await asyncio.to_thread(ctx.channel.publish, fresh)
+    ctx.channel.publish(fresh)
     return _hal(monitor_ref(ctx, fresh), 202)
 
 
-async def delete_monitor(ctx: ApiContext, request: Request) -> Response:
+def delete_monitor(ctx: ApiContext, request: Request) -> Response:
     record = _existing(ctx, request)
     ctx.store.delete_monitor(record.monitor_id, ctx.clock())
-    await asyncio.to_thread(ctx.channel.clear, record)
+    ctx.channel.clear(record)
     return Response(status_code=204)
 
 
-async def set_status(ctx: ApiContext, request: Request) -> Response:
+def set_status(ctx: ApiContext, request: Request) -> Response:
     record = _existing(ctx, request)
-    body = await _json_body(ctx, request)
+    body = _json_body(ctx, request)
     status = body.get("status") if isinstance(body, dict) else None
     if status not in SETTABLE_STATUSES:
         problem = Problem("$.status", f"must be {' or '.join(map(repr, SETTABLE_STATUSES))}")
         raise ApiProblem(400, "invalid status", (problem,))
     ctx.store.set_monitor_status(record.monitor_id, status, ctx.clock())
     fresh = ctx.store.get_monitor(record.monitor_id) or record
-    await asyncio.to_thread(ctx.channel.publish, fresh)
+    ctx.channel.publish(fresh)
     return _hal(monitor_ref(ctx, fresh), 202)
 
 
@@ -374,7 +382,7 @@ def _delivery(ctx: ApiContext, request: Request) -> DeliveryView:
     return view
 
 
-async def list_deliveries(ctx: ApiContext, request: Request) -> Response:
+def list_deliveries(ctx: ApiContext, request: Request) -> Response:
     record = _monitor_by_id(ctx, request)
     start, size = _paging(request)
     state = request.query_params.get("state")
@@ -388,11 +396,11 @@ async def list_deliveries(ctx: ApiContext, request: Request) -> Response:
     return _hal(collection(request, "deliveries", items, total, start=start, size=size))
 
 
-async def read_delivery(ctx: ApiContext, request: Request) -> Response:
+def read_delivery(ctx: ApiContext, request: Request) -> Response:
     return _hal(delivery_view(_delivery(ctx, request)))
 
 
-async def resend_delivery(ctx: ApiContext, request: Request) -> Response:
+def resend_delivery(ctx: ApiContext, request: Request) -> Response:
     delivery_id = _delivery(ctx, request).delivery_id
     if not ctx.store.resend(delivery_id, ctx.clock(), ctx.max_age):
         raise ApiProblem(409, "only a dead-lettered delivery can be re-sent")
@@ -428,7 +436,7 @@ def vehicle_view(ctx: ApiContext, vehicle: VehicleRecord) -> dict[str, Any]:
     }
 
 
-async def put_vehicle(ctx: ApiContext, request: Request) -> Response:
+def put_vehicle(ctx: ApiContext, request: Request) -> Response:
     """Provision a vehicle in a fleet (or move it there): its events reach this fleet's monitors."""
     fleet_id, vin = _vehicle_path(request)
     now = ctx.clock()
@@ -438,7 +446,7 @@ async def put_vehicle(ctx: ApiContext, request: Request) -> Response:
     return _hal(vehicle_view(ctx, stored), 201 if created else 200)
 
 
-async def list_vehicles(ctx: ApiContext, request: Request) -> Response:
+def list_vehicles(ctx: ApiContext, request: Request) -> Response:
     _scope, fleet_id = _owner(ctx, request)
     start, size = _paging(request)
     vehicles, total = ctx.store.list_vehicles(fleet_id, start, size)
@@ -446,7 +454,7 @@ async def list_vehicles(ctx: ApiContext, request: Request) -> Response:
     return _hal(collection(request, "vehicles", items, total, start=start, size=size))
 
 
-async def delete_vehicle(ctx: ApiContext, request: Request) -> Response:
+def delete_vehicle(ctx: ApiContext, request: Request) -> Response:
     fleet_id, vin = _vehicle_path(request)
     if not ctx.store.delete_vehicle(fleet_id, vin):
         raise ApiProblem(404, "no such vehicle in this fleet")
@@ -461,7 +469,7 @@ def _endpoint(ctx: ApiContext, handler: Handler, scope: str) -> Callable[[Reques
     async def endpoint(request: Request) -> Response:
         try:
             request.state.token = _authorize(ctx, request, scope)
-            return await handler(ctx, request)
+            return await run_in_threadpool(handler, ctx, request)
         except ApiProblem as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             body = error_body(exc.status, exc.message, exc.problems)
@@ -501,14 +509,14 @@ def build_api(ctx: ApiContext) -> Starlette:
         return JSONResponse(document)
 
     async def healthz(_request: Request) -> Response:
-        ctx.store.depth()  # the store answers
+        await run_in_threadpool(ctx.store.depth)  # the store answers
         failing = ctx.health()
         if failing:  # a worker died: fail, so a health check or systemd restarts the process
             return JSONResponse({"status": "failing", "failing": failing}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def metrics(_request: Request) -> Response:
-        ctx.metrics.set_depth(ctx.store.depth())
+        ctx.metrics.set_depth(await run_in_threadpool(ctx.store.depth))
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     routes += [

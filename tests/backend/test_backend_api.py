@@ -304,3 +304,50 @@ def test_an_unknown_delivery_state_filter_lists_the_states(api: Api) -> None:
     answer = client.get(f"/monitors/{mid}/deliveries?state=lost", headers=AUTH)
     assert answer.status_code == 400, answer.text
     assert "open, pending, delivered, dead" in answer.text
+
+
+class _LoopWatchingStore:
+    """The store, noting every call made on a thread that runs an event loop."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.on_loop: list[str] = []
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+
+        def call(*args: Any, **kw: Any) -> Any:
+            import asyncio
+
+            self.calls += 1
+            try:
+                asyncio.get_running_loop()
+                self.on_loop.append(name)
+            except RuntimeError:  # no loop on this thread: a worker
+                pass
+            return method(*args, **kw)
+
+        return call
+
+
+def test_handlers_do_their_sqlite_work_off_the_event_loop(store: SqliteStore) -> None:
+    watched = _LoopWatchingStore(store)
+    ctx = ApiContext(
+        store=watched,  # type: ignore[arg-type]
+        channel=MemoryMonitorChannel(),
+        metrics=Metrics(),
+        tokens=api_tokens(),
+        clock=ManualClock(),
+    )
+    with TestClient(build_api(ctx)) as client:
+        mid = _create(client, f"/vehicles/{VIN}")["monitorId"]
+        url = f"/vehicles/{VIN}/monitors/{mid}"
+        assert client.get(url, headers=AUTH).status_code == 200
+        paused = client.put(f"{url}/status", json={"status": "Paused"}, headers=AUTH)
+        assert paused.status_code == 202
+        assert client.get(f"/monitors/{mid}/deliveries", headers=AUTH).status_code == 200
+        assert client.get("/healthz").status_code == 200
+        assert client.delete(url, headers=AUTH).status_code == 204
+    assert watched.calls >= 8
+    assert watched.on_loop == []
