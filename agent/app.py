@@ -9,7 +9,7 @@ state, the engine, the outbox and monitor sync, so none of them needs a lock. A 
 items is one outbox transaction (bursts are committed in groups), committed before the pump
 publishes any of it.
 
-Time. The engine runs on the trusted clock (``agent.clock``): system time once synchronised,
+Time. The engine runs on the trusted clock (``agent.gps.clock``): system time once synchronised,
 GPS time before. Frame and fix timestamps (system clock) are shifted by the same offset, so
 staleness and event dates stay on one time line.
 
@@ -30,32 +30,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent import __version__
-from agent.clock import TrustedClock, system_clock_synced
+from agent.can.dbc import load_vehicle
+from agent.can.decode import Decoder
+from agent.can.source import CanSource, read_log
 from agent.config import AgentConfig, CanReplay
-from agent.dbc import load_vehicle
-from agent.decode import Decoder
 from agent.errors import MonitorError, OutboxError, SourceError
+from agent.gps.clock import TrustedClock, system_clock_synced
+from agent.gps.source import FixSource, make_fix_source
 from agent.model import Event, Fix, Frame
-from agent.monitor_sync import MonitorSync
 from agent.monitors.engine import Engine, FiredState
 from agent.monitors.loading import read_monitors_file
-from agent.outbox import Outbox
 from agent.pipeline import Pipeline
-from agent.publisher import (
+from agent.sdnotify import Notifier
+from agent.source_settings import BusConfig
+from agent.story import committed_line, startup_lines
+from agent.uplink.monitor_sync import MonitorSync
+from agent.uplink.mqtt import (
     Acked,
     Connected,
     Disconnected,
-    EventPump,
     LinkEvent,
     MqttLink,
     Received,
     Will,
 )
-from agent.sdnotify import Notifier
-from agent.sources.can import CanSource, read_log
-from agent.sources.gps import FixSource, make_fix_source
-from agent.sources.settings import BusConfig
-from agent.story import committed_line, startup_lines
+from agent.uplink.outbox import Outbox
+from agent.uplink.pump import EventPump
 from agent.wire import Topics, status_to_json
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The one backoff of the agent: how long to wait before retry ``attempt`` (issue 13).
 
 Every retry loop uses it: the MQTT reconnect and the pump's hold when nobody subscribes
-(``agent.publisher``), reopening a serial GPS receiver or a gpsd connection
-(``agent.sources.gps``, ``agent.sources.gpsd``) and a CAN bus (``agent.sources.can``).
+(``agent.uplink.mqtt``), reopening a serial GPS receiver or a gpsd connection
+(``agent.gps.source``, ``agent.gps.gpsd_source``) and a CAN bus (``agent.can.source``).
 
 Attempt ``n`` (0-based) has the ceiling ``d = min(cap, first x 2^n)`` and waits
 ``d/2 + jitter x d/2``: "equal jitter", so a retry never comes sooner than half the step (no

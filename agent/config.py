@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-from agent.clock import CLOCK_POLICIES, ClockPolicy
 from agent.errors import ConfigError, Problem
-from agent.sources.settings import BusConfig, BusSpec, GpsConfig, ReplayPace
+from agent.gps.clock import CLOCK_POLICIES, ClockPolicy
+from agent.source_settings import BusConfig, BusSpec, GpsConfig, ReplayPace
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -105,7 +105,7 @@ class AgentConfig:
     can_replay: tuple[CanReplay, ...] = ()
 
     def bus_specs(self) -> list[BusSpec]:
-        """The DBC set and signal map of each bus, for ``agent.dbc.load_vehicle``."""
+        """The DBC set and signal map of each bus, for ``agent.can.dbc.load_vehicle``."""
         return list(self.dbc)
 
 
@@ -260,7 +260,7 @@ def _read_can_options(
         r.bad(f"{where}.options", "expected a table ([can.options])")
         options = {}
     # python-can's own tables say which interfaces and options exist: loaded only to check them
-    from agent.sources.can_options import interface_problems, option_problems  # noqa: PLC0415
+    from agent.can.options import interface_problems, option_problems  # noqa: PLC0415
 
     problems = interface_problems(interface, where)
     if not problems:

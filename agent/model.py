@@ -1,7 +1,7 @@
 """The agent's own value types. Library types (python-can, pynmea2, paho) stop at their adapter.
 
 Time: every ``timestamp`` is seconds since the Unix epoch as a float, on the clock of the source
-(kernel receive time for SocketCAN, the recording's own clock for logs). ``agent.clock`` decides
+(kernel receive time for SocketCAN, the recording's own clock for logs). ``agent.gps.clock`` decides
 which clock is trusted for event dates and time windows.
 """
 

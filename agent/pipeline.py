@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from agent.decode import Decoder
+from agent.can.decode import Decoder
 from agent.model import Event, Fix, Frame
 from agent.monitors.engine import Engine
 from agent.state import VehicleState

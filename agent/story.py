@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from agent.clock import TrustedClock
 from agent.config import AgentConfig
+from agent.gps.clock import TrustedClock
 from agent.model import Event
 from agent.monitors.model import Monitor
 

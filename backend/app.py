@@ -18,16 +18,16 @@ import uvicorn
 
 from agent.sdnotify import Notifier
 from agent.wire import Topics
-from backend.api import ApiContext, build_api
+from backend.api.routes import ApiContext, build_api
 from backend.config import BackendConfig
-from backend.dispatcher import Dispatcher
-from backend.ingest import EventIntake, MqttIngest
+from backend.delivery.dispatcher import Dispatcher
+from backend.delivery.signing import secret_key
+from backend.delivery.webhooks import AiohttpSender, WebhookSender, tls_context
+from backend.ingest.intake import EventIntake, MqttIngest
 from backend.metrics import Metrics
-from backend.publisher import MqttMonitorChannel
-from backend.records import VehicleMonitorState
-from backend.signing import secret_key
-from backend.store import SqliteStore
-from backend.webhooks import AiohttpSender, WebhookSender, tls_context
+from backend.monitor_channel import MqttMonitorChannel
+from backend.store.records import VehicleMonitorState
+from backend.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 ROLES = ("ingest", "dispatcher", "api")

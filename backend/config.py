@@ -14,10 +14,10 @@ from typing import Any
 
 from agent.errors import Problem
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
-from backend.egress import IpNetwork, NetworkPolicy, parse_networks
+from backend.delivery.egress import IpNetwork, NetworkPolicy, parse_networks
+from backend.delivery.retry import MAX_AGE, NONE_RETRY_DELAY
+from backend.delivery.signing import SecretError, secret_key
 from backend.errors import ConfigError
-from backend.retry import MAX_AGE, NONE_RETRY_DELAY
-from backend.signing import SecretError, secret_key
 
 log = logging.getLogger(__name__)
 RETIRED_CLIENTS = ("httpx", "builtin")  # webhook senders before issue 14

@@ -35,7 +35,7 @@ class StoreError(BackendError):
 
 
 class PayloadError(BackendError):
-    """Outside JSON refused before or while decoding it (``backend.guard``).
+    """Outside JSON refused before or while decoding it (``backend.ingest.guard``).
 
     ``reason`` is one of ``too_large``, ``not_utf8``, ``not_json``, ``too_deep``,
     ``number_too_long``, ``number_out_of_range``, ``bad_unicode``.

@@ -12,7 +12,7 @@ from typing import Any
 
 from agent.errors import Problem
 from agent.monitors.model import Monitor, parse_monitor
-from backend.routing import DeliverySpec, target_problems
+from backend.delivery.routing import DeliverySpec, target_problems
 
 CALLBACK_PATH = "$.subscribeParam.callback.webhook"
 

@@ -31,7 +31,7 @@ from harness import adopt, guard, pick, rss_mb, spawn, stage, stop, write_result
 from machine import machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from agent.dbc import DEMO_DBC, DEMO_MAP, BusSpec, load_vehicle  # noqa: E402
+from agent.can.dbc import DEMO_DBC, DEMO_MAP, BusSpec, load_vehicle  # noqa: E402
 from agent.wire import Topics  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 

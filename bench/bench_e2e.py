@@ -55,8 +55,8 @@ from machine import machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.app import Agent  # noqa: E402
+from agent.can.dbc import DEMO_DBC, DEMO_MAP  # noqa: E402
 from agent.config import load_config  # noqa: E402
-from agent.dbc import DEMO_DBC, DEMO_MAP  # noqa: E402
 from agent.wire import Topics  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 

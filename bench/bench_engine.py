@@ -29,8 +29,8 @@ import cantools
 from harness import guard, pick, stage, write_results
 from machine import machine  # bench/machine.py: this folder is on sys.path
 
-from agent.dbc import DEMO_DBC, demo_buses, load_vehicle
-from agent.decode import Decoder
+from agent.can.dbc import DEMO_DBC, demo_buses, load_vehicle
+from agent.can.decode import Decoder
 from agent.model import Frame
 from agent.monitors.engine import Engine, MemoryFiredStore, MemorySequence, SeededIds
 from agent.monitors.model import Monitor, parse_monitor

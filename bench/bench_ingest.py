@@ -31,8 +31,8 @@ from cantools.database.can import Database, Message, Signal
 from harness import guard, pick, stage, write_results
 from machine import machine  # bench/machine.py: this folder is on sys.path
 
-from agent.dbc import BusSpec, Vehicle, load_vehicle
-from agent.decode import Decoder, is_rolling_name
+from agent.can.dbc import BusSpec, Vehicle, load_vehicle
+from agent.can.decode import Decoder, is_rolling_name
 from agent.model import Frame
 from agent.state import VehicleState
 

@@ -1,4 +1,4 @@
-"""NMEA parse rate: agent.nmea.NmeaParser against plain pynmea2.parse, in the same run.
+"""NMEA parse rate: agent.gps.nmea.NmeaParser against plain pynmea2.parse, in the same run.
 
 Stream: tests/data/nmea/drive_10hz_multi_gnss.nmea (a 10 Hz u-blox-style multi-constellation
 drive: RMC, VTG, GGA, four GSA, four GSV per epoch), repeated, fed in 256-byte reads as a serial
@@ -18,7 +18,7 @@ from pathlib import Path
 import pynmea2
 from harness import guard, pick, stage, write_results
 
-from agent.nmea import NmeaParser
+from agent.gps.nmea import NmeaParser
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "tests" / "data" / "nmea"
@@ -89,7 +89,7 @@ def measure() -> None:
     print(f"machine: nproc={os.cpu_count()} cpu={cpu_model()!r} python={platform.python_version()}")
     print(f"stream: {sentences} sentences, {fixes} epochs (10 Hz), {len(stream)} bytes")
     rate, fix_rate = sentences / ours, fixes / ours
-    print(f"agent.nmea.NmeaParser      {rate:10,.0f} sentences/s {fix_rate:8,.0f} fixes/s")
+    print(f"agent.gps.nmea.NmeaParser      {rate:10,.0f} sentences/s {fix_rate:8,.0f} fixes/s")
     print(f"baseline pynmea2.parse     {sentences / base:10,.0f} sentences/s")
     print(f"speed ratio parser/baseline {base / ours:9.2f}")
     print(f"messy capture              {len(messy) / best['messy'] / 1e6:10.2f} MB/s")

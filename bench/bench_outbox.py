@@ -35,11 +35,12 @@ from machine import machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.app import Agent  # noqa: E402
+from agent.can.dbc import DEMO_DBC, DEMO_MAP  # noqa: E402
 from agent.config import MqttConfig, load_config  # noqa: E402
-from agent.dbc import DEMO_DBC, DEMO_MAP  # noqa: E402
 from agent.model import Event, EventValue  # noqa: E402
-from agent.outbox import Outbox  # noqa: E402
-from agent.publisher import Acked, EventPump, LinkEvent, MqttLink  # noqa: E402
+from agent.uplink.mqtt import Acked, LinkEvent, MqttLink  # noqa: E402
+from agent.uplink.outbox import Outbox  # noqa: E402
+from agent.uplink.pump import EventPump  # noqa: E402
 from agent.wire import Topics, event_to_json, uuid7  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import cantools
 from harness import guard, pick, stage, write_results
 
-from agent.dbc import DEMO_DBC, DEMO_MAP
+from agent.can.dbc import DEMO_DBC, DEMO_MAP
 from agent.simulate import FrameBuilder, Simulation, load_database, load_scenario, load_signal_map
 
 ROOT = Path(__file__).resolve().parent.parent

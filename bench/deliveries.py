@@ -23,8 +23,8 @@ from typing import Any
 from harness import ROOT, spawn, stop
 
 from agent.wire import uuid7
-from backend.records import MonitorRecord
-from backend.store import SqliteStore
+from backend.store.records import MonitorRecord
+from backend.store.sqlite import SqliteStore
 from tests.backend.backend_receiver import CertAuthority, Received, Receiver, Reply
 from tests.support.mosquitto import Mosquitto
 

@@ -17,10 +17,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.dbc import DEMO_DBC, Vehicle, demo_buses, load_vehicle
+from agent.can.dbc import DEMO_DBC, Vehicle, demo_buses, load_vehicle
 from agent.errors import ConfigError, DbcError, EdgemonError, MonitorError
 from agent.monitors.loading import Checked, FileEntry, check_definitions, read_monitors_file
-from agent.sources.settings import BusSpec
+from agent.source_settings import BusSpec
 
 
 class UsageError(EdgemonError):

@@ -22,14 +22,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.can.decode import Decoder
+from agent.can.source import read_log
 from agent.commands.check import UsageError, add_vehicle_arguments, check_monitors, load_inputs
-from agent.decode import Decoder
+from agent.gps.nmea import NmeaParser, read_nmea_file
 from agent.model import Event, Fix, Frame
 from agent.monitors.engine import Engine, MemoryFiredStore, MemorySequence, SeededIds
 from agent.monitors.model import Monitor
-from agent.nmea import NmeaParser, read_nmea_file
 from agent.pipeline import Pipeline, run_recording
-from agent.sources.can import read_log
 from agent.wire import event_to_json
 
 DEFAULT_VIN = "REPLAY0000000000"

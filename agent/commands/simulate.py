@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
 
-from agent.dbc import DEMO_DBC, DEMO_MAP
+from agent.can.dbc import DEMO_DBC, DEMO_MAP
 from agent.errors import ConfigError, Problem
 from agent.model import Frame
 from agent.simulate import (

@@ -63,7 +63,7 @@ VARIABLES = frozenset(
 
 
 class Catalog(Protocol):
-    """What a vehicle can provide (``agent.dbc.SignalCatalog`` implements it)."""
+    """What a vehicle can provide (``agent.can.dbc.SignalCatalog`` implements it)."""
 
     def describe(self, name: str) -> SignalInfo | None: ...
 

@@ -31,9 +31,9 @@ from typing import Any, Protocol
 import can
 import serial
 
+from agent.can.source import message_from_frame
 from agent.errors import SourceError
 from agent.model import Frame
-from agent.sources.can import message_from_frame
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from agent.dbc import demo_buses, load_vehicle
-from agent.decode import Decoder
+from agent.can.dbc import demo_buses, load_vehicle
+from agent.can.decode import Decoder
 from agent.model import Frame
 from agent.monitors.engine import Engine, MemoryFiredStore, MemorySequence, SeededIds
 from agent.monitors.model import parse_monitor

@@ -78,6 +78,6 @@ def test_run_quiet_logs_warnings_but_not_the_story(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(10)
     text = log.read_text()
-    assert "WARNING agent.publisher: MQTT: connection to 127.0.0.1:" in text
+    assert "WARNING agent.uplink.mqtt: MQTT: connection to 127.0.0.1:" in text
     assert "(broker down?)" in text and "certificate" not in text
     assert "agent up" not in text and "INFO" not in text

@@ -19,9 +19,9 @@ from agent.model import Event, EventValue, Extension
 from agent.wire import Topics, event_to_json, uuid7
 from backend.app import Backend
 from backend.config import ADMIN, SCOPES, ApiToken, config_from_dict
-from backend.ingest import EventIntake
-from backend.records import MonitorRecord
-from backend.store import SqliteStore
+from backend.ingest.intake import EventIntake
+from backend.store.records import MonitorRecord
+from backend.store.sqlite import SqliteStore
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.support.mosquitto import Mosquitto
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.wire import Topics, event_to_json
-from backend.store import SqliteStore
+from backend.store.sqlite import SqliteStore
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.backend.conftest import (
     SECRET,

@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent.wire import Topics, event_to_json
-from backend.webhooks import POLICY_REFUSED, TIMED_OUT
+from backend.delivery.webhooks import POLICY_REFUSED, TIMED_OUT
 from tests.backend.backend_receiver import CertAuthority
 from tests.backend.conftest import (
     FLEET,

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from agent.monitors.limits import MAX_MONITOR_BYTES
 from agent.monitors.model import parse_monitor
 from agent.wire import Topics
-from backend.publisher import monitor_payload, monitor_topic
-from backend.records import MonitorRecord
+from backend.monitor_channel import monitor_payload, monitor_topic
+from backend.store.records import MonitorRecord
 from scripts.broker_config import (
     ROOT,
     AccessError,

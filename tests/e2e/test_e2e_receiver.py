@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from backend.signing import secret_key, signature_headers
+from backend.delivery.signing import secret_key, signature_headers
 from scripts.broker import free_port
 from scripts.pki import make_pki
 from scripts.receiver import WebhookReceiver

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from agent.dbc import demo_buses, load_vehicle
+from agent.can.dbc import demo_buses, load_vehicle
 from agent.model import Event, EventValue, Extension
 from agent.monitors.model import parse_monitor
 from agent.wire import event_to_json, monitor_state_to_json, status_to_json, uuid7

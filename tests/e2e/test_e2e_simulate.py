@@ -14,11 +14,11 @@ import cantools
 import pynmea2
 import pytest
 
-from agent.dbc import DEMO_DBC, DEMO_MAP, demo_buses, load_vehicle
-from agent.decode import Decoder
+from agent.can.dbc import DEMO_DBC, DEMO_MAP, demo_buses, load_vehicle
+from agent.can.decode import Decoder
 from agent.errors import ConfigError
+from agent.gps.nmea import NmeaParser
 from agent.model import Frame, Value
-from agent.nmea import NmeaParser
 from agent.simulate import (
     FrameBuilder,
     Simulation,

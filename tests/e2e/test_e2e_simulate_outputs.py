@@ -14,11 +14,11 @@ import pytest
 import serial
 
 from agent.__main__ import main
-from agent.dbc import demo_buses, load_vehicle
-from agent.decode import Decoder
+from agent.can.dbc import demo_buses, load_vehicle
+from agent.can.decode import Decoder
+from agent.can.source import BusConfig, CanSource, read_log
+from agent.gps.nmea import NmeaParser, read_nmea_file
 from agent.model import Fix
-from agent.nmea import NmeaParser, read_nmea_file
-from agent.sources.can import BusConfig, CanSource, read_log
 from agent.state import VehicleState
 from tests.support.mosquitto import free_port
 

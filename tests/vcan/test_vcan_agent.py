@@ -16,10 +16,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 import agent.app
 import agent.commands.simulate  # noqa: F401 - same for `edgemon-agent simulate`
-from agent.dbc import DEMO_DBC, DEMO_MAP, demo_buses, load_vehicle
-from agent.decode import Decoder
+from agent.can.dbc import DEMO_DBC, DEMO_MAP, demo_buses, load_vehicle
+from agent.can.decode import Decoder
+from agent.can.source import BusConfig, CanSource
 from agent.model import Event, Frame
-from agent.sources.can import BusConfig, CanSource
 from agent.state import VehicleState
 from agent.wire import Topics, event_from_json
 from tests.support.mosquitto import Mosquitto, free_port

@@ -18,7 +18,7 @@ from typing import Any
 
 import cantools
 
-from agent.dbc import DEMO_DBC
+from agent.can.dbc import DEMO_DBC
 
 
 def sh(*argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

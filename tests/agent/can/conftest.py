@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.dbc import Vehicle, demo_buses, load_vehicle
+from agent.can.dbc import Vehicle, demo_buses, load_vehicle
 
 
 @pytest.fixture(scope="session")

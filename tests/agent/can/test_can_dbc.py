@@ -8,7 +8,7 @@ from pathlib import Path
 import cantools
 import pytest
 
-from agent.dbc import DEMO_DBC, DEMO_MAP, BusSpec, Vehicle, load_vehicle
+from agent.can.dbc import DEMO_DBC, DEMO_MAP, BusSpec, Vehicle, load_vehicle
 from agent.errors import DbcError
 from agent.model import SignalKind
 
@@ -162,7 +162,7 @@ def test_dbc_refused_strictly_loads_non_strict_with_warning(
     path = write(tmp_path / "overlap.dbc", overlapping)
     with pytest.raises(Exception, match="overlapping"):
         cantools.database.load_file(path, strict=True)
-    with caplog.at_level(logging.WARNING, logger="agent.dbc"):
+    with caplog.at_level(logging.WARNING, logger="agent.can.dbc"):
         vehicle = load_vehicle([BusSpec("can0", (path,), None)])
     assert vehicle.catalog.describe("Engine.State") is not None
     assert len(vehicle.warnings) == 1 and "non-strict" in vehicle.warnings[0]

@@ -1,5 +1,5 @@
 """DBCs as they are found: each known defect is repaired with one warning per kind and file,
-and what only a guess could repair is refused (agent.dbc_repair, agent.dbc.load_dbc)."""
+and what only a guess could repair is refused (agent.can.dbc_repair, agent.can.dbc.load_dbc)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.dbc import load_dbc
-from agent.dbc_repair import DbcRepairError, repair_dbc_text
+from agent.can.dbc import load_dbc
+from agent.can.dbc_repair import DbcRepairError, repair_dbc_text
 from agent.errors import DbcError
 
 DBC_DIR = Path(opendbc.__file__).resolve().parent / "dbc"
@@ -51,7 +51,7 @@ def dbc_text(body: str) -> str:
 def test_broken_opendbc_file_loads_with_one_warning_per_repair(
     name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="agent.dbc")
+    caplog.set_level(logging.WARNING, logger="agent.can.dbc")
     warnings: list[str] = []
     database = load_dbc(DBC_DIR / name, warnings)
     assert database.messages

@@ -11,8 +11,8 @@ from cantools.database.can import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.dbc import DEMO_DBC, BusSpec, Vehicle, load_vehicle
-from agent.decode import COUNTER_NAMES, Decoder, is_rolling_name, signal_bits
+from agent.can.dbc import DEMO_DBC, BusSpec, Vehicle, load_vehicle
+from agent.can.decode import COUNTER_NAMES, Decoder, is_rolling_name, signal_bits
 from agent.model import Frame
 from agent.state import VehicleState
 from tests.agent.can.payloads import encode_raw, plain, random_raw_values, raw_range

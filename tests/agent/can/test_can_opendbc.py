@@ -13,10 +13,10 @@ import opendbc
 import pytest
 from cantools.database.can import Message
 
-from agent.dbc import BusSpec, Vehicle, load_vehicle
-from agent.decode import Decoder, signal_bits
+from agent.can.dbc import BusSpec, Vehicle, load_vehicle
+from agent.can.decode import Decoder, signal_bits
+from agent.can.frame_layout import placement
 from agent.errors import DbcError
-from agent.frame_layout import placement
 from agent.model import Frame
 from agent.state import VehicleState
 from tests.agent.can.payloads import (
@@ -105,7 +105,7 @@ def test_opendbc_round_trip(path: Path) -> None:
 
 
 def test_every_opendbc_file_loads() -> None:
-    """opendbc 0.3.1 ships 58 DBCs; 12 needed repairs (agent.dbc_repair) and all must load."""
+    """opendbc 0.3.1 ships 58 DBCs; 12 needed repairs (agent.can.dbc_repair) and all must load."""
     failed = {p.name: str(e) for p in DBC_FILES if isinstance(e := vehicle_of(p), DbcError)}
     assert len(DBC_FILES) >= 58
     assert not failed

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.can.source import CanSource
 from agent.config import AgentConfig, load_config
 from agent.errors import ConfigError
 from agent.model import Frame
 from agent.simulate.sinks import SocketcandServer
-from agent.sources.can import CanSource
 
 WAIT_S = 20.0  # an upper bound on waiting for a shared, slow machine; never asserted on
 

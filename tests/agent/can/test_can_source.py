@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.dbc import DEMO_DBC, Vehicle
-from agent.decode import Decoder
+from agent.can.dbc import DEMO_DBC, Vehicle
+from agent.can.decode import Decoder
+from agent.can.source import BusConfig, CanSource, message_from_frame, read_log
 from agent.errors import SourceError
 from agent.model import Frame
-from agent.sources.can import BusConfig, CanSource, message_from_frame, read_log
 from agent.state import VehicleState
 from tests.agent.can.drive import T0, demo_drive
 

@@ -139,7 +139,7 @@ def engine_frame(oil_temp: float) -> tuple[int, bytes]:
     """An EngineData frame of the demo DBC with the given oil temperature (engine running)."""
     import cantools
 
-    from agent.dbc import DEMO_DBC
+    from agent.can.dbc import DEMO_DBC
 
     global DEMO_DBC_DB  # noqa: PLW0603 - loaded once per test session
     if DEMO_DBC_DB is None:
@@ -159,7 +159,7 @@ def agent_toml(
     mqtt_extra: str = "",
 ) -> Path:
     """An agent.toml for tests: the demo vehicle, a local broker, state in ``folder``."""
-    from agent.dbc import DEMO_DBC, DEMO_MAP
+    from agent.can.dbc import DEMO_DBC, DEMO_MAP
 
     folder.mkdir(parents=True, exist_ok=True)
     lines = [

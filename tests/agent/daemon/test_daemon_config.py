@@ -161,7 +161,7 @@ def test_example_config_uses_only_known_settings() -> None:
 
 
 def test_describing_the_configuration_loads_no_adapter() -> None:
-    """agent.config builds plain descriptions (agent.sources.settings): python-can, cantools and
+    """agent.config builds plain descriptions (agent.source_settings): python-can, cantools and
     pyserial are loaded by the adapters that use them, not to read agent.toml's types."""
     import subprocess
     import sys

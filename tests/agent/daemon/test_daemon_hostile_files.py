@@ -14,7 +14,7 @@ import pytest
 
 from agent.config import MAX_CONFIG_BYTES, load_config
 from agent.errors import ConfigError
-from agent.outbox import Outbox
+from agent.uplink.outbox import Outbox
 from tests.agent.daemon.conftest import make_event
 from tests.conftest import ROOT
 

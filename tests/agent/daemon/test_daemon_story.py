@@ -16,8 +16,8 @@ import pytest
 import trustme
 
 from agent.config import MqttConfig
-from agent.publisher import ConnectFailed, LinkEvent, MqttLink
 from agent.story import acked_line, listed, payload_about
+from agent.uplink.mqtt import ConnectFailed, LinkEvent, MqttLink
 from agent.wire import Topics
 from tests.agent.daemon.conftest import VIN, Collector, oil_monitor
 from tests.agent.daemon.test_daemon_app import Running, running  # noqa: F401 - the fixture
@@ -126,7 +126,7 @@ def test_plain_tcp_close_before_connack_names_no_certificate_and_is_a_warning(
 ) -> None:
     port = closing_server(None)
     config = MqttConfig(port=port, reconnect_min=0.05, reconnect_max=0.1, connack_timeout=2.0)
-    with caplog.at_level(logging.INFO, logger="agent.publisher"):
+    with caplog.at_level(logging.INFO, logger="agent.uplink.mqtt"):
         reason = _first_failure(config)
     assert f"127.0.0.1:{port}" in reason and "CONNACK" in reason
     assert "certificate" not in reason
@@ -158,7 +158,7 @@ def test_tls_with_client_certificate_close_before_connack_suggests_the_certifica
         reconnect_max=0.1,
         connack_timeout=2.0,
     )
-    with caplog.at_level(logging.INFO, logger="agent.publisher"):
+    with caplog.at_level(logging.INFO, logger="agent.uplink.mqtt"):
         reason = _first_failure(config)
     assert "closed before CONNACK (client certificate refused?)" in reason
     assert any(

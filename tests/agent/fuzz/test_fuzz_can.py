@@ -9,8 +9,8 @@ import math
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from agent.dbc import Vehicle, demo_buses, load_vehicle
-from agent.decode import Decoder
+from agent.can.dbc import Vehicle, demo_buses, load_vehicle
+from agent.can.decode import Decoder
 from agent.model import Frame
 from agent.state import VehicleState
 from tests.agent.fuzz.fuzz_support import FUZZ_SETTINGS, lines_of

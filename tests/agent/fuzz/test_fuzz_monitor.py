@@ -14,15 +14,15 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from agent.dbc import demo_buses, load_vehicle
+from agent.can.dbc import demo_buses, load_vehicle
 from agent.errors import MonitorError
-from agent.monitor_sync import MonitorSync
 from agent.monitors.limits import MAX_TRIGGERS, load_monitor_json
 from agent.monitors.model import parse_monitor
+from agent.uplink.monitor_sync import MonitorSync
 from agent.wire import Topics
-from tests.agent.daemon.test_daemon_monitor_sync import RecordingEngine
 from tests.agent.fuzz.fuzz_support import FUZZ_SETTINGS, files_in, peak_memory
 from tests.agent.monitors.test_monitors_model import HEATWAVE
+from tests.agent.uplink.test_uplink_monitor_sync import RecordingEngine
 
 CATALOG = load_vehicle(demo_buses()).catalog
 TOPICS = Topics()

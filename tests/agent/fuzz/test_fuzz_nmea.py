@@ -8,8 +8,8 @@ import math
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from agent.gps.nmea import NmeaParser, nmea_checksum
 from agent.model import Fix
-from agent.nmea import NmeaParser, nmea_checksum
 from tests.agent.fuzz.fuzz_support import FUZZ_SETTINGS, lines_of
 
 TALKERS = ["GP", "GN", "GL", "GA", "GB", "BD", "QZ", "XX", "", "G"]

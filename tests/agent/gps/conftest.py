@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from agent.sources.gps import GpsConfig, GpsSource
+from agent.gps.source import GpsConfig, GpsSource
 from tests.agent.gps.gps_support import Collector, Pty
 
 

@@ -1,4 +1,4 @@
-"""Build valid NMEA sentences for tests from a known truth, independently of agent.nmea."""
+"""Build valid NMEA sentences for tests from a known truth, independently of agent.gps.nmea."""
 
 from __future__ import annotations
 

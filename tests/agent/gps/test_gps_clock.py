@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import (
+from agent.gps.clock import (
     STA_UNSYNC,
     TIME_ERROR,
     KernelClockStatus,

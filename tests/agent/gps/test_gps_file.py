@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.nmea import NmeaParser, read_nmea_file
+from agent.gps.nmea import NmeaParser, read_nmea_file
 from tests.agent.gps.gps_sentences import T0, Truth, assert_fix_is, drive, messy_stream
 from tests.agent.gps.gps_support import CAPTURES
 

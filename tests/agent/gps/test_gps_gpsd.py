@@ -15,11 +15,11 @@ import pytest
 
 from agent.config import load_config
 from agent.errors import ConfigError
-from agent.gpsd import GpsdAddress, GpsdReader, parse_gpsd_url, watch_command
+from agent.gps.gpsd import GpsdAddress, GpsdReader, parse_gpsd_url, watch_command
+from agent.gps.gpsd_source import GpsdSource
+from agent.gps.source import GpsConfig, make_fix_source
 from agent.model import FixType
 from agent.monitors.zone import FixGate
-from agent.sources.gps import GpsConfig, make_fix_source
-from agent.sources.gpsd import GpsdSource
 from tests.agent.gps.gps_support import Collector, wait_until
 
 VERSION = {"class": "VERSION", "release": "3.25", "proto_major": 3, "proto_minor": 15}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from agent.gps.nmea import NmeaParser
 from agent.model import Fix, FixType
 from agent.monitors.zone import FixGate
-from agent.nmea import NmeaParser
 from tests.agent.gps.gps_sentences import sentence
 
 RMC_VALID = "GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W"

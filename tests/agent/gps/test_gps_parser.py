@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agent.gps.nmea import NmeaParser, nmea_checksum
 from agent.model import FixType
-from agent.nmea import NmeaParser, nmea_checksum
 from tests.agent.gps.gps_sentences import (
     T0,
     StreamBuilder,

@@ -8,7 +8,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.nmea import NmeaParser
+from agent.gps.nmea import NmeaParser
 from tests.agent.gps.gps_sentences import T0, Truth, assert_fix_is, ubx_frame
 
 TALKERS = ["GP", "GN", "GL", "GA", "GB", "BD", "QZ"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from agent.gps.nmea import NmeaParser
 from agent.model import FixType
-from agent.nmea import NmeaParser
 from agent.simulate import EpochFix, epoch_sentences
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent.errors import Problem
+from agent.gps.nmea import read_nmea_file
+from agent.gps.source import FixSource, GpsConfig, GpsSource, MemoryFixSource
 from agent.model import Fix
-from agent.nmea import read_nmea_file
-from agent.sources.gps import FixSource, GpsConfig, GpsSource, MemoryFixSource
 from tests.agent.gps.gps_sentences import (
     T0,
     assert_fix_is,

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.dbc import demo_buses, load_vehicle
-from agent.monitor_sync import MonitorSync
+from agent.can.dbc import demo_buses, load_vehicle
 from agent.monitors.loading import check_definitions, read_monitors_file
+from agent.uplink.monitor_sync import MonitorSync
 from agent.wire import Topics
 from tests.agent.daemon.conftest import VIN, oil_monitor
-from tests.agent.daemon.test_daemon_monitor_sync import RecordingEngine
+from tests.agent.uplink.test_uplink_monitor_sync import RecordingEngine
 
 ROOT = Path(__file__).resolve().parents[3]
 DRIVE = ROOT / "tests" / "data" / "drive"
@@ -94,7 +94,7 @@ def test_check_replay_and_run_read_a_monitors_file_alike(
     lines = [line for line in replayed.stderr.splitlines() if not line.startswith("warning: ")]
     assert lines[:-1] == checked.stdout.splitlines()
 
-    with caplog.at_level(logging.WARNING, logger="agent.monitor_sync"):
+    with caplog.at_level(logging.WARNING, logger="agent.uplink.monitor_sync"):
         running, run_problems = _run_reading(path)
     assert run_problems == check_problems
     catalog = load_vehicle(demo_buses()).catalog

@@ -1,0 +1,1 @@
+"""Uplink: the durable outbox, the MQTT link and event pump, monitor sync from retained topics."""

@@ -1,0 +1,1 @@
+"""The monitor API: routes, the hand-written OpenAPI document, tenancy rules."""

@@ -1,0 +1,1 @@
+"""Ingest: MQTT events admitted (guard), rate-limited (quota) and committed (intake)."""

@@ -1,0 +1,177 @@
+"""The backend's side of the retained monitor topics.
+
+``MonitorChannel`` is the interface the API uses: publish (or clear) a monitor's retained
+definition for a vehicle or a fleet. ``MqttMonitorChannel`` implements it with paho; it also
+listens to the agents' retained ``…/monitors/{id}/state`` reports and writes them to the store,
+and on every (re)connection republishes every live monitor, so a definition stored while the
+broker was away still reaches the agents. ``MemoryMonitorChannel`` is the in-memory twin.
+
+State reports are vehicle-written (retained: they come back at every start), so each one passes
+``backend.ingest.guard.admit_state``; a bad one, or one the store cannot take, is counted through
+``on_bad_state`` and logged, and paho's network thread goes on (it also carries the monitors
+the API publishes). ``alive()`` is false once that thread has died anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+
+from agent.paho_compat import stop_network_loop
+from agent.wire import Topics
+from backend.config import LimitsConfig, MqttConfig
+from backend.errors import IngestError
+from backend.ingest.guard import admit_state, truncated
+from backend.ingest.quota import SkipLog
+from backend.mqtt_clients import connect_properties, mqtt_client, network_alive
+from backend.store.records import MonitorRecord, Store, VehicleMonitorState
+
+log = logging.getLogger(__name__)
+
+
+class MonitorChannel(Protocol):
+    def publish(self, record: MonitorRecord) -> None: ...
+
+    def clear(self, record: MonitorRecord) -> None: ...
+
+
+def monitor_topic(topics: Topics, record: MonitorRecord) -> str:
+    if record.scope == "fleet":
+        return topics.fleet_monitor(record.owner, record.monitor_id)
+    return topics.vehicle_monitor(record.owner, record.monitor_id)
+
+
+VEHICLE_KEYS = ("label", "triggerParam", "extendedEventParam")
+
+
+def vehicle_definition(definition: dict[str, Any]) -> dict[str, Any]:
+    """What a vehicle needs to evaluate a monitor: label, triggers and expression, extensions and
+    ``refreshEvent``. The webhook target, the attributes and the retry policy stay here: the
+    vehicles of a fleet can read its monitors, and some customers put credentials there."""
+    inner = definition.get("monitor")
+    if isinstance(inner, dict) and "triggerParam" not in definition:
+        definition = inner  # the Stellantis ``Monitor`` resource form: {monitor: {...}}
+    body = {key: definition[key] for key in VEHICLE_KEYS if key in definition}
+    subscribe = definition.get("subscribeParam")
+    if isinstance(subscribe, dict) and "refreshEvent" in subscribe:
+        body["subscribeParam"] = {"refreshEvent": subscribe["refreshEvent"]}
+    return body
+
+
+def monitor_payload(record: MonitorRecord) -> bytes:
+    """The retained message: what the vehicle evaluates, plus the status (Paused/Failed: not
+    firing)."""
+    body = vehicle_definition(record.definition)
+    body["status"] = record.status
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+@dataclass
+class MemoryMonitorChannel:
+    topics: Topics = field(default_factory=Topics)
+    retained: dict[str, bytes] = field(default_factory=dict)
+
+    def publish(self, record: MonitorRecord) -> None:
+        self.retained[monitor_topic(self.topics, record)] = monitor_payload(record)
+
+    def clear(self, record: MonitorRecord) -> None:
+        self.retained.pop(monitor_topic(self.topics, record), None)
+
+
+class MqttMonitorChannel:
+    def __init__(
+        self,
+        config: MqttConfig,
+        topics: Topics,
+        *,
+        store: Store,
+        on_state: Callable[[str, VehicleMonitorState | None, str, str], None],
+        on_bad_state: Callable[[str], None] = lambda _reason: None,
+        publish_timeout: float = 5.0,
+        limits: LimitsConfig | None = None,
+    ) -> None:
+        self.limits = limits or LimitsConfig()
+        self._skip_log = SkipLog(log)
+        self.topics = topics
+        self.config = config
+        self.store = store
+        self.on_state = on_state
+        self.on_bad_state = on_bad_state
+        self.publish_timeout = publish_timeout
+        self._client = mqtt_client(config, config.client_id + "-api", manual_ack=False)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self.connected = threading.Event()
+        self.published: dict[str, str] = {}  # monitor id -> status last published
+
+    def alive(self) -> bool:
+        """False once paho's network thread, started by ``start``, is gone."""
+        return network_alive(self._client)
+
+    def start(self) -> None:
+        self._client.connect_async(
+            self.config.host,
+            self.config.port,
+            keepalive=self.config.keepalive,
+            clean_start=True,
+            properties=connect_properties(0),
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        stop_network_loop(self._client)
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
+    ) -> None:
+        if getattr(rc, "is_failure", False):
+            log.error("MQTT connection refused: %s", rc)
+            return
+        client.subscribe(self.topics.all_monitor_states(), qos=1)
+        for record in self.store.live_monitors():
+            self.published[record.monitor_id] = record.status
+            self._send(monitor_topic(self.topics, record), monitor_payload(record), wait=False)
+        self.connected.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        topic = "(topic not UTF-8)"
+        try:
+            topic = message.topic
+            state = admit_state(self.topics, topic, bytes(message.payload), self.limits)
+            parts = topic.split("/")
+            self.on_state(topic, state, self.topics.vin_of(topic), parts[-2])
+        except IngestError as exc:  # every refusal of the guard, whatever the payload was
+            self._bad(topic, "bad_monitor_state", str(exc))
+        except Exception as exc:  # the store refused it, say; never end the network thread
+            self._bad(topic, "monitor_state_not_stored", f"{type(exc).__name__}: {exc}")
+
+    def _bad(self, topic: str, reason: str, text: str) -> None:
+        self.on_bad_state(reason)
+        message = "bad monitor state on %s: %s"
+        self._skip_log.warn(
+            reason, time.monotonic(), message, truncated(topic, 120), truncated(text)
+        )
+
+    def _send(self, topic: str, payload: bytes, *, wait: bool = True) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        if wait and self.connected.is_set():
+            try:
+                info.wait_for_publish(self.publish_timeout)
+            except (RuntimeError, ValueError) as exc:  # queued; the reconnect republishes
+                log.warning("publish to %s not confirmed: %s", topic, exc)
+
+    def publish(self, record: MonitorRecord) -> None:
+        self.published[record.monitor_id] = record.status
+        self._send(monitor_topic(self.topics, record), monitor_payload(record))
+
+    def clear(self, record: MonitorRecord) -> None:
+        self.published.pop(record.monitor_id, None)
+        self._send(monitor_topic(self.topics, record), b"")

@@ -1,0 +1,1 @@
+"""The store: records and the Store interface, the SQLite implementation."""

@@ -1,0 +1,97 @@
+"""Issue 12, finding 6 against the real `edgemon-backend run` process: a monitor with 24 triggers,
+a boolExp of 5,000 parentheses and a time trigger in "Europe" are answered 400 with the reason,
+while /healthz keeps answering. Before the fix the first stalled the event loop ~25 s (a 2^24-row
+truth table; 30 triggers would take hours) and the others were 500s. No timed assertion:
+pytest-timeout is the only bound."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.agent.monitors.hostile import deep_parentheses, many_triggers, zone_named
+from tests.backend.conftest import SECRET, TOKEN, VIN
+from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[3]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
+    "24 triggers": (many_triggers(24), "needs 1 to 10 triggers"),
+    "30 triggers": (many_triggers(30), "needs 1 to 10 triggers"),  # 2^30 rows before the fix
+    "5,000 parentheses": (deep_parentheses(5000), "characters long"),
+    "time zone Europe": (zone_named("Europe"), "unknown time zone 'Europe'"),
+}
+
+
+@pytest.fixture
+def backend_api(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[str]:
+    port = free_port()
+    config = tmp_path / "backend.toml"
+    config.write_text(
+        f'[store]\npath = "{tmp_path / "backend.db"}"\n'
+        f'[api]\nport = {port}\n[[api.tokens]]\ntoken = "{TOKEN}"\n'
+        'scopes = ["monitors:read", "monitors:write", "admin"]\n'
+        f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\nclient_id = "dos"\n'
+        f'[webhooks]\ndefault_secret = "{SECRET}"\n'
+    )
+    log = (tmp_path / "backend.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend", "run", "-c", str(config), "--role", "api"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port("127.0.0.1", port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:  # a blocked event loop never runs its SIGTERM handler
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+@pytest.mark.timeout(120)
+def test_hostile_monitors_are_refused_while_healthz_answers(backend_api: str) -> None:
+    answers: dict[str, httpx.Response] = {}
+    health: list[int] = []
+
+    def post_all() -> None:
+        with httpx.Client(base_url=backend_api, headers=AUTH, timeout=120) as client:
+            for name, (body, _) in HOSTILE.items():
+                answers[name] = client.post(f"/vehicles/{VIN}/monitors", json=body)
+
+    poster = threading.Thread(target=post_all, name="hostile-posts")
+    with httpx.Client(base_url=backend_api, timeout=120) as client:
+        poster.start()
+        while poster.is_alive() or not health:
+            health.append(client.get("/healthz").status_code)
+    poster.join()
+    assert health and set(health) == {200}
+    assert set(answers) == set(HOSTILE)
+    for name, (_, reason) in HOSTILE.items():
+        answer = answers[name]
+        assert answer.status_code == 400, (name, answer.text)
+        messages = [p["message"] for p in answer.json()["problems"]]
+        assert any(reason in m for m in messages), (name, messages)
+
+
+@pytest.mark.timeout(120)
+def test_a_valid_monitor_is_still_accepted_after_them(backend_api: str) -> None:
+    with httpx.Client(base_url=backend_api, headers=AUTH, timeout=60) as client:
+        for body, _ in HOSTILE.values():
+            assert client.post(f"/vehicles/{VIN}/monitors", json=body).status_code == 400
+        fine = many_triggers(10)
+        assert client.post(f"/vehicles/{VIN}/monitors", json=fine).status_code == 202
