@@ -8,16 +8,7 @@ refused before its triggers are parsed and before its expression's truth table i
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
-from agent.model import SignalInfo
-from agent.monitors.data import (
-    STATEFUL_OPS,
-    DataTrigger,
-    convert,
-    operands,
-    parse_data,
-)
 from agent.monitors.delivery import read_attributes, read_subscribe
 from agent.monitors.expr import (
     Expr,
@@ -28,12 +19,11 @@ from agent.monitors.expr import (
     parse_expression,
 )
 from agent.monitors.fields import Fields, Report, split_repeated
+from agent.monitors.kinds import TRIGGER_KINDS
 from agent.monitors.limits import (
     MAX_EXPRESSION_DEPTH,
     MAX_EXPRESSION_LENGTH,
-    MAX_POLYGON_POINTS,
     MAX_TRIGGERS,
-    count_positions,
 )
 from agent.monitors.model import (
     STATUSES,
@@ -46,17 +36,11 @@ from agent.monitors.model import (
 )
 from agent.monitors.names import (
     EXTENSION_TYPES,
-    PREVIOUS_ELIGIBLE,
-    STELLANTIS_NAMES,
-    allowed_ops,
     stellantis_info,
 )
-from agent.monitors.schedule import parse_time
-from agent.monitors.signals import resolve_in_use, with_gps
-from agent.monitors.zone import parse_zone
+from agent.monitors.signals import with_gps
 
 _TRIGGER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
-_DBC_SIGNAL = re.compile(r"^[A-Z][A-Za-z0-9_]*\.[A-Za-z0-9_]+$")
 _TOP_KEYS = {
     "label",
     "subscribeParam",
@@ -171,7 +155,7 @@ def _triggers(
         fields = Fields.of(item, path, report)
         if fields is None:
             continue
-        fields.unknown({"name", "zone", "time", "data"})
+        fields.unknown({"name", *TRIGGER_KINDS})
         name = fields.string("name", required=True)
         if name is not None and not _TRIGGER_NAME.match(name):
             report.problem(fields.at("name"), f"{name!r} is not a valid trigger name")
@@ -181,11 +165,14 @@ def _triggers(
             name = None
         if name is not None:
             declared.add(name)
-        kinds = [k for k in ("zone", "time", "data") if k in fields.obj]
+        kinds = [k for k in TRIGGER_KINDS if k in fields.obj]
         if len(kinds) != 1:
-            report.problem(path, "needs exactly one of zone, time, data")
+            report.problem(path, f"needs exactly one of {', '.join(TRIGGER_KINDS)}")
             continue
-        trigger = _one_trigger(name or "?", kinds[0], fields, catalog)
+        body = fields.child(kinds[0])
+        if body is None:
+            continue
+        trigger = TRIGGER_KINDS[kinds[0]].parse(name or "?", body, catalog)
         if trigger is not None and name is not None:
             triggers[name] = trigger
     return triggers, declared
@@ -205,104 +192,6 @@ def _unfold(items: list[tuple[str, object]], report: Report) -> list[tuple[str, 
         )
         out += [(f"{path}[{k}]", part) for k, part in enumerate(parts)]
     return out
-
-
-def _one_trigger(name: str, kind: str, fields: Fields, catalog: Catalog | None) -> Trigger | None:
-    body = fields.child(kind)
-    if body is None:
-        return None
-    if kind == "zone":
-        if (points := count_positions(body.obj)) > MAX_POLYGON_POINTS:
-            body.report.problem(body.path, f"has {points} points, more than {MAX_POLYGON_POINTS}")
-            return None
-        return parse_zone(name, body)
-    if kind == "time":
-        time_trigger = parse_time(name, body)
-        if time_trigger is not None and time_trigger.require_in_use and catalog is not None:
-            in_use = resolve_in_use(catalog)
-            if catalog.describe(in_use) is None:
-                body.report.warn(
-                    body.at("requireInUse"),
-                    f"this vehicle has no {in_use!r} (nor an ignition name): the trigger stays "
-                    "unknown; set requireInUse to false for a plain schedule",
-                )
-        return time_trigger
-    trigger = parse_data(name, body)
-    if trigger is not None:
-        trigger = check_data(trigger, body, catalog)
-    return trigger
-
-
-def _resolve_name(name: str, catalog: Catalog | None) -> str | None:
-    """The data name as the table or the catalog spells it (the docs write ``Vehicle.odometer``)."""
-    lowered = name.lower()
-    names = list(STELLANTIS_NAMES)
-    listed = getattr(catalog, "names", None)
-    if catalog is not None and callable(listed):
-        names = list(listed())
-    for known in names:
-        if known.lower() == lowered:
-            return known
-    return None
-
-
-def _describe(
-    trigger: DataTrigger, body: Fields, catalog: Catalog | None
-) -> tuple[DataTrigger, SignalInfo | None]:
-    info = catalog.describe(trigger.data) if catalog is not None else stellantis_info(trigger.data)
-    if info is None and (spelled := _resolve_name(trigger.data, catalog)) is not None:
-        body.report.warn(body.at("data"), f"read as {spelled!r} (data names are case-sensitive)")
-        trigger = replace(trigger, data=spelled)
-        info = catalog.describe(spelled) if catalog is not None else stellantis_info(spelled)
-    return trigger, info
-
-
-def check_data(trigger: DataTrigger, body: Fields, catalog: Catalog | None) -> DataTrigger | None:
-    """The data name, operator and values against the catalog (or the Stellantis table);
-    the trigger (its data name as spelled by the catalog), or None when it has problems."""
-    report = body.report
-    before = len(report.problems)
-    trigger, info = _describe(trigger, body, catalog)
-    if info is None:
-        if catalog is None and _DBC_SIGNAL.match(trigger.data):
-            report.warn(
-                body.at("data"), f"{trigger.data!r} looks like a DBC signal; the vehicle checks it"
-            )
-            return trigger
-        where = "this vehicle does not provide" if catalog is not None else "unknown data name"
-        report.problem(body.at("data"), f"{where} {trigger.data!r}")
-        return None
-    ops = allowed_ops(trigger.data, info, from_table=catalog is None)
-    if trigger.op not in ops:
-        report.problem(
-            body.at("op"),
-            f"{trigger.op} is not allowed for {trigger.data} (allowed: {', '.join(sorted(ops))})",
-        )
-        return None
-    try:
-        values = operands(trigger, info)
-    except ValueError as exc:
-        report.problem(body.at("value"), str(exc))
-        return None
-    if trigger.op == "between" and float(values[0]) > float(values[1]):  # type: ignore[arg-type]
-        report.problem(body.at("value"), "between needs low <= high")
-    if trigger.previous is not None:
-        if (
-            catalog is None
-            and trigger.data not in PREVIOUS_ELIGIBLE
-            and trigger.data in STELLANTIS_NAMES
-        ):
-            report.warn(
-                body.at("previous"), f"Stellantis does not define previous for {trigger.data}"
-            )
-        for text in trigger.previous.values:
-            try:
-                convert(text, info)
-            except ValueError as exc:
-                report.problem(f"{body.at('previous')}.value", str(exc))
-    if trigger.min_duration_s and trigger.op in STATEFUL_OPS - {"risesBy", "fallsBy"}:
-        report.problem(body.at("minDurationSeconds"), "does not apply to onChange")
-    return trigger if len(report.problems) == before else None
 
 
 def _syntax(params: Fields, text: str) -> Parsed | None:
@@ -351,10 +240,10 @@ def _v2_triggers(
     if tz is not None:
         tz.unknown({"zoneTrigger", "timeTrigger"})
         zone = tz.child("zoneTrigger")
-        if zone is not None and (z := parse_zone("zone", zone)) is not None:
+        if zone is not None and (z := TRIGGER_KINDS["zone"].parse("zone", zone, catalog)):
             triggers["zone"] = z
         time = tz.child("timeTrigger")
-        if time is not None and (t := parse_time("time", time)) is not None:
+        if time is not None and (t := TRIGGER_KINDS["time"].parse("time", time, catalog)):
             triggers["time"] = t
     data_items = params.array("dataTriggers") or []
     if len(data_items) + len(triggers) > MAX_TRIGGERS:
@@ -365,8 +254,7 @@ def _v2_triggers(
         if body is None:
             continue
         name = f"data{index + 1}"
-        trigger = parse_data(name, body)
-        if trigger is not None and (checked := check_data(trigger, body, catalog)) is not None:
+        if (checked := TRIGGER_KINDS["data"].parse(name, body, catalog)) is not None:
             triggers[name] = checked
     if not triggers:
         report.problem(params.path, "has no trigger")

@@ -36,6 +36,7 @@ from agent.instants import SLACK_S, US_PER_S, from_us, to_us
 from agent.model import Event
 from agent.monitors.extensions import event_extensions, event_values, wanted_for
 from agent.monitors.index import Entry, NameIndex
+from agent.monitors.kinds import StateContext, state_for
 from agent.monitors.memory import (
     FiredState,
     FiredStore,
@@ -46,16 +47,11 @@ from agent.monitors.memory import (
 )
 from agent.monitors.model import Catalog, Monitor
 from agent.monitors.runtime import MonitorRuntime, by_order
-from agent.monitors.schedule import TimeTrigger
 from agent.monitors.signals import GpsCatalog, resolve_in_use, with_gps
 from agent.monitors.triggers import (
     Context,
-    DataState,
-    TimeState,
     TriggerState,
-    ZoneState,
 )
-from agent.monitors.zone import ZoneTrigger
 from agent.state import VehicleState
 from agent.wire import uuid7
 
@@ -113,13 +109,9 @@ class Engine:
         """Add or replace a monitor (already validated against this engine's ``catalog``)."""
         self.remove_monitor(monitor.id, forget=False)
         states: dict[str, TriggerState] = {}
+        context = StateContext(self.catalog, self.in_use_name)
         for trigger in monitor.triggers:
-            if isinstance(trigger, ZoneTrigger):
-                states[trigger.name] = ZoneState(trigger)
-            elif isinstance(trigger, TimeTrigger):
-                states[trigger.name] = TimeState(trigger, self.in_use_name)
-            else:
-                states[trigger.name] = DataState(trigger, self.catalog.describe(trigger.data))
+            states[trigger.name] = state_for(trigger, context)
         fired = self.fired_store.load(monitor.id) or FiredState(False)
         runtime = MonitorRuntime(monitor, states, fired)
         self._order += 1
