@@ -11,15 +11,12 @@ backoff until :meth:`GpsdSource.stop`.
 from __future__ import annotations
 
 import logging
-import random
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable
 
-from agent.backoff import Backoff, Retries
 from agent.gps.gpsd import GpsdAddress, GpsdReader, parse_gpsd_url, watch_command
-from agent.gps.source import SOURCE_COUNTERS
+from agent.gps.source import ReaderThread
 from agent.model import Fix
 from agent.source_settings import GpsConfig
 
@@ -29,8 +26,10 @@ _READ_SIZE = 4096
 _CONNECT_TIMEOUT = 5.0
 
 
-class GpsdSource:
+class GpsdSource(ReaderThread):
     """Reads gpsd's JSON reports in a background thread and hands each Fix to ``on_fix``."""
+
+    _kind = "gpsd reader"
 
     def __init__(
         self,
@@ -39,46 +38,15 @@ class GpsdSource:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.config = config
+        super().__init__(config, on_fix, clock)
         self.address: GpsdAddress = parse_gpsd_url(config.port)
-        self._on_fix = on_fix
-        self._clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._reader = GpsdReader()
-        self._counters = dict.fromkeys(SOURCE_COUNTERS, 0)
-        self._backoff = Retries(Backoff(config.reopen_min, config.reopen_max), random.Random())
         self._quiet_failures = False  # one warning per outage, not one per retry
 
     @property
     def counters(self) -> dict[str, int]:
         """Connection counters (port_*) and the reader's counters, as a snapshot."""
         return {**self._counters, **self._reader.counters}
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("GpsdSource already started")
-        self._thread = threading.Thread(target=self._run, name="gpsd-reader", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the reader to finish and wait for it (at most ``timeout`` seconds)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("gpsd reader did not stop within %.1f s", timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._session()
-            if not self._stop.is_set():
-                self._stop.wait(self._backoff.next_delay())
-        log.info("gpsd reader for %s stopped", self.config.port)
 
     def _session(self) -> None:
         """Connect, ask for reports and read them until the socket fails or stop() is called."""

@@ -86,7 +86,58 @@ class MemoryFixSource:
         self._started = False
 
 
-class GpsSource:
+class ReaderThread:
+    """A fix source's reader thread: started once, stopped through the event it waits on, its
+    sessions retried with the one backoff. ``GpsSource`` and ``GpsdSource`` differ only in the
+    session they run."""
+
+    _kind = "GPS reader"
+
+    def __init__(
+        self, config: GpsConfig, on_fix: Callable[[Fix], None], clock: Callable[[], float]
+    ) -> None:
+        self.config = config
+        self._on_fix = on_fix
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._counters = dict.fromkeys(SOURCE_COUNTERS, 0)
+        self._backoff = Retries(Backoff(config.reopen_min, config.reopen_max), random.Random())
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError(f"{type(self).__name__} already started")
+        name = self._kind.lower().replace(" ", "-")
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the reader to finish and wait for it (at most ``timeout`` seconds)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("%s did not stop within %.1f s", self._kind, timeout)
+
+    def _run(self) -> None:
+        self._retry_sessions()
+
+    def _retry_sessions(self) -> None:
+        while not self._stop.is_set():
+            self._session()
+            if not self._stop.is_set():
+                self._stop.wait(self._backoff.next_delay())
+        log.info("%s for %s stopped", self._kind, self.config.port)
+
+    def _session(self) -> None:
+        raise NotImplementedError
+
+
+class GpsSource(ReaderThread):
     """Reads one receiver in a background thread and hands each Fix to ``on_fix``."""
 
     def __init__(
@@ -96,38 +147,14 @@ class GpsSource:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.config = config
-        self._on_fix = on_fix
-        self._clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(config, on_fix, clock)
         self._parser = self._new_parser()
-        self._counters = dict.fromkeys(SOURCE_COUNTERS, 0)
-        self._backoff = Retries(Backoff(config.reopen_min, config.reopen_max), random.Random())
         self._quiet_open_failures = False  # log one open failure per outage, not every retry
 
     @property
     def counters(self) -> dict[str, int]:
         """Source counters (port_*) and the parser's counters, as a snapshot."""
         return {**self._counters, **self._parser.counters}
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("GpsSource already started")
-        self._thread = threading.Thread(target=self._run, name="gps-reader", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the reader to finish and wait for it (at most ``timeout`` seconds)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("GPS reader did not stop within %.1f s", timeout)
 
     def _new_parser(self) -> NmeaParser:
         timeout = None if self.config.is_file else self.config.epoch_timeout
@@ -137,11 +164,7 @@ class GpsSource:
         if self.config.is_file:
             self._replay(Path(self.config.port))
             return
-        while not self._stop.is_set():
-            self._session()
-            if not self._stop.is_set():
-                self._stop.wait(self._backoff.next_delay())
-        log.info("GPS reader for %s stopped", self.config.port)
+        self._retry_sessions()
 
     def _session(self) -> None:
         """Open the port and read it until it fails or stop() is called."""
