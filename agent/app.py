@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 512  # inbox items handled per outbox transaction, at most
 STATUS_PERIOD = 60.0
+# A bus without a frame for this long is reported quiet (car asleep, bus down, wrong bitrate).
+QUIET_AFTER = 10.0
 HOUSEKEEPING_PERIOD = 30.0
 FLUSH_SECONDS = 3.0
 HELD_MAX = 10_000  # events kept in memory while the outbox cannot be written
@@ -87,6 +89,7 @@ class CanReader:
         self._put = put
         self._stop = threading.Event()
         self.source = CanSource(bus) if replay is None else None
+        self.last_frame_at: float | None = None  # time.monotonic() of the last frame received
         self._thread = threading.Thread(target=self._run, name=f"can-{bus.name}", daemon=True)
 
     def start(self) -> None:
@@ -125,7 +128,15 @@ class CanReader:
                     "CAN bus %s: %s %s open", self.bus.name, self.bus.interface, self.bus.channel
                 )
             if frame is not None:
+                self.last_frame_at = time.monotonic()
                 self._put(frame)
+
+    def activity(self, now: float) -> dict[str, bool | float | None]:
+        """The bus as the status reports it: quiet or not, seconds since its last frame."""
+        if self.last_frame_at is None:
+            return {"quiet": True, "lastFrameAgeS": None}
+        age = max(0.0, now - self.last_frame_at)
+        return {"quiet": age > QUIET_AFTER, "lastFrameAgeS": round(age, 1)}
 
     def _replay(self, replay: CanReplay) -> None:
         """Recorded frames, re-stamped to the time they are replayed (their gaps kept)."""
@@ -138,6 +149,7 @@ class CanReader:
             due = start + (frame.timestamp - first) / replay.speed if replay.speed else time.time()
             if due > time.time():
                 self._stop.wait(due - time.time())
+            self.last_frame_at = time.monotonic()
             self._put(replace(frame, timestamp=max(due, time.time())))
         log.info("CAN bus %s: replay of %s finished", self.bus.name, replay.path)
 
@@ -185,6 +197,7 @@ class Agent:
         )
         replays = {r.bus: r for r in config.can_replay}
         self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
+        self._quiet: dict[str, bool] = {}  # per bus, as last logged
         self.gps = make_fix_source(config.gps, self._on_fix) if config.gps else None
         self._stopping = False
         self._reconcile_at = 0.0
@@ -455,7 +468,24 @@ class Agent:
             monitors=self.sync.applied(),
             counters=self.counters() if online else {},
             clock=self.clock.source,
+            buses=self.bus_activity(),
         )
+
+    def bus_activity(self) -> dict[str, dict[str, bool | float | None]]:
+        """Each bus: quiet (no frame for ``QUIET_AFTER`` s) and the age of its last frame."""
+        mono = time.monotonic()
+        return {reader.bus.name: reader.activity(mono) for reader in self.readers}
+
+    def _log_quiet_changes(self, activity: dict[str, dict[str, bool | float | None]]) -> None:
+        for name, now in activity.items():
+            if self._quiet.get(name) == now["quiet"]:
+                continue
+            if now["quiet"]:
+                log.info("CAN bus %s quiet (no frame for %.0f s): car asleep or bus down; "
+                         "nothing is sent on it", name, QUIET_AFTER)  # fmt: skip
+            elif name in self._quiet:
+                log.info("CAN bus %s active again", name)
+            self._quiet[name] = bool(now["quiet"])
 
     def _will(self) -> Will:
         """The last will, built in the MQTT thread at each connect: plain values only (no
@@ -470,6 +500,7 @@ class Agent:
         return Will(self.topics.status(self.config.vin), payload)
 
     def _publish_status(self) -> None:
+        self._log_quiet_changes(self.bus_activity())
         self._publish_retained(self.topics.status(self.config.vin), self._status(online=True))
         self.notifier.status(
             f"{'connected' if self.link.connected else 'offline'}; "

@@ -228,6 +228,7 @@ def status_to_json(
     monitors: list[str] | None = None,
     counters: dict[str, int] | None = None,
     clock: str = "system",
+    buses: dict[str, dict[str, bool | float | None]] | None = None,
 ) -> bytes:
     body = {
         "schema": STATUS_SCHEMA,
@@ -240,6 +241,8 @@ def status_to_json(
         "counters": dict(sorted((counters or {}).items())),
         "clock": clock,
     }
+    if buses is not None:
+        body["buses"] = {name: buses[name] for name in sorted(buses)}
     return json.dumps(body, separators=(",", ":")).encode()
 
 

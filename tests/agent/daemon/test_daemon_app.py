@@ -106,10 +106,17 @@ def test_local_monitor_fires_event_in_order_and_schema(
     assert {e["monitorId"] for e in events} == {"oil-local"}
     assert [event_from_json(json.dumps(e)).values[0].value for e in events] == ["130", "131", "132"]
     assert agent.stop() == 0
+    first_status = json.loads(collector.payloads("/status")[0])
     last_status = json.loads(collector.payloads("/status")[-1])
     assert last_status["online"] is False
     status_schema = json.loads((SCHEMAS / "status.schema.json").read_text())
+    jsonschema.validate(first_status, status_schema)
     jsonschema.validate(last_status, status_schema)
+    # The bus says whether it is quiet: silent at start, active after the frames above.
+    (bus,) = first_status["buses"]
+    assert first_status["buses"][bus] == {"quiet": True, "lastFrameAgeS": None}
+    assert last_status["buses"][bus]["quiet"] is False
+    assert 0 <= last_status["buses"][bus]["lastFrameAgeS"] < 10
 
 
 def test_pushed_monitors_apply_reject_and_delete(
