@@ -32,6 +32,7 @@ from machine import machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.can.dbc import DEMO_DBC, DEMO_MAP, BusSpec, load_vehicle  # noqa: E402
+from agent.paho_compat import stop_network_loop  # noqa: E402
 from agent.wire import Topics  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 
@@ -127,7 +128,7 @@ class FirstEvent:
             self.arrived.set()
 
     def close(self) -> None:
-        self.client.loop_stop()
+        stop_network_loop(self.client)
         self.client.disconnect()
 
 

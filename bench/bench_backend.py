@@ -39,6 +39,7 @@ from machine import machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.model import Event, EventValue  # noqa: E402
+from agent.paho_compat import stop_network_loop  # noqa: E402
 from agent.wire import Topics, event_to_json, uuid7  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 
@@ -129,7 +130,7 @@ def measure(work: Path, args: argparse.Namespace, extra_config: str = "") -> dic
                 )
         figures["backend_rss_mb"] = rss_mb(backend.pid)
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         stop(backend, 30)
         receiver.stop()

@@ -57,6 +57,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from agent.app import Agent  # noqa: E402
 from agent.can.dbc import DEMO_DBC, DEMO_MAP  # noqa: E402
 from agent.config import load_config  # noqa: E402
+from agent.paho_compat import stop_network_loop  # noqa: E402
 from agent.wire import Topics  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 
@@ -84,7 +85,7 @@ class Tap:
         return [(at, _date(json.loads(payload)["eventDate"])) for at, payload in self.seen]
 
     def close(self) -> None:
-        self.client.loop_stop()
+        stop_network_loop(self.client)
         self.client.disconnect()
 
 

@@ -38,6 +38,7 @@ from agent.app import Agent  # noqa: E402
 from agent.can.dbc import DEMO_DBC, DEMO_MAP  # noqa: E402
 from agent.config import MqttConfig, load_config  # noqa: E402
 from agent.model import Event, EventValue  # noqa: E402
+from agent.paho_compat import stop_network_loop  # noqa: E402
 from agent.uplink.mqtt import Acked, LinkEvent, MqttLink  # noqa: E402
 from agent.uplink.outbox import Outbox  # noqa: E402
 from agent.uplink.pump import EventPump  # noqa: E402
@@ -171,7 +172,7 @@ class Subscriber:
             raise RuntimeError(f"subscriber to {topic}: no SUBACK within 10 s")
 
     def close(self) -> None:
-        self.client.loop_stop()
+        stop_network_loop(self.client)
         self.client.disconnect()
 
 

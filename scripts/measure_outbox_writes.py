@@ -25,6 +25,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from agent.paho_compat import stop_network_loop
 from tests.support.mosquitto import Mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +121,7 @@ def main() -> int:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-            listener.loop_stop()
+            stop_network_loop(listener)
             listener.disconnect()
         written, syncs = tally(trace)
         events = log.read_text().count(" committed: monitor ")

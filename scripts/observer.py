@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.paho_compat import stop_network_loop
 from scripts.pki import Pki
 
 
@@ -62,5 +63,5 @@ class Observer:
         return self.seen("/events")
 
     def close(self) -> None:
-        self._client.loop_stop()
+        stop_network_loop(self._client)
         self._client.disconnect()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, event_to_json
 from backend.store.sqlite import SqliteStore
 from tests.backend.backend_receiver import CertAuthority, Receiver
@@ -113,7 +114,7 @@ def test_sigkill_between_receipt_and_commit_loses_nothing_and_sends_once(
         _wait(lambda: store.deliveries(mid, "delivered", 0, 5)[1] == 2, "both recorded")
         assert len(rx.requests) == 2
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         _stop(first)
         if second is not None:

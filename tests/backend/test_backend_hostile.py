@@ -30,6 +30,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, event_to_json
 from backend.delivery.webhooks import POLICY_REFUSED, TIMED_OUT
 from tests.backend.backend_receiver import CertAuthority
@@ -127,7 +128,7 @@ def backend(
         assert provisioned.status_code == 201  # events are routed by the vehicle's fleet
         yield RunningBackend(proc, f"http://127.0.0.1:{port}", client, ca, log)
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         proc.send_signal(signal.SIGTERM)
         try:

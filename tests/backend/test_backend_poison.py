@@ -27,6 +27,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, event_to_json
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.backend.conftest import (
@@ -150,7 +151,7 @@ def vehicle(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
     try:
         yield client
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
 
 
@@ -215,7 +216,7 @@ def _retained(broker: Mosquitto, topic: str) -> bytes:
     try:
         return seen.get(timeout=15)
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
 
 

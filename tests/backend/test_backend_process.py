@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, event_to_json
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.backend.conftest import (
@@ -95,7 +96,7 @@ def test_one_process_runs_every_role_and_stops_on_sigterm(
         history = httpx.get(f"{api}/monitors/{mid}/deliveries", headers=auth).json()
         assert history["_embedded"]["deliveries"][0]["state"] == "delivered"
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         proc.send_signal(signal.SIGTERM)
         try:

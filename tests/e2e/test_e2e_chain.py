@@ -13,6 +13,7 @@ from collections import defaultdict
 import paho.mqtt.client as mqtt
 import pytest
 
+from agent.paho_compat import stop_network_loop
 from scripts.chain import PREFIX, Chain
 from scripts.receiver import Notification
 from tests.e2e.schemas import errors
@@ -144,7 +145,7 @@ def test_a_vehicle_cannot_publish_under_another_vin(chain: Chain) -> None:
         topics = {s.topic for s in chain.observer.events()}
         assert topics == {f"{PREFIX}/vehicles/{vin}/events"}  # the other VIN never got through
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
 
 

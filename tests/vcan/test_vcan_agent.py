@@ -20,6 +20,7 @@ from agent.can.dbc import DEMO_DBC, DEMO_MAP, demo_buses, load_vehicle
 from agent.can.decode import Decoder
 from agent.can.source import BusConfig, CanSource
 from agent.model import Event, Frame
+from agent.paho_compat import stop_network_loop
 from agent.state import VehicleState
 from agent.wire import Topics, event_from_json
 from tests.support.mosquitto import Mosquitto, free_port
@@ -126,7 +127,7 @@ class Subscriber:
 
     def disconnect(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_network_loop(self.client)
 
 
 def _oil(event: Event) -> str:

@@ -17,6 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.model import Event, EventValue
+from agent.paho_compat import stop_network_loop
 from agent.wire import uuid7
 
 VIN = "VF3DAEMON00000001"
@@ -115,7 +116,7 @@ class Collector:
             time.sleep(0.02)
 
     def close(self) -> None:
-        self.client.loop_stop()
+        stop_network_loop(self.client)
         self.client.disconnect()
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, event_from_json
 from tests.agent.daemon.conftest import VIN, Collector, agent_toml, oil_monitor, write_oil_log
 from tests.agent.daemon.test_daemon_process import processes  # noqa: F401 - a fixture
@@ -99,7 +100,7 @@ def test_hostile_retained_monitors_are_rejected_and_the_agent_keeps_going(
         assert proc.wait(30) == 0, f"the agent did not stop cleanly (run {run})"
     err = (folder / "agent-1.err").read_text() + (folder / "agent-1.log").read_text()
     assert "Traceback" not in err
-    backend.loop_stop()
+    stop_network_loop(backend)
     backend.disconnect()
 
 

@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import MqttConfig
+from agent.paho_compat import stop_network_loop
 from agent.uplink.mqtt import Acked, LinkEvent, MqttLink
 from agent.uplink.outbox import Outbox
 from agent.uplink.pump import EventPump
@@ -68,7 +69,7 @@ def test_unheard_events_are_kept_then_resent_in_order(mosquitto: Mosquitto, tmp_
     finally:
         link.stop()
         if subscriber is not None:
-            subscriber.loop_stop()
+            stop_network_loop(subscriber)
             subscriber.disconnect()
     assert subscriber is not None
     assert seen == [1, 2, 3]

@@ -16,6 +16,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, monitor_state_to_json
 from backend.app import Backend
 from tests.backend.conftest import (
@@ -96,7 +97,7 @@ def test_monitor_lifecycle_drives_retained_topics(live_api: str, mosquitto: Mosq
         assert seen.get(timeout=10) == b""  # the retained definition is cleared
     finally:
         for client in (watcher, agent):
-            client.loop_stop()
+            stop_network_loop(client)
             client.disconnect()
 
 
@@ -156,5 +157,5 @@ def test_a_monitor_failed_by_the_dispatcher_is_republished(
         store.close()
         assert json.loads(seen.get(timeout=10))["status"] == "Failed"
     finally:
-        watcher.loop_stop()
+        stop_network_loop(watcher)
         watcher.disconnect()

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, event_to_json
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.backend.conftest import SECRET, TOKEN, make_event, monitor_definition, publisher
@@ -133,7 +134,7 @@ def test_a_vehicle_of_fleet_a_gets_nothing_delivered_on_fleet_b(
         (to_b,) = rx_b.wait_for(1)
         (to_a,) = rx_a.wait_for(1)
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
 
     # Ingest commits in arrival order, so the attacks were judged before the controls arrived.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from standardwebhooks.webhooks import Webhook
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, event_to_json
 from backend.app import Backend
 from backend.store.sqlite import SqliteStore
@@ -67,7 +68,7 @@ def test_events_become_webhooks_and_repeats_go_out_once(
         assert metrics.events._value.get() == 2
         assert metrics.duplicates._value.get() == 2
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         running.stop()
         store.close()
@@ -107,7 +108,7 @@ def test_bad_messages_are_counted_and_acknowledged(
         assert skipped.labels(reason="malformed")._value.get() == 0
         assert again.backend.metrics.events._value.get() == 1
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         again.stop()
         store.close()

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, event_to_json
 from backend.app import Backend
 from backend.config import LimitsConfig, MqttConfig
@@ -97,7 +98,7 @@ def test_a_qos0_flood_waits_in_a_bounded_queue_and_nothing_is_lost(
         assert _count(metrics, "worker_down") == 0
     finally:
         store.gate.set()
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         ingest.stop()
         store.close()
@@ -121,7 +122,7 @@ def test_a_vehicle_over_its_rate_is_cut_and_counted_alone(
         assert _count(metrics, "rate_limited") == 7
         assert _count(metrics, "wrong_vehicle") == 1  # the other vehicle went through the gate
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         ingest.stop()
         store.close()
@@ -140,7 +141,7 @@ def test_an_oversized_event_is_dropped_before_the_queue(
         _wait(lambda: metrics.events._value.get() == 1, "the good event was not stored")
         assert _count(metrics, "too_large") == 1
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         ingest.stop()
         store.close()
@@ -168,7 +169,7 @@ def test_an_error_past_the_guard_drops_that_message_only(
         assert _count(metrics, "unexpected") == 1
         assert ingest.alive()
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         ingest.stop()
         store.close()
@@ -200,6 +201,6 @@ def test_healthz_fails_when_the_ingest_worker_dies_anyway(
         assert answer.status_code == 503
         assert answer.json()["failing"] == ["ingest worker"]
     finally:
-        client.loop_stop()
+        stop_network_loop(client)
         client.disconnect()
         running.stop()
