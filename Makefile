@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # System packages: the broker for tests and the demo, can-utils for SocketCAN tests,
 # QEMU + busybox + kmod for the throwaway VM that gives SocketCAN where the host kernel has none,
-# systemd for `systemd-analyze verify` of the unit files, faketime for the clock-ahead runs.
-SYSTEM_PACKAGES := mosquitto mosquitto-clients can-utils qemu-system-x86 busybox-static kmod cpio iproute2 systemd faketime
+# systemd for `systemd-analyze verify` of the unit files, faketime for the clock-ahead runs,
+# postgresql for the PostgreSQL store tests (started by the tests, unprivileged), chromium for
+# the headless-browser test of the API docs page.
+SYSTEM_PACKAGES := mosquitto mosquitto-clients can-utils qemu-system-x86 busybox-static kmod cpio iproute2 systemd faketime postgresql chromium
 
 .PHONY: test test-clock-ahead demo bench bench-smoke lint typecheck system-packages venv clean
 
@@ -19,7 +21,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[agent,backend,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[agent,backend,dev,plot]'
 	touch $(STAMP)
 
 lint: $(STAMP)
