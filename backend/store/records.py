@@ -83,6 +83,12 @@ class Route:
     fleet_id: str = ""  # the vehicle's fleet in the backend's records: whose secret signs it
 
 
+def order_key(vin: str, route: Route) -> str:
+    """Whose events a delivery carries, for in-order delivery: the vehicle, or the batch key of
+    a batch (one batch may hold several vehicles' events; its batches go out one by one)."""
+    return route.batch_key if route.batch_size > 1 else vin
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingEvent:
     """A validated event ready to commit: its webhook form and where it goes."""
@@ -203,6 +209,8 @@ class Store(Protocol):
         in_flight: Mapping[str, int],
         per_endpoint: int,
         lease_until: float,
+        *,
+        in_order: bool = False,
     ) -> list[ClaimedDelivery]: ...
     def record_results(self, results: Sequence[AttemptResult], now: float) -> None: ...
     def expire(self, now: float, max_age: float) -> int: ...

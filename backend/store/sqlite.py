@@ -34,6 +34,7 @@ from backend.store.records import (
     Route,
     VehicleMonitorState,
     VehicleRecord,
+    order_key,
 )
 
 MIGRATIONS: tuple[str, ...] = (
@@ -101,6 +102,13 @@ MIGRATIONS: tuple[str, ...] = (
         BEGIN UPDATE routing_version SET n = n + 1; END;
     CREATE TRIGGER vehicles_deleted AFTER DELETE ON vehicles
         BEGIN UPDATE routing_version SET n = n + 1; END;
+    """,
+    # 5: per-vehicle order (issue 15). A delivery remembers whose events it carries (the VIN,
+    # or the batch key of a batch); a claim in order leaves it while an earlier live delivery
+    # of the same monitor and key exists.
+    """
+    ALTER TABLE deliveries ADD COLUMN order_key TEXT NOT NULL DEFAULT '';
+    CREATE INDEX deliveries_order ON deliveries (monitor_id, order_key, state);
     """,
 )
 
@@ -363,10 +371,12 @@ class SqliteStore:
                 fresh.append(cursor.rowcount == 1)
                 if cursor.rowcount == 1:
                     for route in event.routes:
-                        self._route_event(db, event.event_id, route, now)
+                        self._route_event(db, event.event_id, event.vin, route, now)
         return fresh
 
-    def _route_event(self, db: sqlite3.Connection, event_id: str, route: Route, now: float) -> None:
+    def _route_event(
+        self, db: sqlite3.Connection, event_id: str, vin: str, route: Route, now: float
+    ) -> None:
         row = None
         if route.batch_size > 1:
             row = db.execute(
@@ -381,8 +391,8 @@ class SqliteStore:
                 "INSERT INTO deliveries (delivery_id, monitor_id, callback_name, url, endpoint,"
                 " headers, body_attributes, batch_key, batch_size, state, event_count,"
                 " held_since, received_at, next_at, policy, retry_number, retry_delay,"
-                " created_at, fleet_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, fleet_id, order_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     delivery_id,
                     route.monitor_id,
@@ -402,6 +412,7 @@ class SqliteStore:
                     route.retry_delay,
                     now,
                     route.fleet_id,
+                    order_key(vin, route),
                 ),
             )
             db.execute("INSERT INTO delivery_events VALUES (?, 0, ?)", (delivery_id, event_id))
@@ -425,10 +436,13 @@ class SqliteStore:
         in_flight: Mapping[str, int],
         per_endpoint: int,
         lease_until: float,
+        *,
+        in_order: bool = False,
     ) -> list[ClaimedDelivery]:
         """Lease due deliveries, at most ``per_endpoint`` in flight per endpoint.
 
         While a monitor is in retry, only its retrying deliveries are due (reference §4).
+        ``in_order``: a delivery waits while an earlier one of its monitor and vehicle is live.
         """
         room = {e: per_endpoint - n for e, n in in_flight.items()}
         busy = [e for e, free in room.items() if free <= 0]
@@ -440,8 +454,11 @@ class SqliteStore:
                 f" AND d.endpoint NOT IN ({marks})"
                 " AND (d.attempts > 0 OR NOT EXISTS (SELECT 1 FROM deliveries r"
                 "  WHERE r.monitor_id = d.monitor_id AND r.state = 'pending' AND r.attempts > 0))"
-                " ORDER BY d.next_at LIMIT ?",
-                (now, now, *busy, limit),
+                f" AND (? = 0 OR NOT EXISTS (SELECT 1 FROM deliveries o"
+                f"  WHERE o.monitor_id = d.monitor_id AND o.order_key = d.order_key"
+                f"  AND o.state IN {_LIVE} AND o.rowid < d.rowid))"
+                " ORDER BY d.next_at, d.rowid LIMIT ?",
+                (now, now, *busy, int(in_order), limit),
             ).fetchall()
             rows = []
             for row in candidates:

@@ -20,10 +20,11 @@ from agent.wire import Topics, event_to_json, uuid7
 from backend.app import Backend
 from backend.config import ADMIN, SCOPES, ApiToken, config_from_dict
 from backend.ingest.intake import EventIntake
-from backend.store.records import MonitorRecord
+from backend.store.records import MonitorRecord, Store
 from backend.store.sqlite import SqliteStore
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.support.mosquitto import Mosquitto
+from tests.support.postgres import PostgresServer
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 TOKEN = "test-token-0123456789"
@@ -74,6 +75,26 @@ def receivers(test_ca: CertAuthority) -> Iterator[Callable[..., Receiver]]:
             receiver.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the whole run (started on first use, stopped by its PID)."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, migrated database of its own for one test."""
+    url = postgres_server.database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop(url)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore(tmp_path / "backend.db", durable=True)
@@ -120,9 +141,7 @@ def monitor_definition(
     }
 
 
-def add_monitor(
-    store: SqliteStore, definition: dict[str, Any], *, monitor_id: str | None = None
-) -> str:
+def add_monitor(store: Store, definition: dict[str, Any], *, monitor_id: str | None = None) -> str:
     mid = monitor_id or uuid7()
     store.put_vehicle(VIN, FLEET, T0)  # routed by the backend's record of the vehicle's fleet
     store.create_monitor(MonitorRecord(mid, "vehicle", VIN, definition, "Running", T0, T0))
@@ -143,7 +162,7 @@ def make_event(monitor_id: str, *, vin: str = VIN, at: float = T0, value: str = 
     )
 
 
-def ingest_events(store: SqliteStore, events: list[Event], now: float) -> list[bool]:
+def ingest_events(store: Store, events: list[Event], now: float) -> list[bool]:
     """Route and commit events the way MQTT ingest does (without the broker)."""
     intake = EventIntake(store, Topics())
     topics = Topics()

@@ -1,9 +1,11 @@
-"""The SQLite store: migrations, durability across reopen, de-duplication, batching, and the
-ingest core's handling of arbitrary payloads (property test)."""
+"""The store contract, on both stores (``store`` is parametrised in conftest.py): migrations,
+durability across reopen, de-duplication, batching, leases, and the ingest core's handling of
+arbitrary payloads (property test). SQLite's own migration from schema 1 is tested last."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,9 @@ from agent.wire import Topics, event_to_json
 from backend.errors import IngestError
 from backend.ingest.guard import EVENT_REASONS
 from backend.ingest.intake import EventIntake
+from backend.store import postgres
+from backend.store.postgres import PostgresStore
+from backend.store.records import Store
 from backend.store.sqlite import MIGRATIONS, SqliteStore
 from tests.backend.conftest import (
     FLEET,
@@ -26,24 +31,38 @@ from tests.backend.conftest import (
 )
 
 
-def test_migrations_run_once_and_data_survives_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "b.db"
-    first = SqliteStore(path, durable=True)
-    assert first.schema_version() == len(MIGRATIONS)
+def _opener(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[Callable[[], Store], int]:
+    if kind == "sqlite":
+        path = tmp_path / "b.db"
+        return (lambda: SqliteStore(path, durable=True)), len(MIGRATIONS)
+    server = request.getfixturevalue("postgres_server")
+    url = server.database(migrated=False)
+    return (lambda: PostgresStore(url)), len(postgres.MIGRATIONS)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_migrations_run_once_and_data_survives_reopen(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    open_store, version = _opener(kind, tmp_path, request)
+    first = open_store()
+    assert first.schema_version() == version
     first.put_vehicle(VIN, FLEET, T0)
     mid = add_monitor(first, monitor_definition("https://h.example/in"))
     event = make_event(mid)
     assert ingest_events(first, [event], T0) == [True]
     first.close()
-    again = SqliteStore(path)
-    assert again.schema_version() == len(MIGRATIONS)
+    again = open_store()
+    assert again.schema_version() == version
     assert again.get_monitor(mid) is not None
     assert ingest_events(again, [event], T0 + 1) == [False]  # the event id is remembered
     assert again.deliveries(mid, None, 0, 10)[1] == 1
     again.close()
 
 
-def test_an_open_batch_collects_until_full(store: SqliteStore) -> None:
+def test_an_open_batch_collects_until_full(store: Store) -> None:
     mid = add_monitor(store, monitor_definition("https://h.example/in", batch=(2, 30)))
     events = [make_event(mid, at=T0 + i) for i in range(3)]
     ingest_events(store, events, T0 + 5)
@@ -54,7 +73,7 @@ def test_an_open_batch_collects_until_full(store: SqliteStore) -> None:
     assert [len(d.events) for d in store.claim_due(T0 + 35, 10, {}, 8, T0 + 99)] == [1]
 
 
-def test_claims_respect_the_per_endpoint_limit_and_leases(store: SqliteStore) -> None:
+def test_claims_respect_the_per_endpoint_limit_and_leases(store: Store) -> None:
     mid = add_monitor(store, monitor_definition("https://h.example/in"))
     ingest_events(store, [make_event(mid, at=T0 + i) for i in range(5)], T0)
     endpoint = "https://h.example:443"
@@ -64,7 +83,7 @@ def test_claims_respect_the_per_endpoint_limit_and_leases(store: SqliteStore) ->
     assert len(store.claim_due(T0 + 61, 10, {}, 9, T0 + 120)) == 5  # leases ran out
 
 
-def test_paused_and_foreign_events_are_stored_without_delivery(store: SqliteStore) -> None:
+def test_paused_and_foreign_events_are_stored_without_delivery(store: Store) -> None:
     mid = add_monitor(store, monitor_definition("https://h.example/in"))
     store.set_monitor_status(mid, "Paused", T0)
     intake = EventIntake(store, Topics())
@@ -82,9 +101,7 @@ def test_paused_and_foreign_events_are_stored_without_delivery(store: SqliteStor
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode)))
-def test_any_payload_is_accepted_or_refused_with_a_reason(
-    store: SqliteStore, payload: bytes
-) -> None:
+def test_any_payload_is_accepted_or_refused_with_a_reason(store: Store, payload: bytes) -> None:
     intake = EventIntake(store, Topics())
     try:
         intake.prepare(Topics().events(VIN), payload)
@@ -106,7 +123,7 @@ _JSON = st.recursive(
     ["eventId", "seq", "vin", "fleetId", "monitorId", "eventDate", "refresh", "values",
      "extensions", "labels", "schema"]), value=_JSON)  # fmt: skip
 def test_a_valid_event_with_one_field_replaced_never_crashes_ingest(
-    store: SqliteStore, field: str, value: object
+    store: Store, field: str, value: object
 ) -> None:
     import json
 
