@@ -26,8 +26,8 @@ from backend.delivery.webhooks import AiohttpSender, WebhookSender, tls_context
 from backend.ingest.intake import EventIntake, MqttIngest
 from backend.metrics import Metrics
 from backend.monitor_channel import MqttMonitorChannel
+from backend.store.factory import open_store
 from backend.store.records import VehicleMonitorState
-from backend.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 ROLES = ("ingest", "dispatcher", "api")
@@ -109,7 +109,7 @@ class Backend:
         )
         d = self.config.dispatcher
         return Dispatcher(
-            SqliteStore(self.config.store_path),
+            open_store(self.config),
             sender,
             self._secret_for,
             per_endpoint=hooks.per_endpoint_concurrency,
@@ -120,10 +120,11 @@ class Backend:
             none_delay=d.none_retry_delay,
             clock=self.clock,
             metrics=self.metrics,
+            in_order=d.in_order,
         )
 
     def _build_ingest(self, topics: Topics) -> MqttIngest:
-        store = SqliteStore(self.config.store_path, durable=True)
+        store = open_store(self.config, durable=True)
         wake = self.dispatcher.wake if self.dispatcher is not None else (lambda: None)
         return MqttIngest(
             self.config.mqtt,
@@ -137,7 +138,7 @@ class Backend:
         )
 
     def _build_api(self, topics: Topics) -> tuple[uvicorn.Server, MqttMonitorChannel]:
-        store = SqliteStore(self.config.store_path)
+        store = open_store(self.config)
 
         def on_state(_topic: str, state: VehicleMonitorState | None, vin: str, mid: str) -> None:
             if state is None:
@@ -177,7 +178,7 @@ class Backend:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run the configured roles until ``stop`` is set, then shut down cleanly."""
-        store = SqliteStore(self.config.store_path)  # migrate once, before the roles start
+        store = open_store(self.config, pool_size=1)  # migrate once, before the roles start
         for vin, fleet_id in self.config.vehicles.items():  # [fleets.*] vehicles
             store.put_vehicle(vin, fleet_id, self.clock())
         store.close()

@@ -61,6 +61,11 @@ class MqttConfig:
     keepalive: int = 30
     share_group: str = "edgemon"
     session_expiry: int = 3600  # seconds the broker keeps unacknowledged messages for us
+    # Vehicle shards (several ingest workers, docs/deployment.md): with shard_count > 1 this
+    # worker subscribes plainly to every vehicle's events and commits those whose VIN hashes to
+    # shard_index; the others are acknowledged and left to their own worker.
+    shard_count: int = 1
+    shard_index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,9 @@ class DispatcherConfig:
     none_retry_delay: float = NONE_RETRY_DELAY
     lease: float = 120.0
     claim_batch: int = 200
+    # Each vehicle's deliveries of one monitor go out one after the other, in arrival order:
+    # the next waits until the previous is delivered or dead (docs/deployment.md).
+    in_order: bool = False
 
 
 # -- [limits]: bounds on hostile input (issue 12, findings 1, 2 and 9) --------------------------
@@ -129,6 +137,9 @@ class BackendConfig:
     dispatcher: DispatcherConfig = DispatcherConfig()
     vehicles: dict[str, str] = field(default_factory=dict)  # VIN -> fleet id, from [fleets.*]
     limits: LimitsConfig = LimitsConfig()
+    # [store] url = "postgresql://..." selects the PostgreSQL store (store_path is then unused)
+    store_url: str = field(default="", repr=False)
+    store_pool: int = 4  # connections per store object (PostgreSQL)
 
 
 class _Reader:
@@ -195,6 +206,10 @@ def _api(r: _Reader) -> ApiConfig:
 
 
 def _mqtt(r: _Reader, base: Path) -> MqttConfig:
+    shards = r.positive("shard_count", int, 1)
+    index = r.get("shard_index", int, 0)
+    if not 0 <= index < shards:
+        r.problems.append(Problem(f"{r.path}.shard_index", f"must be in 0..{shards - 1}"))
     return MqttConfig(
         host=r.get("host", str, "127.0.0.1"),
         port=r.get("port", int, 1883),
@@ -208,6 +223,8 @@ def _mqtt(r: _Reader, base: Path) -> MqttConfig:
         keepalive=r.positive("keepalive", int, 30),
         share_group=r.get("share_group", str, "edgemon"),
         session_expiry=r.positive("session_expiry", int, 3600),
+        shard_count=shards,
+        shard_index=index,
     )
 
 
@@ -274,6 +291,7 @@ def _dispatcher(r: _Reader) -> DispatcherConfig:
         none_retry_delay=r.positive("none_retry_delay", float, NONE_RETRY_DELAY),
         lease=r.positive("lease", float, 120.0),
         claim_batch=r.positive("claim_batch", int, 200),
+        in_order=r.get("in_order", bool, False),
     )
 
 
@@ -356,9 +374,14 @@ def config_from_dict(raw: dict[str, Any], base: Path) -> BackendConfig:
     top = _Reader(raw, "$", problems)
     store = top.sub("store")
     store_path = store.path_value("path", base)
-    if store_path is None:
-        problems.append(Problem("$.store.path", "required (the SQLite file)"))
+    store_url = store.get("url", str, "")
+    if store_url and not store_url.startswith(("postgresql://", "postgres://")):
+        problems.append(Problem("$.store.url", "must be a postgresql:// URL"))
+    if store_path is None and not store_url:
+        problems.append(Problem("$.store.path", "required (the SQLite file), or a url"))
     config = BackendConfig(
+        store_url=store_url,
+        store_pool=store.positive("pool_size", int, 4),
         store_path=store_path or Path("backend.db"),
         webhooks=_webhooks(top.sub("webhooks"), base),
         topic_prefix=top.get("topic_prefix", str, DEFAULT_PREFIX).rstrip("/"),

@@ -38,7 +38,7 @@ from backend.api.openapi import openapi_document
 from backend.api.tenancy import find_token, keep_masked, masked, masked_url, reaches_owner
 from backend.config import ADMIN, ApiToken, LimitsConfig
 from backend.delivery.egress import STRICT, NetworkPolicy, literal_refusal
-from backend.errors import ApiProblem, PayloadError
+from backend.errors import ApiProblem, PayloadError, StoreError
 from backend.ingest.guard import decode_json
 from backend.metrics import Metrics
 from backend.monitor_channel import MonitorChannel
@@ -510,8 +510,11 @@ def build_api(ctx: ApiContext) -> Starlette:
         return JSONResponse(document)
 
     async def healthz(_request: Request) -> Response:
-        await run_in_threadpool(ctx.store.depth)  # the store answers
-        failing = ctx.health()
+        failing = list(ctx.health())
+        try:  # the database answers (a round trip: PostgreSQL may be on another machine)
+            await run_in_threadpool(ctx.store.ping)
+        except StoreError:
+            failing.append("database")
         if failing:  # a worker died: fail, so a health check or systemd restarts the process
             return JSONResponse({"status": "failing", "failing": failing}, status_code=503)
         return JSONResponse({"status": "ok"})

@@ -90,8 +90,10 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         wall: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        in_order: bool = False,
     ) -> None:
         self.store = store
+        self.in_order = in_order  # one delivery at a time per monitor and vehicle
         self.sender = sender
         self.secret_for = secret_for
         self.per_endpoint = per_endpoint
@@ -132,7 +134,12 @@ class Dispatcher:
         cap = self.per_endpoint * self.prefetch
         self._generation += 1
         claims = self.store.claim_due(
-            now, self.claim_batch, dict(self.claimed), cap, now + self.lease
+            now,
+            self.claim_batch,
+            dict(self.claimed),
+            cap,
+            now + self.lease,
+            in_order=self.in_order,
         )
         for claim in claims:
             self.claimed[claim.endpoint] += 1

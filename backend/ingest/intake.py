@@ -28,6 +28,7 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
@@ -47,6 +48,12 @@ from backend.store.records import IncomingEvent, MonitorRecord, Route, Store
 
 log = logging.getLogger(__name__)
 DEFAULT_LIMITS = LimitsConfig()
+OTHER_SHARD = "other_shard"
+
+
+def shard_of(vin: str, shards: int) -> int:
+    """The ingest shard of a vehicle: a stable hash (the same in every process and release)."""
+    return zlib.crc32(vin.encode()) % shards if shards > 1 else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +221,13 @@ class MqttIngest:
         self.max_group = max_group
         # An empty share group subscribes plainly. mosquitto 2.0 does not restore a *shared*
         # subscription after its own restart (events published before the backend reconnects
-        # reach nobody); a plain one is kept in the persistent session. One ingest process only.
+        # reach nobody); a plain one is kept in the persistent session. Several ingest workers
+        # use vehicle shards instead (shard_count > 1): each subscribes plainly and keeps the
+        # VINs of its shard, so one vehicle's events reach one worker, in order, on any broker.
         events = topics.all_events()
         group = config.share_group
-        self.subscription = f"$share/{group}/{events}" if group else events
+        sharded = config.shard_count > 1
+        self.subscription = f"$share/{group}/{events}" if group and not sharded else events
         self._inbox: queue.Queue[Envelope | None] = queue.Queue(self.limits.ingest_queue)
         self._rate = VehicleRate(self.limits.vehicle_rate, self.limits.vehicle_burst)
         self._skip_log = SkipLog(log)
@@ -257,6 +267,9 @@ class MqttIngest:
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         envelope = Envelope(message.topic, bytes(message.payload), message.mid, message.qos)
         reason = self._refusal(envelope)
+        if reason == OTHER_SHARD:
+            self._client.ack(envelope.mid, envelope.qos)
+            return
         if reason is not None:
             self._drop(envelope, IngestError(reason, f"{len(envelope.payload)} bytes"))
             self._client.ack(envelope.mid, envelope.qos)
@@ -271,13 +284,16 @@ class MqttIngest:
         self._drop(envelope, IngestError("worker_down", "ingest is stopping or its worker died"))
 
     def _refusal(self, envelope: Envelope) -> str | None:
-        """Why a message is dropped before it is queued: too large, or over its vehicle's rate."""
-        if len(envelope.payload) > self.limits.max_event_bytes:
-            return "too_large"
+        """Why a message is dropped before it is queued: too large, or over its vehicle's rate.
+        ``other_shard``: another worker's vehicle (acknowledged, not counted as a drop)."""
         try:
             vin = self.topics.vin_of(envelope.topic)
         except WireError:
             return "malformed"
+        if shard_of(vin, self.config.shard_count) != self.config.shard_index:
+            return OTHER_SHARD
+        if len(envelope.payload) > self.limits.max_event_bytes:
+            return "too_large"
         return None if self._rate.allow(vin, self.clock()) else "rate_limited"
 
     def _drop(self, envelope: Envelope, exc: IngestError) -> None:

@@ -1,1 +1,3 @@
-"""The store: records and the Store interface, the SQLite implementation."""
+"""The store: records and the ``Store`` interface (``records``), on SQLite (``sqlite``, the
+embedded default) or PostgreSQL (``postgres``, several workers on several machines);
+``factory.open_store`` picks one from the configuration."""

@@ -7,8 +7,8 @@ Each public method is one transaction. Writes use ``BEGIN IMMEDIATE`` so several
 acknowledgement. Other roles use ``NORMAL`` (WAL-safe against crashes; a lost "delivered" mark
 after a power cut only means a re-send with the same ``webhook-id``).
 
-Schema versions live in ``MIGRATIONS`` and ``PRAGMA user_version``; a PostgreSQL store would
-keep the same tables and replace ``INSERT OR IGNORE`` with ``ON CONFLICT DO NOTHING``.
+Schema versions live in ``MIGRATIONS`` and ``PRAGMA user_version``; ``backend.store.postgres``
+keeps the same tables on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -195,6 +195,9 @@ class SqliteStore:
 
     def schema_version(self) -> int:
         return int(self._read("PRAGMA user_version")[0][0])
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
 
     def close(self) -> None:
         with self._lock:
