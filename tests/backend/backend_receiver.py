@@ -22,6 +22,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    peer_port: int = 0  # the sender's TCP port: which process sent it
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ class Receiver:
                     key, _, value = raw.decode().partition(":")
                     headers[key.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                request = Received(method, target, headers, body, time.time())
+                peer = writer.get_extra_info("peername") or ("", 0)
+                request = Received(method, target, headers, body, time.time(), int(peer[1]))
                 reply = self.respond(request)
                 with self._arrived:
                     self.requests.append(request)
