@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backend.app import ROLES, Backend
-from backend.config import load_config
+from backend.config import as_shard, load_config
 from backend.errors import BackendError
 
 
@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=[*ROLES, "all"],
         help="what this process runs (repeatable; default all)",
+    )
+    run.add_argument(
+        "--shard",
+        type=int,
+        metavar="N",
+        help="worker N of [mqtt] shard_count: its ingest shard and MQTT client id (client_id-N)",
     )
     check = sub.add_parser("check", help="validate a backend.toml and report every problem")
     check.add_argument("-c", "--config", type=Path, required=True)
@@ -57,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             print(f"{args.config}: OK")
             return 0
+        if args.shard is not None:
+            config = as_shard(config, args.shard)
         roles = set(args.role or ["all"])
         chosen = frozenset(ROLES) if "all" in roles else frozenset(roles)
         asyncio.run(_serve(Backend(config, chosen)))

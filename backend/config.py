@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -394,6 +394,18 @@ def config_from_dict(raw: dict[str, Any], base: Path) -> BackendConfig:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def as_shard(config: BackendConfig, index: int) -> BackendConfig:
+    """The configuration of worker ``index`` of ``[mqtt] shard_count`` (``run --shard``, the
+    systemd template's instance): its ingest shard, and a client id of its own, so the broker
+    keeps one session per worker."""
+    mqtt = config.mqtt
+    if not 0 <= index < mqtt.shard_count:
+        message = f"must be in 0..{mqtt.shard_count - 1} ([mqtt] shard_count)"
+        raise ConfigError([Problem("--shard", message)])
+    shard = replace(mqtt, shard_index=index, client_id=f"{mqtt.client_id}-{index}")
+    return replace(config, mqtt=shard)
 
 
 def load_config(path: Path) -> BackendConfig:

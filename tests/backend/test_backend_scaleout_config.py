@@ -1,0 +1,72 @@
+"""Configuration of several workers: [store] url, [mqtt] shards, ``run --shard N``, and the
+systemd template unit that runs worker N (its `systemd-analyze verify` is in
+tests/agent/daemon/test_daemon_systemd.py, with every unit)."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+import pytest
+
+from backend.config import as_shard
+from backend.errors import ConfigError
+from backend.ingest.intake import shard_of
+from backend.store.factory import open_store
+from backend.store.postgres import PostgresStore
+from backend.store.sqlite import SqliteStore
+from tests.backend.conftest import load
+from tests.conftest import ROOT
+
+
+def test_a_postgresql_url_selects_the_postgresql_store(tmp_path: Path, postgres_url: str) -> None:
+    config = load(tmp_path, store={"url": postgres_url, "pool_size": 2})
+    store = open_store(config)
+    try:
+        assert isinstance(store, PostgresStore)
+        store.ping()
+    finally:
+        store.close()
+    default = open_store(load(tmp_path))
+    try:
+        assert isinstance(default, SqliteStore)  # the embedded default
+    finally:
+        default.close()
+
+
+def test_bad_store_and_shard_settings_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, store={"url": "mysql://x/y"}, mqtt={"shard_count": 2, "shard_index": 2})
+    paths = {p.path for p in info.value.problems}
+    assert {"$.store.url", "$.mqtt.shard_index"} <= paths
+
+
+def test_run_shard_sets_the_shard_and_a_client_id_per_worker(tmp_path: Path) -> None:
+    config = load(tmp_path, mqtt={"shard_count": 3, "client_id": "edgemon-backend"})
+    worker = as_shard(config, 2)
+    assert worker.mqtt.shard_index == 2 and worker.mqtt.client_id == "edgemon-backend-2"
+    with pytest.raises(ConfigError, match=r"0\.\.2"):
+        as_shard(config, 3)
+
+
+def test_every_vin_has_exactly_one_shard_and_shards_are_stable() -> None:
+    vins = [f"VF3SHARD{n:09d}" for n in range(3000)]
+    counts = [sum(shard_of(v, 3) == s for v in vins) for s in range(3)]
+    assert sum(counts) == 3000 and min(counts) > 800  # spread, none empty
+    assert shard_of("VF3SHARD000000001", 3) == shard_of("VF3SHARD000000001", 3)
+    assert shard_of("VF3SHARD000000001", 1) == 0
+    assert shard_of("WVWZZZ1JZXW000001", 7) == 4  # crc32: the same in every process/release
+
+
+def test_the_worker_template_runs_ingest_and_dispatch_for_its_shard() -> None:
+    unit = configparser.RawConfigParser(strict=False, interpolation=None)
+    unit.read_string((ROOT / "systemd" / "edgemon-backend@.service").read_text())
+    service = unit["Service"]
+    command = service["ExecStart"].split()
+    assert command[1:] == [
+        "run", "-c", "/etc/edgemon/backend.toml",
+        "--role", "ingest", "--role", "dispatcher", "--shard", "%i",
+    ]  # fmt: skip
+    assert service["Type"] == "notify" and int(service["WatchdogSec"]) > 0
+    assert service["Restart"] == "always"
+    assert "postgresql.service" in unit["Unit"]["After"]
