@@ -37,6 +37,7 @@ BENCHES = [
     ("agent", 30),
     ("backend", 50),
     ("e2e", 60),
+    ("scaleout", 150),
 ]
 # key, comparison, target (None: recorded, no target in issue 14)
 TARGETS: list[tuple[str, str, float | None]] = [
@@ -51,6 +52,13 @@ TARGETS: list[tuple[str, str, float | None]] = [
     ("agent_rss_mb", "<=", 100),
     ("agent_startup_s", "<=", 2),
     ("backend_rss_mb", "<=", 200),
+    # issue 15: several workers on PostgreSQL against one on SQLite (recorded, no target)
+    ("scaleout_sqlite_1_deliveries_per_s", "", None),
+    ("scaleout_pg_1_deliveries_per_s", "", None),
+    ("scaleout_pg_2_deliveries_per_s", "", None),
+    ("scaleout_pg_3_deliveries_per_s", "", None),
+    ("scaleout_sqlite_1_latency_ms_p50", "", None),
+    ("scaleout_pg_3_latency_ms_p50", "", None),
 ]
 RESULTS = RESULTS_DIR / "results.json" if SMOKE else ROOT / "bench" / "results.json"
 

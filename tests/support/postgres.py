@@ -62,7 +62,8 @@ def _run_as() -> pwd.struct_passwd | None:
 class PostgresServer:
     """One throwaway PostgreSQL cluster. ``start()`` and ``stop()``; ``url(db)`` to connect."""
 
-    def __init__(self, workdir: Path | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, *, durable: bool = False) -> None:
+        self.durable = durable  # benchmarks: fsync and synchronous commits, as in production
         # Not under pytest's tmp_path: its parents are 0700 root, closed to the server's user.
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="edgemon-pg-"))
         self.data = self.workdir / "data"
@@ -90,13 +91,17 @@ class PostgresServer:
             check=True, capture_output=True, cwd=self.workdir, **self._as_user(),
         )  # fmt: skip
         self.port = free_port()
+        fast = (
+            []
+            if self.durable
+            else ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        )
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [str(bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
                  "-c", "listen_addresses=127.0.0.1",
                  "-c", f"unix_socket_directories={self.workdir}",
-                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                 "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
+                 "-c", "max_connections=200", "-c", "shared_buffers=64MB", *fast],
                 stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, **self._as_user(),
             )  # fmt: skip
         deadline = time.monotonic() + timeout
