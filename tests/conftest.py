@@ -42,6 +42,7 @@ WALLCLOCK_MODULES = frozenset(
         "tests/backend/test_backend_poison.py",
         "tests/backend/api/test_backend_live_api.py",
         "tests/backend/test_backend_process.py",
+        "tests/backend/test_backend_scaleout.py",
         "tests/backend/delivery/test_backend_signing.py",
         "tests/backend/api/test_backend_tenancy_live.py",
         "tests/deploy/test_broker_acl.py",
