@@ -5,18 +5,27 @@ tests/agent/daemon/test_daemon_systemd.py, with every unit)."""
 from __future__ import annotations
 
 import configparser
+import warnings
 from pathlib import Path
 
 import pytest
 
+with warnings.catch_warnings():  # starlette 1.x suggests httpx2 for its test client
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from backend.api.routes import ApiContext, build_api
 from backend.config import as_shard
 from backend.errors import ConfigError
 from backend.ingest.intake import shard_of
+from backend.metrics import Metrics
+from backend.monitor_channel import MemoryMonitorChannel
 from backend.store.factory import open_store
 from backend.store.postgres import PostgresStore
 from backend.store.sqlite import SqliteStore
 from tests.backend.conftest import load
 from tests.conftest import ROOT
+from tests.support.postgres import PostgresServer
 
 
 def test_a_postgresql_url_selects_the_postgresql_store(tmp_path: Path, postgres_url: str) -> None:
@@ -70,3 +79,18 @@ def test_the_worker_template_runs_ingest_and_dispatch_for_its_shard() -> None:
     assert service["Type"] == "notify" and int(service["WatchdogSec"]) > 0
     assert service["Restart"] == "always"
     assert "postgresql.service" in unit["Unit"]["After"]
+
+
+def test_healthz_fails_when_the_database_is_gone(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    store = PostgresStore(postgres_url, pool_size=1, connect_timeout=2)
+    try:
+        with TestClient(build_api(ApiContext(store, MemoryMonitorChannel(), Metrics(), ()))) as c:
+            assert c.get("/healthz").status_code == 200
+            postgres_server.drop(postgres_url)  # its connections are closed (FORCE)
+            response = c.get("/healthz")
+        assert response.status_code == 503
+        assert "database" in response.text
+    finally:
+        store.close()
