@@ -140,7 +140,9 @@ class PostgresStore:
                 timeout=connect_timeout,
                 open=True,
                 kwargs={"autocommit": True, "connect_timeout": int(connect_timeout)},
-                check=psycopg_pool.ConnectionPool.check_connection,
+                # No check on every checkout (it doubled a short transaction's time, 136 against
+                # 71 us): a connection that broke fails its transaction (StoreError, retried by
+                # the caller) and the pool replaces it.
                 name="edgemon",
             )
             self._pool.wait(timeout=connect_timeout)

@@ -13,6 +13,7 @@ import pytest
 from agent.wire import uuid7
 from backend.delivery.dispatcher import judge
 from backend.delivery.webhooks import Answer
+from backend.errors import StoreError
 from backend.store.postgres import PostgresStore
 from backend.store.records import (
     AttemptResult,
@@ -21,6 +22,7 @@ from backend.store.records import (
     Store,
     VehicleMonitorState,
 )
+from scripts.broker import free_port
 from tests.backend.conftest import (
     FLEET,
     T0,
@@ -30,6 +32,7 @@ from tests.backend.conftest import (
     make_event,
     monitor_definition,
 )
+from tests.support.postgres import PostgresServer
 
 OTHER = "VF3TEST0000000002"
 MAX_AGE = 3 * 24 * 3600.0
@@ -239,8 +242,25 @@ def test_in_order_holds_across_workers(postgres_url: str) -> None:
 
 
 def test_an_unreachable_database_is_a_store_error() -> None:
-    from backend.errors import StoreError
-    from scripts.broker import free_port
-
     with pytest.raises(StoreError, match="cannot open the store"):
         PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/x", connect_timeout=1)
+
+
+def test_a_connection_cut_by_the_server_is_one_store_error_then_replaced(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """A database restart or failover cuts every connection: the transaction that meets the
+    cut fails with ``StoreError`` (its caller retries), the pool opens a new connection."""
+    store = PostgresStore(postgres_url, pool_size=1)
+    try:
+        version = store.routing_version()
+        name = postgres_url.rsplit("/", 1)[1]
+        postgres_server.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            f" WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+        with pytest.raises(StoreError):
+            store.routing_version()
+        assert store.routing_version() == version
+    finally:
+        store.close()
