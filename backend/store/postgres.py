@@ -522,58 +522,57 @@ class PostgresStore:
         return found
 
     def record_results(self, results: Sequence[AttemptResult], now: float) -> None:
-        """Write a group of results in one transaction (a few statements for the whole group)."""
+        """Write a group of results in one transaction, in order (as SQLite does: a 410 or a
+        recovery acts on what was recorded before it), its statements sent in one pipeline."""
         if not results:
             return
-        with self._tx() as db, db.cursor() as cur:
-            unsent = [(r.delivery_id,) for r in results if r.attempt is None]
-            if unsent:
-                cur.executemany(
-                    "UPDATE deliveries SET lease_until = 0 WHERE delivery_id = %s", unsent
-                )
-            sent = [r for r in results if r.attempt is not None]
-            cur.executemany(
-                "INSERT INTO attempts VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (delivery_id, number) DO UPDATE SET started_at = excluded.started_at,"
-                " duration = excluded.duration, outcome = excluded.outcome,"
-                " status_code = excluded.status_code, error = excluded.error",
-                [
-                    (a.delivery_id, a.number, a.started_at, a.duration, a.outcome,
-                     a.status_code, a.error)
-                    for a in (r.attempt for r in sent) if a is not None
-                ],
-            )  # fmt: skip
-            cur.executemany(
-                "UPDATE deliveries SET state = %s, attempts = attempts + 1, tries = %s,"
-                " lease_until = 0, next_at = coalesce(%s, next_at), reason = %s,"
-                " delivered_at = CASE WHEN %s = 'delivered' THEN %s ELSE delivered_at END"
-                " WHERE delivery_id = %s",
-                [
-                    (r.state, r.attempt.number, r.next_at, r.reason, r.state, now, r.delivery_id)
-                    for r in sent
-                    if r.attempt is not None
-                ],
-            )
-            for result in sent:
-                if result.gone:
-                    cur.execute(
-                        "UPDATE deliveries SET state = 'dead', reason = %s"  # noqa: S608
-                        f" WHERE monitor_id = %s AND state IN {_LIVE}",
-                        (result.reason, result.monitor_id),
-                    )
-                    cur.execute(
-                        "UPDATE monitors SET status = 'Failed', updated_at = %s"
-                        " WHERE monitor_id = %s",
+        with self._tx() as db, db.pipeline():
+            released: set[str] = set()
+            for result in results:
+                self._record(db, result, now)
+                if result.state == "delivered" and result.monitor_id not in released:
+                    # Leaving retry: everything stored for the monitor goes out now (§4).
+                    released.add(result.monitor_id)
+                    db.execute(
+                        "UPDATE deliveries SET next_at = least(next_at, %s)"
+                        " WHERE monitor_id = %s AND state = 'pending' AND attempts > 0",
                         (now, result.monitor_id),
                     )
-            released = sorted({r.monitor_id for r in sent if r.state == "delivered"})
-            if released:
-                # Leaving retry: everything stored for the monitor goes out now (§4).
-                cur.execute(
-                    "UPDATE deliveries SET next_at = least(next_at, %s)"
-                    " WHERE monitor_id = ANY(%s) AND state = 'pending' AND attempts > 0",
-                    (now, released),
-                )
+
+    @staticmethod
+    def _record(db: psycopg.Connection[Any], result: AttemptResult, now: float) -> None:
+        a = result.attempt
+        if a is None:
+            db.execute(
+                "UPDATE deliveries SET lease_until = 0 WHERE delivery_id = %s",
+                (result.delivery_id,),
+            )
+            return
+        db.execute(
+            "INSERT INTO attempts VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (delivery_id, number) DO UPDATE SET started_at = excluded.started_at,"
+            " duration = excluded.duration, outcome = excluded.outcome,"
+            " status_code = excluded.status_code, error = excluded.error",
+            (a.delivery_id, a.number, a.started_at, a.duration, a.outcome, a.status_code, a.error),
+        )
+        db.execute(
+            "UPDATE deliveries SET state = %s, attempts = attempts + 1, tries = %s,"
+            " lease_until = 0, next_at = coalesce(%s, next_at), reason = %s,"
+            " delivered_at = CASE WHEN %s = 'delivered' THEN %s ELSE delivered_at END"
+            " WHERE delivery_id = %s",
+            (result.state, a.number, result.next_at, result.reason, result.state, now,
+             a.delivery_id),
+        )  # fmt: skip
+        if result.gone:
+            db.execute(
+                "UPDATE deliveries SET state = 'dead', reason = %s"  # noqa: S608
+                f" WHERE monitor_id = %s AND state IN {_LIVE}",
+                (result.reason, result.monitor_id),
+            )
+            db.execute(
+                "UPDATE monitors SET status = 'Failed', updated_at = %s WHERE monitor_id = %s",
+                (now, result.monitor_id),
+            )
 
     def expire(self, now: float, max_age: float) -> int:
         """Drop held notifications older than ``max_age`` to the dead-letter list."""
