@@ -12,23 +12,26 @@ one after the other, each with a fresh store and its own monitor:
 Every configuration delivers in order per vehicle (``[dispatcher] in_order``), 60 vehicles.
 
 - ``scaleout_<conf>_deliveries_per_s``: a burst of events (QoS 1) as fast as the broker takes
-  them, one event per webhook; events / (first publish -> last arrival);
+  them, one event per webhook; events / (first publish -> last arrival); the median of
+  ``--rounds`` rounds that interleave the configurations (workers restarted each round);
 - ``scaleout_<conf>_latency_ms_p50``/``_p99``: events paced at ``--rate`` per second; for each,
   its arrival at the receiver minus its creation just before publishing;
 - ``scaleout_<conf>_cpu_ms_per_delivery``: the workers' CPU (user + system) over the burst, per
   delivery; ``scaleout_<conf>_pg_cpu_ms_per_delivery``: PostgreSQL's (the postmaster and its
   children), which shares the same two cores.
 
-Usage: .venv/bin/python bench/bench_scaleout.py [--events N] [--rate R] [--seconds S]
+Usage: .venv/bin/python bench/bench_scaleout.py [--events N] [--rate R] [--seconds S] [--rounds K]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -161,7 +164,7 @@ def arrivals_of(receiver: ReceiverProcess, target: str, count: int, seen: list[o
 def measure(  # noqa: PLR0917
     name: str, n: int, store_line: str, monitor_id: str, target: str,
     work: Path, broker: Mosquitto, receiver: ReceiverProcess, args: argparse.Namespace,
-    server_pid: int | None,
+    server_pid: int | None, *, paced: bool,
 ) -> dict[str, float]:  # fmt: skip
     config = worker_config(work, name, store_line, broker, receiver.ca_file, n)
     procs = start_workers(work, name, config, n)
@@ -186,6 +189,8 @@ def measure(  # noqa: PLR0917
             if server_pid:
                 pg = tree_cpu(server_pid) - pg_cpu  # connections that ended are not counted
                 figures[f"scaleout_{name}_pg_cpu_ms_per_delivery"] = pg / args.events * 1000
+        if not paced:
+            return figures
         with stage(f"{name}: paced at {args.rate}/s", 60):
             count = int(args.rate * args.seconds)
             sent: dict[str, float] = {}
@@ -216,12 +221,34 @@ def measure(  # noqa: PLR0917
     return figures
 
 
+def prepare(
+    work: Path, server: PostgresServer, receiver: ReceiverProcess
+) -> dict[str, tuple[str, str, str, int | None]]:
+    """Per configuration: its [store] lines, its monitor, its receiver path, PostgreSQL's PID."""
+    setups = {}
+    for name, _ in CONFIGS:
+        target = f"/{name}"
+        if name.startswith("sqlite"):
+            path = work / f"{name}.db"
+            store_line = f'path = "{path}"'
+            monitor_id = provision(SqliteStore(path), receiver.url + target)
+            server_pid = None
+        else:
+            url = server.database()
+            store_line = f'url = "{url}"\npool_size = 3'
+            monitor_id = provision(PostgresStore(url, pool_size=1), receiver.url + target)
+            server_pid = server.process.pid if server.process else None
+        setups[name] = (store_line, monitor_id, target, server_pid)
+    return setups
+
+
 def main() -> int:
     guard("bench_scaleout")
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=pick(3000, 60))
     parser.add_argument("--rate", type=float, default=pick(100.0, 20.0))
     parser.add_argument("--seconds", type=float, default=pick(3.0, 1.0))
+    parser.add_argument("--rounds", type=int, default=pick(3, 1))
     args = parser.parse_args()
     print(f"# bench_scaleout on {machine()}; load average {os.getloadavg()[0]:.1f}")
     figures: dict[str, float] = {}
@@ -239,24 +266,24 @@ def main() -> int:
                 if server.process is not None:
                     adopt(server.process)
         try:
-            for name, n in CONFIGS:
-                target = f"/{name}"
-                if name.startswith("sqlite"):
-                    path = work / f"{name}.db"
-                    store_line = f'path = "{path}"'
-                    monitor_id = provision(SqliteStore(path), receiver.url + target)
-                    server_pid = None
-                else:
-                    url = server.database()
-                    store_line = f'url = "{url}"\npool_size = 3'
-                    monitor_id = provision(PostgresStore(url, pool_size=1), receiver.url + target)
-                    server_pid = server.process.pid if server.process else None
-                figures.update(
-                    measure(name, n, store_line, monitor_id, target, work, broker, receiver,
-                            args, server_pid)
-                )  # fmt: skip
+            setups = prepare(work, server, receiver)
+            # Rounds interleave the configurations, so a burst of load from other jobs on the
+            # machine hits them alike; each figure is the median of its rounds.
+            runs: dict[str, list[float]] = defaultdict(list)
+            for round_number in range(args.rounds):
+                for name, n in CONFIGS:
+                    store_line, monitor_id, target, server_pid = setups[name]
+                    got = measure(name, n, store_line, monitor_id, target, work, broker,
+                                  receiver, args, server_pid, paced=round_number == 0)  # fmt: skip
+                    for key, value in got.items():
+                        runs[key].append(value)
+                    rate = got[f"scaleout_{name}_deliveries_per_s"]
+                    print(f"round {round_number + 1} {name}: {rate:,.0f} deliveries/s", flush=True)
+            figures = {key: statistics.median(values) for key, values in runs.items()}
+            for name, _ in CONFIGS:
                 print(
-                    f"{name}: {figures[f'scaleout_{name}_deliveries_per_s']:,.0f} deliveries/s,"
+                    f"{name}: median {figures[f'scaleout_{name}_deliveries_per_s']:,.0f}"
+                    f" deliveries/s of {args.rounds} rounds,"
                     f" latency p50 {figures[f'scaleout_{name}_latency_ms_p50']:.1f} ms"
                     f" p99 {figures[f'scaleout_{name}_latency_ms_p99']:.1f} ms at {args.rate:g}/s,"
                     f" workers' CPU {figures[f'scaleout_{name}_cpu_ms_per_delivery']:.2f}"
