@@ -1,8 +1,9 @@
 """The composition root: builds the stores, ingest, dispatcher and API of one process.
 
 ``roles`` picks what this process runs (``ingest``, ``dispatcher``, ``api``); several processes
-can share one store file and one broker (the shared subscription spreads events; the dispatcher
-leases deliveries, so two dispatchers never send the same attempt).
+can share one store (the SQLite file, or PostgreSQL for workers on several machines) and one
+broker (vehicle shards or the shared subscription spread events; the dispatcher leases
+deliveries, so two dispatchers never send the same attempt). docs/deployment.md.
 """
 
 from __future__ import annotations

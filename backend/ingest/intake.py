@@ -2,18 +2,18 @@
 
 ``EventIntake`` is the core: it turns (topic, payload) into an ``IncomingEvent`` through
 ``backend.ingest.guard.admit_event`` or raises ``IngestError`` with the counter's name (whatever the
-payload). ``MqttIngest`` is the paho edge: an MQTT 5 shared subscription with manual
-acknowledgement. paho's thread drops what is too large or over the vehicle's rate (acked and
-counted) and enqueues the rest in a bounded queue; when the queue is full it waits (back-pressure:
-paho stops reading the socket, the broker holds QoS 1 and applies its own limits to QoS 0). One
-worker thread takes what has arrived, commits it in one transaction (``synchronous=FULL``) and only
-then acks every message of the group, so a crash between receipt and commit loses nothing: the
-broker redelivers, and the event id de-duplicates. A refused message is counted, logged (cut to
-``guard.LOG_CHARS``), acknowledged and dropped: a poison message is never redelivered, and the
-worker goes on. Refused payloads are not parked in a dead-letter table: they are attacker-chosen
-bytes, and a table of them would be one more unbounded store to fill; the counter and the log
-line say what arrived and from whom. If the worker dies anyway, ``alive()`` turns false and
-``/healthz`` fails.
+payload). ``MqttIngest`` is the paho edge: an MQTT 5 subscription (shared, plain, or plain keeping
+one vehicle shard of several workers) with manual acknowledgement. paho's thread drops what is too
+large or over the vehicle's rate (acked and counted) and enqueues the rest in a bounded queue; when
+the queue is full it waits (back-pressure: paho stops reading the socket, the broker holds QoS 1 and
+applies its own limits to QoS 0). One worker thread takes what has arrived, commits it in one
+transaction (``synchronous=FULL``) and only then acks every message of the group, so a crash between
+receipt and commit loses nothing: the broker redelivers, and the event id de-duplicates. A refused
+message is counted, logged (cut to ``guard.LOG_CHARS``), acknowledged and dropped: a poison message
+is never redelivered, and the worker goes on. Refused payloads are not parked in a dead-letter
+table: they are attacker-chosen bytes, and a table of them would be one more unbounded store to
+fill; the counter and the log line say what arrived and from whom. If the worker dies anyway,
+``alive()`` turns false and ``/healthz`` fails.
 
 ``before_commit`` (injected, nothing by default) is called by the worker with each group's size
 just before it commits: a test that composes the backend with a hook that blocks can SIGKILL the
