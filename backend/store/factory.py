@@ -12,9 +12,10 @@ from backend.store.sqlite import SqliteStore
 def open_store(
     config: BackendConfig, *, durable: bool = False, pool_size: int | None = None
 ) -> Store:
-    """PostgreSQL when ``[store] url`` is set, else the SQLite file. ``durable`` (ingest):
-    SQLite commits with ``synchronous=FULL``; PostgreSQL's commits are durable anyway (its
-    server's ``synchronous_commit``)."""
+    """PostgreSQL when ``[store] url`` is set, else the SQLite file. ``durable`` (ingest): a
+    commit is on disk before it returns (SQLite ``synchronous=FULL``, PostgreSQL
+    ``synchronous_commit=on``); otherwise SQLite ``NORMAL``, PostgreSQL ``off``."""
     if config.store_url:
-        return PostgresStore(config.store_url, pool_size=pool_size or config.store_pool)
+        size = pool_size or config.store_pool
+        return PostgresStore(config.store_url, durable=durable, pool_size=size)
     return SqliteStore(config.store_path, durable=durable)

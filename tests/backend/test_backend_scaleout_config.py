@@ -43,6 +43,24 @@ def test_a_postgresql_url_selects_the_postgresql_store(tmp_path: Path, postgres_
         default.close()
 
 
+def test_ingest_commits_synchronously_and_the_other_roles_do_not(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """As SQLite: FULL for ingest (on disk before the MQTT ack), NORMAL for the others. Ingest
+    keeps the server's setting (an operator's ``remote_apply`` stays); the test server's is
+    off, so this database says on."""
+    name = postgres_url.rsplit("/", 1)[1]
+    postgres_server.execute(f"ALTER DATABASE {name} SET synchronous_commit = on")
+    config = load(tmp_path, store={"url": postgres_url})
+    for durable, expected in ((True, "on"), (False, "off")):
+        store = open_store(config, durable=durable)
+        try:
+            assert isinstance(store, PostgresStore)
+            assert store._read("SHOW synchronous_commit") == [(expected,)]
+        finally:
+            store.close()
+
+
 def test_bad_store_and_shard_settings_are_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(tmp_path, store={"url": "mysql://x/y"}, mqtt={"shard_count": 2, "shard_index": 2})
