@@ -78,7 +78,9 @@ MIGRATIONS: tuple[str, ...] = (
         created_at double precision NOT NULL, delivered_at double precision,
         reason text NOT NULL DEFAULT '', fleet_id text NOT NULL DEFAULT '',
         order_key text NOT NULL DEFAULT '', seq bigserial NOT NULL);
-    CREATE INDEX deliveries_due ON deliveries (next_at) WHERE state IN ('open', 'pending');
+    CREATE INDEX deliveries_due ON deliveries (next_at, seq) WHERE state IN ('open', 'pending');
+    CREATE INDEX deliveries_retrying ON deliveries (monitor_id)
+        WHERE state = 'pending' AND attempts > 0;
     CREATE INDEX deliveries_monitor ON deliveries (monitor_id, state, attempts);
     CREATE INDEX deliveries_order ON deliveries (monitor_id, order_key, seq)
         WHERE state IN ('open', 'pending');
@@ -105,6 +107,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+_INSERT_DELIVERY = (
+    "INSERT INTO deliveries (delivery_id, monitor_id, callback_name, url, endpoint, headers,"
+    " body_attributes, batch_key, batch_size, state, event_count, held_since, received_at,"
+    " next_at, policy, retry_number, retry_delay, created_at, fleet_id, order_key)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 _MIGRATION_LOCK = 0x65646D6F  # "edmo": one advisory lock id for every edgemon migration
 _LIVE = "('open', 'pending')"
 _DELIVERY_COLUMNS = (
@@ -124,6 +132,32 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
 
 def _monitor(row: Sequence[Any]) -> MonitorRecord:
     return MonitorRecord(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+
+
+def _delivery_row(delivery_id: str, vin: str, route: Route, now: float) -> tuple[Any, ...]:
+    """The values of ``_INSERT_DELIVERY`` for a new delivery of ``route``."""
+    batching = route.batch_size > 1
+    return (
+        delivery_id,
+        route.monitor_id,
+        route.callback_name,
+        route.url,
+        route.endpoint,
+        json.dumps(route.headers),
+        json.dumps(route.body_attributes),
+        route.batch_key,
+        route.batch_size,
+        "open" if batching else "pending",
+        now,
+        now,
+        now + route.batch_window if batching else now,
+        route.policy,
+        route.retry_number,
+        route.retry_delay,
+        now,
+        route.fleet_id,
+        order_key(vin, route),
+    )
 
 
 def is_postgres_url(url: str) -> bool:
@@ -368,28 +402,46 @@ class PostgresStore:
     # -- ingest --------------------------------------------------------------------------------
 
     def commit_events(self, events: Sequence[IncomingEvent], now: float) -> list[bool]:
-        """Store new events and their deliveries; False for an event id already stored."""
-        fresh: list[bool] = []
+        """Store new events and their deliveries; False for an event id already stored (or
+        repeated in the group). One statement stores the group's events, one pipeline its
+        unbatched deliveries (in arrival order: their ``seq`` is the vehicle's order)."""
+        if not events:
+            return []
         with self._tx() as db:
-            for event in events:
-                cursor = db.execute(
-                    "INSERT INTO events VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (event_id) DO NOTHING",
-                    (
-                        event.event_id,
-                        event.vin,
-                        event.fleet_id,
-                        event.monitor_id,
-                        event.event_date,
-                        now,
-                        event.webhook_json,
-                        event.skip_reason,
-                    ),
+            columns = list(zip(*(
+                (e.event_id, e.vin, e.fleet_id, e.monitor_id, e.event_date, now,
+                 e.webhook_json, e.skip_reason)
+                for e in events
+            ), strict=True))  # fmt: skip
+            stored = {
+                row[0]
+                for row in db.execute(
+                    "INSERT INTO events (event_id, vin, fleet_id, monitor_id, event_date,"
+                    " received_at, webhook_json, skip_reason)"
+                    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+                    " %s::float8[], %s::float8[], %s::text[], %s::text[])"
+                    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                    [list(c) for c in columns],
                 )
-                fresh.append(cursor.rowcount == 1)
-                if cursor.rowcount == 1:
-                    for route in event.routes:
+            }
+            fresh: list[bool] = []
+            deliveries: list[tuple[Any, ...]] = []
+            links: list[tuple[str, str]] = []
+            for event in events:
+                new = event.event_id in stored
+                stored.discard(event.event_id)  # a repeat in the same group is not new
+                fresh.append(new)
+                for route in event.routes if new else ():
+                    if route.batch_size > 1:
                         self._route_event(db, event.event_id, event.vin, route, now)
+                    else:
+                        delivery_id = uuid7(int(now * 1000))
+                        deliveries.append(_delivery_row(delivery_id, event.vin, route, now))
+                        links.append((delivery_id, event.event_id))
+            if deliveries:
+                with db.cursor() as cur:
+                    cur.executemany(_INSERT_DELIVERY, deliveries)
+                    cur.executemany("INSERT INTO delivery_events VALUES (%s, 0, %s)", links)
         return fresh
 
     @staticmethod
@@ -408,35 +460,7 @@ class PostgresStore:
             ).fetchone()
         if row is None:
             delivery_id = uuid7(int(now * 1000))
-            batching = route.batch_size > 1
-            db.execute(
-                "INSERT INTO deliveries (delivery_id, monitor_id, callback_name, url, endpoint,"
-                " headers, body_attributes, batch_key, batch_size, state, event_count,"
-                " held_since, received_at, next_at, policy, retry_number, retry_delay,"
-                " created_at, fleet_id, order_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                " %s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    delivery_id,
-                    route.monitor_id,
-                    route.callback_name,
-                    route.url,
-                    route.endpoint,
-                    json.dumps(route.headers),
-                    json.dumps(route.body_attributes),
-                    route.batch_key,
-                    route.batch_size,
-                    "open" if batching else "pending",
-                    now,
-                    now,
-                    now + route.batch_window if batching else now,
-                    route.policy,
-                    route.retry_number,
-                    route.retry_delay,
-                    now,
-                    route.fleet_id,
-                    order_key(vin, route),
-                ),
-            )
+            db.execute(_INSERT_DELIVERY, _delivery_row(delivery_id, vin, route, now))
             db.execute("INSERT INTO delivery_events VALUES (%s, 0, %s)", (delivery_id, event_id))
             return
         delivery_id, count = row
@@ -477,8 +501,8 @@ class PostgresStore:
                 f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d"  # noqa: S608 (constants only)
                 f" WHERE d.state IN {_LIVE} AND d.next_at <= %s AND d.lease_until <= %s"
                 " AND d.endpoint <> ALL(%s)"
-                " AND (d.attempts > 0 OR NOT EXISTS (SELECT 1 FROM deliveries r"
-                "  WHERE r.monitor_id = d.monitor_id AND r.state = 'pending' AND r.attempts > 0))"
+                " AND (d.attempts > 0 OR d.monitor_id NOT IN (SELECT r.monitor_id FROM deliveries r"
+                "  WHERE r.state = 'pending' AND r.attempts > 0))"
                 " AND (NOT %s OR NOT EXISTS (SELECT 1 FROM deliveries o"
                 "  WHERE o.monitor_id = d.monitor_id AND o.order_key = d.order_key"
                 f"  AND o.state IN {_LIVE} AND o.seq < d.seq))"
