@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import paho.mqtt.client as mqtt
 
@@ -30,16 +29,22 @@ from backend.config import LimitsConfig, MqttConfig
 from backend.errors import IngestError
 from backend.ingest.guard import admit_state, truncated
 from backend.ingest.quota import SkipLog
-from backend.mqtt_clients import connect_properties, mqtt_client, network_alive
+from backend.mqtt_clients import BrokerLink, connect_properties, mqtt_client, network_alive
 from backend.store.records import MonitorRecord, Store, VehicleMonitorState
 
 log = logging.getLogger(__name__)
+
+
+Delivery = Literal["pending", "pushed"]  # whether a monitor's definition is on the broker
+DELIVERIES: tuple[Delivery, ...] = get_args(Delivery)
 
 
 class MonitorChannel(Protocol):
     def publish(self, record: MonitorRecord) -> None: ...
 
     def clear(self, record: MonitorRecord) -> None: ...
+
+    def delivery(self, monitor_id: str) -> Delivery: ...
 
 
 def monitor_topic(topics: Topics, record: MonitorRecord) -> str:
@@ -77,12 +82,18 @@ def monitor_payload(record: MonitorRecord) -> bytes:
 class MemoryMonitorChannel:
     topics: Topics = field(default_factory=Topics)
     retained: dict[str, bytes] = field(default_factory=dict)
+    pushed: set[str] = field(default_factory=set)
 
     def publish(self, record: MonitorRecord) -> None:
         self.retained[monitor_topic(self.topics, record)] = monitor_payload(record)
+        self.pushed.add(record.monitor_id)
 
     def clear(self, record: MonitorRecord) -> None:
         self.retained.pop(monitor_topic(self.topics, record), None)
+        self.pushed.discard(record.monitor_id)
+
+    def delivery(self, monitor_id: str) -> Delivery:
+        return "pushed" if monitor_id in self.pushed else "pending"
 
 
 class MqttMonitorChannel:
@@ -108,8 +119,11 @@ class MqttMonitorChannel:
         self._client = mqtt_client(config, config.client_id + "-api", manual_ack=False)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self.connected = threading.Event()
+        self.link = BrokerLink("monitor channel", config)
+        self.link.watch(self._client)
+        self.connected = self.link.ready
         self.published: dict[str, str] = {}  # monitor id -> status last published
+        self._sent: dict[str, mqtt.MQTTMessageInfo] = {}  # monitor id -> its last publish
 
     def alive(self) -> bool:
         """False once paho's network thread, started by ``start``, is gone."""
@@ -133,13 +147,13 @@ class MqttMonitorChannel:
         self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
     ) -> None:
         if getattr(rc, "is_failure", False):
-            log.error("MQTT connection refused: %s", rc)
+            self.link.down(f"connection refused: {rc}")
             return
         client.subscribe(self.topics.all_monitor_states(), qos=1)
         for record in self.store.live_monitors():
             self.published[record.monitor_id] = record.status
-            self._send(monitor_topic(self.topics, record), monitor_payload(record), wait=False)
-        self.connected.set()
+            self._send(record, monitor_payload(record), wait=False)
+        self.link.up()
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         topic = "(topic not UTF-8)"
@@ -160,8 +174,10 @@ class MqttMonitorChannel:
             reason, time.monotonic(), message, truncated(topic, 120), truncated(text)
         )
 
-    def _send(self, topic: str, payload: bytes, *, wait: bool = True) -> None:
+    def _send(self, record: MonitorRecord, payload: bytes, *, wait: bool = True) -> None:
+        topic = monitor_topic(self.topics, record)
         info = self._client.publish(topic, payload, qos=1, retain=True)
+        self._sent[record.monitor_id] = info
         if wait and self.connected.is_set():
             try:
                 info.wait_for_publish(self.publish_timeout)
@@ -170,8 +186,20 @@ class MqttMonitorChannel:
 
     def publish(self, record: MonitorRecord) -> None:
         self.published[record.monitor_id] = record.status
-        self._send(monitor_topic(self.topics, record), monitor_payload(record))
+        self._send(record, monitor_payload(record))
 
     def clear(self, record: MonitorRecord) -> None:
         self.published.pop(record.monitor_id, None)
-        self._send(monitor_topic(self.topics, record), b"")
+        self._send(record, b"")
+        self._sent.pop(record.monitor_id, None)
+
+    def delivery(self, monitor_id: str) -> Delivery:
+        """``pushed`` once the broker has acknowledged (PUBACK) the monitor's latest retained
+        definition, so every vehicle it addresses gets it at its next connection; ``pending``
+        while that publish waits for the broker (away, or not yet answered). A monitor this
+        process has not published yet (created by another API process) is ``pending`` until the
+        status sync or the next reconnection publishes it here."""
+        info = self._sent.get(monitor_id)
+        if info is None or info.rc != mqtt.MQTT_ERR_SUCCESS:  # queued while away: republished
+            return "pending"
+        return "pushed" if info.is_published() else "pending"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent import __version__
+from backend.monitor_channel import DELIVERIES
 from backend.store.records import (
     ATTEMPT_OUTCOMES,
     DELIVERY_STATES,
@@ -264,33 +265,44 @@ def _vehicle_paths() -> dict[str, Any]:
     }
 
 
+_HEALTH = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "failing"]},
+        "failing": {"type": "array", "items": {"type": "string"}},
+        "parts": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
+                "required": ["ok", "detail"],
+            },
+        },
+    },
+    "required": ["status", "failing", "parts"],
+}
+
+
 def _ops_paths() -> dict[str, Any]:
     return {
         "/healthz": {
             "get": {
                 "tags": ["operations"],
                 "security": [],
-                "summary": "Liveness (the store answers, every worker runs)",
+                "summary": "Health of each part this process runs",
+                "description": "Parts: broker (the MQTT link of ingest and of the monitor "
+                "channel), ingest (its commit worker), dispatcher, api (monitor channel and "
+                "status sync), store (answers a query). Only the parts of this process's roles "
+                "are listed, the store always. 200 when every part works, 503 when one fails: "
+                "a load balancer takes the process out, a probe can restart it.",
                 "responses": {
                     "200": {
-                        "description": "OK",
-                        **_json(
-                            {"type": "object", "properties": {"status": {"type": "string"}}},
-                            "application/json",
-                        ),
+                        "description": "Every part works",
+                        **_json(_HEALTH, "application/json"),
                     },
                     "503": {
-                        "description": "A part has died (listed): restart the process",
-                        **_json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "status": {"type": "string"},
-                                    "failing": {"type": "array", "items": {"type": "string"}},
-                                },
-                            },
-                            "application/json",
-                        ),
+                        "description": "At least one part fails (listed in failing)",
+                        **_json(_HEALTH, "application/json"),
                     },
                 },
             }
@@ -321,6 +333,14 @@ def _schemas() -> dict[str, Any]:
     ref_props = {
         "monitorId": {"type": "string"},
         "status": status,
+        "delivery": {
+            "type": "string",
+            "enum": list(DELIVERIES),
+            "description": "pending: the definition is not yet on the broker (away, or not "
+            "answered yet); it is pushed when the broker is back. pushed: the broker holds it "
+            "(retained), and each vehicle gets it at its next connection; what each vehicle "
+            "made of it is in vehicles[] (applied or rejected).",
+        },
         "createdAt": _STAMP,
         "updatedAt": _STAMP,
         "_links": links,

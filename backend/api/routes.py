@@ -61,6 +61,14 @@ DEFAULT_LIMITS = LimitsConfig()
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """One part of the process as ``/healthz`` reports it."""
+
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class ApiContext:
     store: Store
     channel: MonitorChannel
@@ -72,7 +80,7 @@ class ApiContext:
     clock: Callable[[], float] = time.time
     max_age: float = 3 * 24 * 3600.0
     limits: LimitsConfig = DEFAULT_LIMITS
-    health: Callable[[], list[str]] = list  # names of the parts that have stopped working
+    health: Callable[[], dict[str, Part]] = dict  # the parts this process runs (not the store)
 
 
 def _iso(moment: float | None) -> str | None:
@@ -221,6 +229,7 @@ def monitor_ref(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
     return {
         "monitorId": record.monitor_id,
         "status": record.status,
+        "delivery": ctx.channel.delivery(record.monitor_id),
         "createdAt": _iso(record.created_at),
         "updatedAt": _iso(record.updated_at),
         "_links": _links(ctx, record),
@@ -479,6 +488,14 @@ def _endpoint(ctx: ApiContext, handler: Handler, scope: str) -> Callable[[Reques
     return endpoint
 
 
+def _store_part(ctx: ApiContext) -> Part:
+    try:
+        depth = ctx.store.depth()
+    except Exception as exc:  # StoreError, or a store gone wrong another way: it fails health
+        return Part(False, f"{type(exc).__name__}: {exc}")
+    return Part(True, "answers; deliveries " + ", ".join(f"{k} {v}" for k, v in depth.items()))
+
+
 def build_api(ctx: ApiContext) -> Starlette:
     def r(path: str, handler: Handler, scope: str, methods: list[str]) -> Route:
         return Route(path, _endpoint(ctx, handler, scope), methods=methods)
@@ -510,11 +527,14 @@ def build_api(ctx: ApiContext) -> Starlette:
         return JSONResponse(document)
 
     async def healthz(_request: Request) -> Response:
-        await run_in_threadpool(ctx.store.depth)  # the store answers
-        failing = ctx.health()
-        if failing:  # a worker died: fail, so a health check or systemd restarts the process
-            return JSONResponse({"status": "failing", "failing": failing}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        parts = {**ctx.health(), "store": await run_in_threadpool(_store_part, ctx)}
+        failing = sorted(name for name, part in parts.items() if not part.ok)
+        body = {
+            "status": "failing" if failing else "ok",
+            "failing": failing,
+            "parts": {n: {"ok": p.ok, "detail": p.detail} for n, p in sorted(parts.items())},
+        }
+        return JSONResponse(body, status_code=503 if failing else 200)
 
     async def metrics(_request: Request) -> Response:
         ctx.metrics.set_depth(await run_in_threadpool(ctx.store.depth))

@@ -42,7 +42,7 @@ from backend.ingest.guard import admit_event, truncated
 from backend.ingest.quota import SkipLog, VehicleRate
 from backend.metrics import Metrics
 from backend.monitors import delivery_spec, validate
-from backend.mqtt_clients import connect_properties, mqtt_client, network_alive
+from backend.mqtt_clients import BrokerLink, connect_properties, mqtt_client, network_alive
 from backend.store.records import IncomingEvent, MonitorRecord, Route, Store
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,9 @@ class MqttIngest:
         self._worker = threading.Thread(target=self._work, name="ingest-commit", daemon=True)
         self._before_commit = before_commit
         self._stopping = threading.Event()
-        self.connected = threading.Event()
+        self.link = BrokerLink("ingest", config)
+        self.link.watch(self._client)
+        self.connected = self.link.ready  # set while subscribed: messages published now reach us
 
     def alive(self) -> bool:
         """False once the commit worker or paho's network thread has died (``/healthz`` fails)."""
@@ -241,7 +243,7 @@ class MqttIngest:
         self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
     ) -> None:
         if getattr(rc, "is_failure", False):
-            log.error("MQTT connection refused: %s", rc)
+            self.link.down(f"connection refused: {rc}")
             return
         client.subscribe(self.subscription, qos=1)
 
@@ -249,9 +251,9 @@ class MqttIngest:
         self, _c: mqtt.Client, _u: object, _mid: int, codes: object, _p: object
     ) -> None:
         if any(getattr(code, "is_failure", False) for code in codes):  # type: ignore[attr-defined]
-            log.error("subscription to %s refused: %s", self.subscription, codes)
+            self.link.down(f"subscription to {self.subscription} refused: {codes}")
             return
-        self.connected.set()  # "connected" = subscribed: messages published now reach us
+        self.link.up()
         log.info("ingest subscribed to %s", self.subscription)
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
