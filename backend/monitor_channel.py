@@ -27,10 +27,10 @@ from agent.paho_compat import stop_network_loop
 from agent.wire import Topics
 from backend.config import LimitsConfig, MqttConfig
 from backend.errors import IngestError
-from backend.ingest.guard import admit_state, truncated
+from backend.ingest.guard import admit_state, admit_status, truncated
 from backend.ingest.quota import SkipLog
 from backend.mqtt_clients import BrokerLink, connect_properties, mqtt_client, network_alive
-from backend.store.records import MonitorRecord, Store, VehicleMonitorState
+from backend.store.records import MonitorRecord, Store, VehicleMonitorState, VehicleStatus
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class MqttMonitorChannel:
         store: Store,
         on_state: Callable[[str, VehicleMonitorState | None, str, str], None],
         on_bad_state: Callable[[str], None] = lambda _reason: None,
+        on_status: Callable[[VehicleStatus], None] | None = None,
         publish_timeout: float = 5.0,
         limits: LimitsConfig | None = None,
     ) -> None:
@@ -115,6 +116,7 @@ class MqttMonitorChannel:
         self.store = store
         self.on_state = on_state
         self.on_bad_state = on_bad_state
+        self.on_status = on_status or store.set_vehicle_status
         self.publish_timeout = publish_timeout
         self._client = mqtt_client(config, config.client_id + "-api", manual_ack=False)
         self._client.on_connect = self._on_connect
@@ -150,6 +152,7 @@ class MqttMonitorChannel:
             self.link.down(f"connection refused: {rc}")
             return
         client.subscribe(self.topics.all_monitor_states(), qos=1)
+        client.subscribe(self.topics.status("+"), qos=1)  # each vehicle's last status (retained)
         for record in self.store.live_monitors():
             self.published[record.monitor_id] = record.status
             self._send(record, monitor_payload(record), wait=False)
@@ -159,6 +162,9 @@ class MqttMonitorChannel:
         topic = "(topic not UTF-8)"
         try:
             topic = message.topic
+            if topic.endswith("/status"):
+                self._status(topic, bytes(message.payload))
+                return
             state = admit_state(self.topics, topic, bytes(message.payload), self.limits)
             parts = topic.split("/")
             self.on_state(topic, state, self.topics.vin_of(topic), parts[-2])
@@ -166,6 +172,17 @@ class MqttMonitorChannel:
             self._bad(topic, "bad_monitor_state", str(exc))
         except Exception as exc:  # the store refused it, say; never end the network thread
             self._bad(topic, "monitor_state_not_stored", f"{type(exc).__name__}: {exc}")
+
+    def _status(self, topic: str, payload: bytes) -> None:
+        """Keep a provisioned vehicle's last status (others are counted: a table of every VIN
+        that ever published would grow without bound)."""
+        status = admit_status(self.topics, topic, payload, self.limits, time.time())
+        if status is None:
+            return
+        if self.store.vehicle_fleet(status.vin) is None:
+            self._bad(topic, "status_unknown_vehicle", "the vehicle is not provisioned")
+            return
+        self.on_status(status)
 
     def _bad(self, topic: str, reason: str, text: str) -> None:
         self.on_bad_state(reason)
