@@ -38,6 +38,7 @@ WALLCLOCK_MODULES = frozenset(
         "tests/agent/monitors/test_monitors_cli.py",
         "tests/backend/delivery/test_backend_delivery.py",
         "tests/backend/test_backend_health.py",
+        "tests/backend/api/test_backend_read_api.py",
         "tests/deploy/test_docs_consumer.py",
         "tests/backend/api/test_backend_expression_dos.py",
         "tests/backend/test_backend_hostile.py",

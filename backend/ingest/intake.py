@@ -37,7 +37,7 @@ from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, WireError
 from backend.config import LimitsConfig, MqttConfig
 from backend.delivery.routing import DeliverySpec, route, webhook_event
-from backend.errors import IngestError, StoreError
+from backend.errors import IngestError, StoreError, UnmatchedEvent
 from backend.ingest.guard import admit_event, truncated
 from backend.ingest.quota import SkipLog, VehicleRate
 from backend.metrics import Metrics
@@ -47,6 +47,7 @@ from backend.store.records import IncomingEvent, MonitorRecord, Route, Store
 
 log = logging.getLogger(__name__)
 DEFAULT_LIMITS = LimitsConfig()
+MAX_UNMATCHED_LOGGED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,7 @@ class EventIntake:
         event = replace(event, fleet_id=self._fleet_of(event.vin, event.fleet_id))
         record = self._monitor(event.monitor_id)
         if record is None:
-            raise IngestError("unknown_monitor", f"no monitor {truncated(event.monitor_id)}")
+            raise UnmatchedEvent(truncated(event.monitor_id, 80), event.vin)
         skip, spec = self._skip_reason(record, event.vin, event.fleet_id)
         routes: tuple[Route, ...] = ()
         if skip is None and spec is not None:
@@ -221,6 +222,7 @@ class MqttIngest:
         self._inbox: queue.Queue[Envelope | None] = queue.Queue(self.limits.ingest_queue)
         self._rate = VehicleRate(self.limits.vehicle_rate, self.limits.vehicle_burst)
         self._skip_log = SkipLog(log)
+        self._unmatched_seen: set[str] = set()  # monitors whose events were said unmatched
         self._client = mqtt_client(config, config.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
@@ -284,6 +286,9 @@ class MqttIngest:
 
     def _drop(self, envelope: Envelope, exc: IngestError) -> None:
         self.metrics.skipped.labels(reason=exc.reason).inc()
+        if isinstance(exc, UnmatchedEvent):
+            self._unmatched(exc)
+            return
         self._skip_log.warn(
             exc.reason,
             time.monotonic(),
@@ -292,6 +297,21 @@ class MqttIngest:
             exc.reason,
             truncated(str(exc)),
             exc_info=exc if exc.reason == "unexpected" else None,  # a gap in the guard
+        )
+
+    def _unmatched(self, exc: UnmatchedEvent) -> None:
+        """Log an unknown monitor once (per process; the set is bounded): a vehicle's local
+        monitor fires often, and every event is counted anyway."""
+        if exc.monitor_id in self._unmatched_seen:
+            return
+        if len(self._unmatched_seen) >= MAX_UNMATCHED_LOGGED:
+            self._unmatched_seen.clear()
+        self._unmatched_seen.add(exc.monitor_id)
+        log.info(
+            "events of monitor %s (first from %s) match no monitor of the backend: a local "
+            "monitor of the vehicle? counted as unknown_monitor, not delivered, logged once",
+            exc.monitor_id,
+            exc.vin,
         )
 
     def start(self) -> None:
