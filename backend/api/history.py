@@ -8,7 +8,7 @@ links are paths), so every ``_links`` entry has one form, ``{"href": base + path
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,7 +45,16 @@ def link(base: str, path: str) -> dict[str, str]:
     return {"href": base + path}
 
 
-def event_view(base: str, event: StoredEvent) -> dict[str, Any]:
+def event_view(
+    base: str, event: StoredEvent, monitors: Set[str], vehicles: Set[str]
+) -> dict[str, Any]:
+    """An event; it links its monitor and vehicle when they still exist (``monitors``,
+    ``vehicles``), so that every link resolves."""
+    links = {}
+    if event.vin in vehicles:
+        links["vehicle"] = link(base, f"/vehicles/{event.vin}")
+    if event.monitor_id in monitors:
+        links["monitor"] = link(base, f"/monitors/{event.monitor_id}")
     return {
         "eventId": event.event_id,
         "vin": event.vin,
@@ -55,10 +64,7 @@ def event_view(base: str, event: StoredEvent) -> dict[str, Any]:
         "receivedAt": iso(event.received_at),
         "skipReason": event.skip_reason,
         "event": json.loads(event.webhook_json),
-        "_links": {
-            "vehicle": link(base, f"/vehicles/{event.vin}"),
-            "monitor": link(base, f"/monitors/{event.monitor_id}"),
-        },
+        "_links": links,
     }
 
 

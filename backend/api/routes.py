@@ -275,12 +275,14 @@ def monitor_view(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
     return {**monitor_ref(ctx, record), "monitor": shown, "vehicles": vehicles}
 
 
-def delivery_view(ctx: ApiContext, view: DeliveryView) -> dict[str, Any]:
+def delivery_view(ctx: ApiContext, view: DeliveryView, *, live: bool = True) -> dict[str, Any]:
+    """``live``: whether its monitor still exists (a deleted one's deliveries stay readable;
+    a link to the monitor would not resolve, so there is none)."""
+    links = {"self": link(ctx.base_url, f"/deliveries/{view.delivery_id}")}
+    if live:
+        links["monitor"] = link(ctx.base_url, f"/monitors/{view.monitor_id}")
     return {
-        "_links": {
-            "self": link(ctx.base_url, f"/deliveries/{view.delivery_id}"),
-            "monitor": link(ctx.base_url, f"/monitors/{view.monitor_id}"),
-        },
+        "_links": links,
         "deliveryId": view.delivery_id,
         "monitorId": view.monitor_id,
         "state": view.state,
@@ -436,7 +438,9 @@ def list_deliveries(ctx: ApiContext, request: Request) -> Response:
 
 
 def read_delivery(ctx: ApiContext, request: Request) -> Response:
-    return _hal(delivery_view(ctx, _delivery(ctx, request)))
+    view = _delivery(ctx, request)
+    live = ctx.store.get_monitor(view.monitor_id) is not None
+    return _hal(delivery_view(ctx, view, live=live))
 
 
 def resend_delivery(ctx: ApiContext, request: Request) -> Response:
@@ -445,7 +449,8 @@ def resend_delivery(ctx: ApiContext, request: Request) -> Response:
         raise ApiProblem(409, "only a dead-lettered delivery can be re-sent")
     view = ctx.store.get_delivery(delivery_id)
     assert view is not None
-    return _hal(delivery_view(ctx, view), 202)
+    live = ctx.store.get_monitor(view.monitor_id) is not None
+    return _hal(delivery_view(ctx, view, live=live), 202)
 
 
 # -- vehicles of a fleet (provisioned by an admin token) ----------------------------------------
@@ -533,7 +538,10 @@ def _event_query(request: Request, **fixed: Any) -> EventQuery:
 def _events_page(ctx: ApiContext, request: Request, query: EventQuery) -> Response:
     start, size = _paging(request)
     events, total = ctx.store.events_page(query, start, size)
-    items = [event_view(ctx.base_url, e) for e in events]
+    # links only to what resolves: a monitor deleted since, a vehicle removed since have none
+    monitors = {m for m in {e.monitor_id for e in events} if ctx.store.get_monitor(m)}
+    vehicles = {v for v in {e.vin for e in events} if ctx.store.get_vehicle(v)}
+    items = [event_view(ctx.base_url, e, monitors, vehicles) for e in events]
     return _hal(collection(ctx, request, "events", items, total, start=start, size=size))
 
 

@@ -338,3 +338,20 @@ def test_docs_render_the_operations_in_headless_chromium(world: World, tmp_path:
         assert f'data-path="{path}"' in dom, path
     assert "monitorEvents" in dom  # the webhooks section
     assert 'src="http' not in dom and 'href="http' not in dom  # every asset from the backend
+
+
+def test_after_a_monitor_is_deleted_its_events_and_deliveries_link_only_what_resolves(
+    world: World,
+) -> None:
+    """Last in the module: it deletes fleet-2's monitor from the shared backend."""
+    (event,) = _get(world, "/fleets/fleet-2/events")["_embedded"]["events"]
+    assert set(event["_links"]) == {"vehicle", "monitor"}
+    (delivery,) = _get(world, f"/monitors/{world.m2}/deliveries")["_embedded"]["deliveries"]
+    gone = httpx.delete(f"{world.api}/fleets/fleet-2/monitors/{world.m2}", headers=ADMIN)
+    assert gone.status_code == 204
+    (event,) = _get(world, "/fleets/fleet-2/events")["_embedded"]["events"]
+    assert set(event["_links"]) == {"vehicle"} and event["monitorId"] == world.m2
+    kept = _get(world, f"/deliveries/{delivery['deliveryId']}")
+    assert set(kept["_links"]) == {"self"}
+    for href in (*_hrefs(event), *_hrefs(kept)):
+        assert httpx.get(world.api + href, headers=ADMIN).status_code == 200, href
