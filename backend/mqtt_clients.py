@@ -96,9 +96,14 @@ class BrokerLink:
         verb = "lost" if was_up else "cannot reach"
         log.warning("%s: %s the broker %s: %s", self.name, verb, self.where, why)
 
-    def _on_disconnect(self, _c: object, _u: object, _f: object, rc: object, _p: object) -> None:
-        if rc == 0:  # our own disconnect(): stopping, not an outage
-            self.ready.clear()
+    def _on_disconnect(self, _c: object, _u: object, flags: object, rc: object, _p: object) -> None:
+        from_server = getattr(flags, "is_disconnect_packet_from_server", False)
+        if rc == 0 and not from_server:  # our own disconnect(): stopping, not an outage
+            with self._lock:
+                self.ready.clear()
+                self._since = self.clock()
+                self._why = "disconnected on purpose (stopping)"
+                self._reported = True
             log.info("%s: disconnected from the broker %s", self.name, self.where)
             return
         self.down(f"disconnected ({rc})")
