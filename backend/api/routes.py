@@ -46,7 +46,14 @@ from backend.api.history import (
     vehicle_state_view,
 )
 from backend.api.openapi import openapi_document
-from backend.api.tenancy import find_token, keep_masked, masked, masked_url, reaches_owner
+from backend.api.tenancy import (
+    find_token,
+    fleets_reached,
+    keep_masked,
+    masked,
+    masked_url,
+    reaches_owner,
+)
 from backend.config import ADMIN, ApiToken, LimitsConfig
 from backend.delivery.egress import STRICT, NetworkPolicy, literal_refusal
 from backend.errors import ApiProblem, PayloadError
@@ -510,9 +517,7 @@ def read_monitor_by_id(ctx: ApiContext, request: Request) -> Response:
 
 
 def _reached_fleets(request: Request) -> tuple[str, ...] | None:
-    """The fleets whose events the token may read (None: every fleet, admin)."""
-    token = _token(request)
-    return None if token.admin else tuple(sorted(token.fleets))
+    return fleets_reached(_token(request))
 
 
 def _event_query(request: Request, **fixed: Any) -> EventQuery:
