@@ -663,8 +663,9 @@ class SqliteStore:
         if query.until is not None:
             clauses.append("event_date <= ?")
             params.append(query.until)
-        if query.fleets is not None:
-            clauses.append(f"fleet_id IN ({','.join('?' * len(query.fleets))})")
+        if query.fleets is not None:  # no fleet: nothing (an empty IN () is not portable SQL)
+            marks = ",".join("?" * len(query.fleets))
+            clauses.append(f"fleet_id IN ({marks})" if query.fleets else "1 = 0")
             params += list(query.fleets)
         where = " AND ".join(clauses)  # fixed fragments; the values are parameters
         total = self._read(f"SELECT count(*) FROM events WHERE {where}", params)[0][0]  # noqa: S608
