@@ -86,3 +86,39 @@ def test_limits_have_defaults_and_are_checked(tmp_path: Path) -> None:
         "$.limits.ingest_queue",
         "$.limits.vehicle_burst",
     }
+
+
+def test_delivery_at_scale_keys_have_defaults_and_are_checked(tmp_path: Path) -> None:
+    base = {"store": {"path": "b.db"}, "webhooks": {"default_secret": SECRET}}
+    config = config_from_dict(base, tmp_path)
+    assert config.webhooks.per_endpoint_rate == 0.0  # no rate limit unless configured
+    assert config.webhooks.breaker is not None and config.webhooks.breaker.failures == 5
+    assert config.retention.delivered == 7 * 86400 and config.retention.dead == 30 * 86400
+    hooks = {"default_secret": SECRET, "per_endpoint_rate": 20, "per_endpoint_burst": 40}
+    tuned = config_from_dict(
+        {**base, "webhooks": {**hooks, "breaker_failures": 0}, "retention": {"batch": 10}},
+        tmp_path,
+    )
+    assert tuned.webhooks.per_endpoint_rate == 20.0 and tuned.webhooks.per_endpoint_burst == 40
+    assert tuned.webhooks.breaker is None and tuned.retention.batch == 10
+    bad = {
+        **base,
+        "webhooks": {
+            "default_secret": SECRET,
+            "per_endpoint_rate": -1,
+            "breaker_failures": -2,
+            "breaker_cooldown": 60,
+            "breaker_max_cooldown": 30,
+        },
+        "retention": {"delivered": 60, "dead": 0, "batch": "many"},
+    }
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(bad, tmp_path)
+    assert {p.path for p in info.value.problems} == {
+        "$.webhooks.per_endpoint_rate",
+        "$.webhooks.breaker_failures",
+        "$.webhooks.breaker_max_cooldown",
+        "$.retention.delivered",
+        "$.retention.dead",
+        "$.retention.batch",
+    }
