@@ -214,3 +214,38 @@ def test_deliveries_behind_an_open_circuit_expire_at_the_three_day_cap(
     assert total == 5 and all("did not answer" in v.reason for v in dead)
     # no attempt was spent on them meanwhile: only the three that opened the circuit
     assert sorted(v.attempts for v in dead) == [0, 0, 0, 0, 3]
+
+
+def test_the_rate_limit_leases_no_more_than_the_bucket_holds(store: SqliteStore) -> None:
+    mid = add_monitor(store, monitor_definition("https://slow.example"))
+    others = [add_monitor(store, monitor_definition("https://slow.example")) for _ in range(4)]
+    clock = ManualClock()
+    d = _dispatcher(store, clock, lambda _r: Answer(200), rate=1.0, burst=2)
+    ingest_events(store, [make_event(m, at=T0) for m in [mid, *others]], clock.now)
+
+    async def run() -> list[int]:
+        sent = [await d.step(), await d.step()]  # a burst of two, then nothing at the same time
+        clock.advance(1.0)
+        sent.append(await d.step())  # one more a second later
+        clock.advance(10.0)
+        sent.append(await d.step())  # never more than the burst at once
+        return sent
+
+    assert asyncio.run(run()) == [2, 0, 1, 2]
+    assert len(d.sender.requests) == 5  # type: ignore[attr-defined]
+
+
+def test_deliveries_leased_before_the_circuit_opened_go_back_unsent(store: SqliteStore) -> None:
+    monitors = [add_monitor(store, monitor_definition("https://down.example")) for _ in range(4)]
+    clock = ManualClock()
+    policy = BreakerPolicy(failures=1, cooldown=30.0)
+    d = _dispatcher(store, clock, lambda _r: Answer(503), breaker=policy, per_endpoint=1)
+    ingest_events(store, [make_event(m, at=T0) for m in monitors], clock.now)
+    assert asyncio.run(d.step()) == 4  # four leased, one request at a time
+    assert len(d.sender.requests) == 1  # type: ignore[attr-defined]
+    tried = [store.deliveries(m, None, 0, 1)[0][0] for m in monitors]
+    assert sorted(v.attempts for v in tried) == [0, 0, 0, 1]  # none spent on the held three
+    assert all(v.state == "pending" for v in tried)
+    text = d.metrics.render().decode()
+    assert "edgemon_deliveries_held_by_circuit_total 3.0" in text
+    assert 'edgemon_endpoint_circuit{endpoint="https://down.example:443",state="open"} 1.0' in text
