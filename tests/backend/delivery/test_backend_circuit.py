@@ -249,3 +249,35 @@ def test_deliveries_leased_before_the_circuit_opened_go_back_unsent(store: Sqlit
     text = d.metrics.render().decode()
     assert "edgemon_deliveries_held_by_circuit_total 3.0" in text
     assert 'edgemon_endpoint_circuit{endpoint="https://down.example:443",state="open"} 1.0' in text
+
+
+def test_on_a_shared_host_a_broken_customer_delays_but_never_starves_another(
+    store: SqliteStore,
+) -> None:
+    """Probes take the oldest due delivery; a failed probe's delivery is due again only after
+    its retry delay, so the next probe carries another customer's delivery, whose success
+    closes the circuit."""
+    broken = add_monitor(store, monitor_definition("https://hooks.example/a", policy="Always",
+                                                   retry_delay=5))  # fmt: skip
+    healthy = add_monitor(store, monitor_definition("https://hooks.example/b"))
+    clock = ManualClock()
+
+    def script(request: WebhookRequest) -> Answer:
+        return Answer(500 if "/a" in request.url else 200)
+
+    d = _dispatcher(store, clock, script, breaker=POLICY, per_endpoint=1, prefetch=1)
+    ingest_events(store, [make_event(broken, at=T0 + i) for i in range(3)], clock.now)
+
+    async def run() -> None:
+        for _ in range(6):  # the broken one alone: the circuit opens
+            await d.step()
+            clock.advance(5)
+        assert d.endpoints.unavailable() == ["https://hooks.example:443"]
+        ingest_events(store, [make_event(healthy, at=clock.now + i) for i in range(5)], clock.now)
+        for _ in range(120):  # ten minutes
+            await d.step()
+            clock.advance(5)
+
+    asyncio.run(run())
+    assert store.deliveries(healthy, "delivered", 0, 10)[1] == 5
+    assert store.deliveries(broken, "delivered", 0, 10)[1] == 0
