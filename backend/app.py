@@ -124,6 +124,7 @@ class Backend:
             rate=hooks.per_endpoint_rate,
             burst=hooks.per_endpoint_burst or hooks.per_endpoint_concurrency,
             breaker=hooks.breaker,
+            overrides=hooks.endpoints,
         )
 
     def _build_ingest(self, topics: Topics) -> MqttIngest:

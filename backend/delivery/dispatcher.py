@@ -21,9 +21,16 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from backend.delivery.endpoints import BreakerPolicy, Endpoints, Health, Lease, health
+from backend.delivery.endpoints import (
+    BreakerPolicy,
+    EndpointLimit,
+    Endpoints,
+    Health,
+    Lease,
+    health,
+)
 from backend.delivery.retry import Schedule, next_attempt_at, parse_retry_after
 from backend.delivery.routing import webhook_body
 from backend.delivery.signing import signature_headers
@@ -95,8 +102,9 @@ class Dispatcher:
         wall: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         rate: float = 0.0,
-        burst: int = 1,
+        burst: int = 0,  # 0: per_endpoint
         breaker: BreakerPolicy | None = BreakerPolicy(),  # noqa: B008 (frozen)
+        overrides: Mapping[str, EndpointLimit] | None = None,  # by endpoint
     ) -> None:
         self.store = store
         self.sender = sender
@@ -114,7 +122,8 @@ class Dispatcher:
         self.in_flight: Counter[str] = Counter()  # requests on the wire, per endpoint
         self.claimed: Counter[str] = Counter()  # leased and not finished, per endpoint
         self._gates: dict[str, asyncio.Semaphore] = {}
-        self.endpoints = Endpoints(breaker, rate, burst)
+        default = EndpointLimit(per_endpoint, rate, burst or per_endpoint)
+        self.endpoints = Endpoints(breaker, default, overrides, prefetch)
         self._failing: set[str] = set()  # monitors whose last attempt here failed
         self._generation = 0  # one per claim
         self._gone: dict[str, int] = {}  # monitor -> last generation leased before its 410
@@ -137,13 +146,12 @@ class Dispatcher:
         endpoint's gate of ``per_endpoint`` concurrent requests."""
         self.flush()
         now = self.clock()
-        cap = self.per_endpoint * self.prefetch
         self._generation += 1
         claims = self.store.claim_due(
             now,
             self.claim_batch,
-            self.endpoints.occupancy(self.claimed, cap, now),
-            self.endpoints.claim_cap(cap),
+            self.endpoints.occupancy(self.claimed, now),
+            self.endpoints.claim_cap(),
             now + self.lease,
         )
         for claim in claims:
@@ -175,7 +183,10 @@ class Dispatcher:
         return WebhookRequest(claim.url, (*claim.headers, *signed.items()), body)
 
     async def _attempt(self, claim: ClaimedDelivery, generation: int, lease: Lease) -> None:
-        gate = self._gates.setdefault(claim.endpoint, asyncio.Semaphore(self.per_endpoint))
+        gate = self._gates.get(claim.endpoint)
+        if gate is None:
+            slots = self.endpoints.limit(claim.endpoint).concurrency
+            gate = self._gates[claim.endpoint] = asyncio.Semaphore(slots)
         try:
             if lease.wait > 0:  # the endpoint's rate limit
                 await asyncio.sleep(lease.wait)
@@ -202,7 +213,8 @@ class Dispatcher:
             self._failing.discard(claim.monitor_id)
         if self._wake is not None and (
             result.state != "delivered"
-            or self.claimed[claim.endpoint] <= self.per_endpoint * self.prefetch // 2
+            or self.claimed[claim.endpoint]
+            <= self.endpoints.limit(claim.endpoint).lease_cap(self.prefetch) // 2
         ):
             self._wake.set()
 

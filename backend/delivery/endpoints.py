@@ -128,6 +128,21 @@ class Breaker:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointLimit:
+    """What one endpoint may receive: requests in flight, and a rate (0 = none) with its burst."""
+
+    concurrency: int = 8
+    rate: float = 0.0
+    burst: int = 8
+
+    def lease_cap(self, prefetch: int) -> int:
+        """The most deliveries leased for it at once: ``prefetch`` per slot, never more than
+        its bucket can let out at once."""
+        cap = self.concurrency * prefetch
+        return min(cap, self.burst) if self.rate > 0 else cap
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """How one leased delivery may go out: as its endpoint's probe, after ``wait`` seconds."""
 
@@ -136,30 +151,42 @@ class Lease:
 
 
 class Endpoints:
-    """The rate limits and circuits of every endpoint one dispatcher has sent to.
+    """The limits, rate buckets and circuits of every endpoint one dispatcher sends to:
+    ``default`` for all, ``overrides`` for the endpoints configured by name.
 
     ``occupancy`` turns them into what the store's claim understands (per endpoint, how much
-    of the cap is taken), so an open circuit or an empty bucket leases nothing at all.
+    of the default cap is taken), so an open circuit or an empty bucket leases nothing at all.
     """
 
-    def __init__(self, breaker: BreakerPolicy | None, rate: float = 0.0, burst: int = 1) -> None:
+    def __init__(
+        self,
+        breaker: BreakerPolicy | None,
+        default: EndpointLimit = EndpointLimit(),
+        overrides: Mapping[str, EndpointLimit] | None = None,
+        prefetch: int = 4,
+    ) -> None:
         self.policy = breaker
-        self.rate = rate
-        self.burst = burst
+        self.default = default
+        self.overrides = dict(overrides or {})
+        self.prefetch = prefetch
         self.breakers: dict[str, Breaker] = {}
         self._rates: dict[str, RateLimit] = {}
 
-    def claim_cap(self, cap: int) -> int:
-        """The most one endpoint may be leased per claim (an unseen one included)."""
-        return min(cap, self.burst) if self.rate > 0 else cap
+    def limit(self, endpoint: str) -> EndpointLimit:
+        return self.overrides.get(endpoint, self.default)
 
-    def occupancy(self, claimed: Mapping[str, int], cap: int, now: float) -> dict[str, int]:
-        """Per endpoint, the part of ``claim_cap(cap)`` that is taken (the store leases the
-        rest): by leases not finished, by an open circuit, by the rate limit."""
-        limit = self.claim_cap(cap)
+    def claim_cap(self) -> int:
+        """The store's per-endpoint cap: the default's (an unseen endpoint gets it)."""
+        return self.default.lease_cap(self.prefetch)
+
+    def occupancy(self, claimed: Mapping[str, int], now: float) -> dict[str, int]:
+        """Per endpoint, the part of ``claim_cap()`` that is taken (the store leases the rest):
+        by leases not finished, by an open circuit, by the rate limit. An endpoint configured
+        above the default shows a negative part: the store gives it the room above the cap."""
+        default = self.claim_cap()
         taken: dict[str, int] = {}
-        for endpoint in {*claimed, *self.breakers, *self._rates}:
-            room = limit - claimed.get(endpoint, 0)
+        for endpoint in {*claimed, *self.breakers, *self._rates, *self.overrides}:
+            room = self.limit(endpoint).lease_cap(self.prefetch) - claimed.get(endpoint, 0)
             breaker = self.breakers.get(endpoint)
             allowed = None if breaker is None else breaker.allowed(now)
             if allowed is not None:
@@ -167,7 +194,7 @@ class Endpoints:
             bucket = self._rates.get(endpoint)
             if bucket is not None:
                 room = min(room, bucket.ready(now))
-            taken[endpoint] = limit - max(0, room)
+            taken[endpoint] = default - max(0, room)
         return taken
 
     def leased(self, endpoint: str, now: float) -> Lease:
@@ -177,8 +204,9 @@ class Endpoints:
         if probe and breaker is not None:
             breaker.started()
         wait = 0.0
-        if self.rate > 0:
-            bucket = self._rates.setdefault(endpoint, RateLimit(self.rate, self.burst))
+        limit = self.limit(endpoint)
+        if limit.rate > 0:
+            bucket = self._rates.setdefault(endpoint, RateLimit(limit.rate, limit.burst))
             wait = bucket.reserve(now)
         return Lease(probe, wait)
 

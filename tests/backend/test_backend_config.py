@@ -8,6 +8,7 @@ import pytest
 
 from backend.__main__ import main
 from backend.config import LimitsConfig, config_from_dict, load_config
+from backend.delivery.endpoints import EndpointLimit
 from backend.errors import ConfigError
 from tests.backend.conftest import SECRET
 
@@ -121,4 +122,36 @@ def test_delivery_at_scale_keys_have_defaults_and_are_checked(tmp_path: Path) ->
         "$.retention.delivered",
         "$.retention.dead",
         "$.retention.batch",
+    }
+
+
+def test_an_endpoint_configured_by_name_has_its_own_limits(tmp_path: Path) -> None:
+    hooks = {
+        "default_secret": SECRET,
+        "per_endpoint_concurrency": 4,
+        "endpoints": {
+            "https://Hooks.Example.com": {"concurrency": 32},
+            "https://slow.example:8443/": {"rate": 2.5, "burst": 5},
+        },
+    }
+    config = config_from_dict({"store": {"path": "b.db"}, "webhooks": hooks}, tmp_path)
+    assert config.webhooks.endpoints == {
+        "https://hooks.example.com:443": EndpointLimit(32, 0.0, 32),
+        "https://slow.example:8443": EndpointLimit(4, 2.5, 5),
+    }
+    bad = {
+        "default_secret": SECRET,
+        "endpoints": {
+            "hooks.example.com": {},
+            "https://h.example/path": {},
+            "https://ok.example": {"concurrency": 0, "rate": -1},
+        },
+    }
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"store": {"path": "b.db"}, "webhooks": bad}, tmp_path)
+    assert {p.path for p in info.value.problems} == {
+        "$.webhooks.endpoints.hooks.example.com",
+        "$.webhooks.endpoints.https://h.example/path",
+        "$.webhooks.endpoints.https://ok.example.concurrency",
+        "$.webhooks.endpoints.https://ok.example.rate",
     }

@@ -10,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backend.delivery.dispatcher import Dispatcher
-from backend.delivery.endpoints import Breaker, BreakerPolicy, Endpoints, Lease, RateLimit, health
+from backend.delivery.endpoints import (
+    Breaker,
+    BreakerPolicy,
+    EndpointLimit,
+    Endpoints,
+    Lease,
+    RateLimit,
+    health,
+)
 from backend.delivery.retry import MAX_AGE
 from backend.delivery.signing import secret_key
 from backend.delivery.webhooks import Answer, MemorySender, WebhookRequest
@@ -59,8 +67,8 @@ def test_rate_limit_never_exceeds_burst_plus_rate_times_span(
         now += gap
         sent.append(now + bucket.reserve(now))
     first = sent[0]
-    for i, at in enumerate(sent):
-        assert i + 1 <= burst + rate * (at - first) + 1e-6
+    for i, at in enumerate(sent):  # in seconds, to a microsecond (floats of epoch times)
+        assert at - first >= (i + 1 - burst) / rate - 1e-6
 
 
 def test_rate_limit_refuses_nonsense() -> None:
@@ -122,8 +130,8 @@ def test_breaker_a_probe_given_back_unsent_frees_the_turn() -> None:
 
 
 def test_endpoints_occupancy_leaves_open_circuits_and_empty_buckets_out() -> None:
-    e = Endpoints(POLICY, rate=1.0, burst=2)
-    cap = e.claim_cap(32)
+    e = Endpoints(POLICY, EndpointLimit(concurrency=8, rate=1.0, burst=2), prefetch=4)
+    cap = e.claim_cap()
     assert cap == 2  # an unseen endpoint is leased no more than its burst
     a, b = "https://a:443", "https://b:443"
     for i in range(3):
@@ -131,15 +139,28 @@ def test_endpoints_occupancy_leaves_open_circuits_and_empty_buckets_out() -> Non
     assert e.unavailable() == [a]
     e.leased(b, T0)
     e.leased(b, T0)
-    assert e.occupancy({b: 0}, 32, T0) == {a: cap, b: cap}  # a open, b's bucket empty
-    assert e.occupancy({}, 32, T0 + 1) == {a: cap, b: cap - 1}
+    assert e.occupancy({b: 0}, T0) == {a: cap, b: cap}  # a open, b's bucket empty
+    assert e.occupancy({}, T0 + 1) == {a: cap, b: cap - 1}
     probe = e.leased(a, T0 + 40)  # cool-down over: one probe
     assert probe.probe and not e.blocked(a, probe)
     assert e.blocked(a, Lease())  # leased before the circuit opened: held back
-    assert e.occupancy({a: 1}, 32, T0 + 40)[a] == cap
+    assert e.occupancy({a: 1}, T0 + 40)[a] == cap
     assert e.finished(a, "ok", T0 + 41, probe) == "closed"
     e.forget_idle(T0 + 100)
-    assert e.breakers == {} and e.occupancy({}, 32, T0 + 100) == {}
+    assert e.breakers == {} and e.occupancy({}, T0 + 100) == {}
+
+
+def test_an_endpoint_configured_by_name_gets_its_own_limits() -> None:
+    big, small = "https://big:443", "https://small:443"
+    overrides = {big: EndpointLimit(concurrency=20), small: EndpointLimit(1, rate=5.0, burst=1)}
+    e = Endpoints(None, EndpointLimit(concurrency=8), overrides, prefetch=4)
+    assert e.claim_cap() == 32
+    # big may have 80 leased: 48 above the default cap (a negative part taken)
+    assert e.occupancy({big: 10}, T0) == {big: 32 - 70, small: 32 - 1}
+    assert e.leased(small, T0).wait == 0.0
+    assert e.occupancy({small: 1}, T0)[small] == 32  # its one slot and its bucket are used
+    assert e.leased(small, T0).wait == pytest.approx(0.2)  # 5/s
+    assert e.limit("https://other:443") == EndpointLimit(concurrency=8)
 
 
 # -- the dispatcher with them ------------------------------------------------------------------
@@ -281,3 +302,36 @@ def test_on_a_shared_host_a_broken_customer_delays_but_never_starves_another(
     asyncio.run(run())
     assert store.deliveries(healthy, "delivered", 0, 10)[1] == 5
     assert store.deliveries(broken, "delivered", 0, 10)[1] == 0
+
+
+class _CountingSender:
+    """Answers 200 after yielding once, and records the most requests in flight per host."""
+
+    def __init__(self) -> None:
+        self.in_flight: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+
+    async def send(self, request: WebhookRequest) -> Answer:
+        host = request.url.split("/")[2]
+        self.in_flight[host] = self.in_flight.get(host, 0) + 1
+        self.most[host] = max(self.most.get(host, 0), self.in_flight[host])
+        await asyncio.sleep(0)
+        self.in_flight[host] -= 1
+        return Answer(200)
+
+    async def close(self) -> None:
+        return None
+
+
+def test_an_endpoint_configured_above_the_default_gets_more_slots(store: SqliteStore) -> None:
+    big = add_monitor(store, monitor_definition("https://big.example/in"))
+    other = add_monitor(store, monitor_definition("https://other.example/in"))
+    clock = ManualClock()
+    sender = _CountingSender()
+    overrides = {"https://big.example:443": EndpointLimit(concurrency=3, burst=3)}
+    d = Dispatcher(store, sender, lambda _f: secret_key(SECRET), clock=clock, per_endpoint=1,
+                   prefetch=2, overrides=overrides)  # fmt: skip
+    ingest_events(store, [make_event(big, at=T0 + i) for i in range(10)], clock.now)
+    ingest_events(store, [make_event(other, at=T0 + i) for i in range(10)], clock.now)
+    assert asyncio.run(d.step()) == 6 + 2  # leased: 3 slots x prefetch 2, and 1 x 2
+    assert sender.most == {"big.example": 3, "other.example": 1}
