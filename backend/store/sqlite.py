@@ -435,6 +435,9 @@ class SqliteStore:
     ) -> list[ClaimedDelivery]:
         """Lease due deliveries, at most ``per_endpoint`` in flight per endpoint.
 
+        ``in_flight`` is per endpoint the part of ``per_endpoint`` already taken; it may be
+        negative for an endpoint allowed more than ``per_endpoint`` (its own limit, issue 15).
+
         While a monitor is in retry, only its retrying deliveries are due (reference §4).
         """
         room = {e: per_endpoint - n for e, n in in_flight.items()}
