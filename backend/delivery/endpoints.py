@@ -9,6 +9,8 @@ circuit breaker, as pure objects of an injected ``now`` (epoch seconds, never re
   (doubling on every failed probe, up to ``max_cooldown``); then half-open: one probe at a time;
   its success closes the circuit, its failure opens it again. An open circuit leases nothing,
   so a dead endpoint holds no slot, no lease and no worker.
+- ``EndpointLimit`` (concurrency, rate, burst) and ``Endpoints``, one dispatcher's book of them
+  all: the default limit, the ones configured by name, a bucket and a breaker per endpoint.
 
 What counts as a failure is the endpoint's health, not the customer's choice: no answer at all
 (timeout, connection, TLS) and 429/5xx. Any other answer (2xx, 3xx, 4xx, 410) proves the
