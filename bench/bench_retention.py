@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import guard, pick, stage, write_results  # noqa: E402
+
 from backend.store.records import Attempt, AttemptResult  # noqa: E402
 from backend.store.sqlite import SqliteStore  # noqa: E402
 from tests.backend.conftest import (  # noqa: E402
@@ -82,5 +84,16 @@ def main(count: int = 50_000, batch: int = 1000) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:3]]
-    print(json.dumps(main(*args), indent=2))
+    guard("retention")
+    args = [int(a) for a in sys.argv[1:3]] or [pick(50_000, 2_000)]
+    with stage("fill and purge", pick(120, 30)):
+        figures = main(*args)
+    print(json.dumps(figures, indent=2))
+    write_results(
+        "retention",
+        {
+            f"retention_{k}": v
+            for k, v in figures.items()
+            if k in ("purge_rows_per_s", "purge_batch_ms_max")
+        },
+    )
