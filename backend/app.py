@@ -21,6 +21,7 @@ from agent.wire import Topics
 from backend.api.routes import ApiContext, Part, build_api
 from backend.config import BackendConfig
 from backend.delivery.dispatcher import Dispatcher
+from backend.delivery.retention import purge_loop
 from backend.delivery.signing import secret_key
 from backend.delivery.webhooks import AiohttpSender, WebhookSender, tls_context
 from backend.ingest.intake import EventIntake, MqttIngest
@@ -89,7 +90,7 @@ class Backend:
     before_commit: Callable[[int], None] | None = None  # ingest's hook (MqttIngest)
     channel: MqttMonitorChannel | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    dispatcher_task: asyncio.Task[None] | None = None
+    dispatcher_tasks: list[asyncio.Task[None]] = field(default_factory=list)  # loop, purge
 
     def failing(self) -> list[str]:
         """The workers of this process that have died; empty when all is well. systemd's
@@ -116,11 +117,11 @@ class Backend:
         if self.ingest is not None:
             alive = self.ingest.alive()
             parts["ingest"] = Part(alive, "commit worker running" if alive else "worker died")
-        if self.dispatcher_task is not None:
-            alive = not self.dispatcher_task.done()
-            parts["dispatcher"] = Part(alive, "running" if alive else "stopped")
+        if self.dispatcher_tasks:
+            alive = not any(t.done() for t in self.dispatcher_tasks)
+            parts["dispatcher"] = Part(alive, "running" if alive else "its loop or purge stopped")
         if self.channel is not None:
-            dead = [t for t in self.tasks if t.done() and t is not self.dispatcher_task]
+            dead = [t for t in self.tasks if t.done() and t not in self.dispatcher_tasks]
             alive = self.channel.alive() and not dead
             parts["api"] = Part(alive, "running" if alive else "monitor channel or sync stopped")
         return parts
@@ -156,6 +157,10 @@ class Backend:
             none_delay=d.none_retry_delay,
             clock=self.clock,
             metrics=self.metrics,
+            rate=hooks.per_endpoint_rate,
+            burst=hooks.per_endpoint_burst or hooks.per_endpoint_concurrency,
+            breaker=hooks.breaker,
+            overrides=hooks.endpoints,
         )
 
     def _build_ingest(self, topics: Topics) -> MqttIngest:
@@ -221,8 +226,13 @@ class Backend:
         tasks = self.tasks
         if "dispatcher" in self.roles:
             self.dispatcher = self._build_dispatcher()
-            self.dispatcher_task = asyncio.create_task(self.dispatcher.run(stop))
-            tasks.append(self.dispatcher_task)
+            retention = SqliteStore(self.config.store_path)
+            purging = purge_loop(retention, self.config.retention, stop, self.clock, self.metrics)
+            self.dispatcher_tasks = [
+                asyncio.create_task(self.dispatcher.run(stop)),
+                asyncio.create_task(purging),
+            ]
+            tasks += self.dispatcher_tasks
         if "ingest" in self.roles:
             self.ingest = self._build_ingest(topics)
             self.ingest.start()

@@ -40,6 +40,7 @@ WALLCLOCK_MODULES = frozenset(
         "tests/backend/test_backend_health.py",
         "tests/backend/api/test_backend_read_api.py",
         "tests/deploy/test_docs_consumer.py",
+        "tests/backend/delivery/test_backend_circuit_live.py",
         "tests/backend/api/test_backend_expression_dos.py",
         "tests/backend/test_backend_hostile.py",
         "tests/backend/test_backend_poison.py",
