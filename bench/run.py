@@ -37,6 +37,7 @@ BENCHES = [
     ("agent", 30),
     ("backend", 50),
     ("e2e", 60),
+    ("retention", 150),
     ("scaleout", 240),
 ]
 # key, comparison, target (None: recorded, no target in issue 14)
@@ -52,6 +53,8 @@ TARGETS: list[tuple[str, str, float | None]] = [
     ("agent_rss_mb", "<=", 100),
     ("agent_startup_s", "<=", 2),
     ("backend_rss_mb", "<=", 200),
+    ("retention_purge_rows_per_s", "", None),
+    ("retention_purge_batch_ms_max", "", None),
     # issue 15: several workers on PostgreSQL against one on SQLite (recorded, no target)
     ("scaleout_sqlite_1_deliveries_per_s", "", None),
     ("scaleout_pg_1_deliveries_per_s", "", None),

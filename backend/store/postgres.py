@@ -18,7 +18,7 @@ events in the same positions (the same body). Results come back in groups (``rec
 one transaction per group).
 
 Schema versions live in ``MIGRATIONS`` and the ``schema_version`` table; PostgreSQL's 1 is
-SQLite's 1 to 5 (the store arrived at that schema). Migrations run under an advisory lock, so
+SQLite's 1 to 7 (the store arrived at that schema). Migrations run under an advisory lock, so
 workers starting together migrate once.
 """
 
@@ -40,18 +40,22 @@ from backend.store.records import (
     AttemptResult,
     ClaimedDelivery,
     DeliveryView,
+    EventQuery,
     IncomingEvent,
     MonitorRecord,
     Route,
+    StoredEvent,
     VehicleMonitorState,
     VehicleRecord,
+    VehicleStatus,
     order_key,
 )
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: SQLite's 1-5: monitors, vehicle reports, events, deliveries (with their vehicle order
-    # key), the events of each delivery, attempts, vehicles, and the routing version that every
-    # change to a monitor or a vehicle bumps (ingest's cache checks only that row).
+    # 1: SQLite's 1-7: monitors, vehicle reports, events, deliveries (with their vehicle order
+    # key), the events of each delivery, attempts, vehicles, the routing version that every
+    # change to a monitor or a vehicle bumps (ingest's cache checks only that row), the
+    # retention purge's indexes, the events' read indexes and each vehicle's last status.
     """
     CREATE TABLE monitors (
         monitor_id text PRIMARY KEY, scope text NOT NULL, owner text NOT NULL,
@@ -65,7 +69,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE events (
         event_id text PRIMARY KEY, vin text NOT NULL, fleet_id text, monitor_id text NOT NULL,
         event_date double precision NOT NULL, received_at double precision NOT NULL,
-        webhook_json text NOT NULL, skip_reason text);
+        webhook_json text NOT NULL, skip_reason text, seq bigserial NOT NULL);
+    CREATE INDEX events_received ON events (received_at);
+    CREATE INDEX events_vin ON events (vin, event_date);
+    CREATE INDEX events_monitor ON events (monitor_id, event_date);
+    CREATE TABLE vehicle_status (
+        vin text PRIMARY KEY, online boolean NOT NULL, at text NOT NULL, version text NOT NULL,
+        outbox_depth integer NOT NULL, clock text NOT NULL,
+        received_at double precision NOT NULL);
     CREATE TABLE deliveries (
         delivery_id text PRIMARY KEY, monitor_id text NOT NULL, callback_name text NOT NULL,
         url text NOT NULL, endpoint text NOT NULL, headers text NOT NULL,
@@ -85,9 +96,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_order ON deliveries (monitor_id, order_key, seq)
         WHERE state IN ('open', 'pending');
     CREATE INDEX deliveries_listed ON deliveries (monitor_id, created_at, seq);
+    CREATE INDEX deliveries_final ON deliveries (state, delivered_at, held_since);
     CREATE TABLE delivery_events (
         delivery_id text NOT NULL, position integer NOT NULL, event_id text NOT NULL,
         PRIMARY KEY (delivery_id, position));
+    CREATE INDEX delivery_events_event ON delivery_events (event_id);
     CREATE TABLE attempts (
         delivery_id text NOT NULL, number integer NOT NULL,
         started_at double precision NOT NULL, duration double precision NOT NULL,
@@ -706,3 +719,134 @@ class PostgresStore:
                 (now, now, delivery_id),
             )
             return cursor.rowcount == 1
+
+    # -- delivery at scale (issue 15): circuits, retention, dead letters in bulk ---------------
+
+    def expire_endpoints(self, now: float, max_age: float, endpoints: Sequence[str]) -> int:
+        """Dead-letter the unleased deliveries of ``endpoints`` (their circuits are open) held
+        longer than ``max_age`` since ``held_since``: no attempt is made after the cap."""
+        if not endpoints:
+            return 0
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state = 'dead',"
+                " reason = 'expired after the retry window: the endpoint did not answer'"
+                " WHERE state = 'pending' AND endpoint = ANY(%s)"
+                " AND held_since + %s < %s AND lease_until <= %s",
+                (list(endpoints), max_age, now, now),
+            )
+            return int(cursor.rowcount)
+
+    def purge(self, delivered_before: float, dead_before: float, limit: int) -> dict[str, int]:
+        """Delete up to ``limit`` final deliveries with their attempts, and the events no
+        delivery refers to any more, in one short transaction (as SQLite's). Rows another
+        worker's purge holds are skipped (``SKIP LOCKED``): workers purging at once take
+        different rows. Call again while ``deliveries`` or ``events`` equals ``limit``."""
+        with self._tx() as db:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT delivery_id FROM deliveries WHERE state = 'delivered'"
+                    " AND delivered_at < %s LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (delivered_before, limit),
+                )
+            ]
+            ids += [
+                r[0]
+                for r in db.execute(
+                    "SELECT delivery_id FROM deliveries WHERE state = 'dead'"
+                    " AND delivered_at IS NULL AND held_since < %s LIMIT %s"
+                    " FOR UPDATE SKIP LOCKED",
+                    (dead_before, limit - len(ids)),
+                )
+            ]
+            counts = {"deliveries": 0, "attempts": 0, "delivery_events": 0}
+            if ids:
+                for table in ("attempts", "delivery_events", "deliveries"):
+                    cursor = db.execute(
+                        f"DELETE FROM {table} WHERE delivery_id = ANY(%s)",  # noqa: S608
+                        (ids,),
+                    )
+                    counts[table] = int(cursor.rowcount)
+            # Events received before ``delivered_before`` that no delivery refers to.
+            cursor = db.execute(
+                "DELETE FROM events WHERE event_id IN (SELECT e.event_id FROM events e"
+                " WHERE e.received_at < %s AND NOT EXISTS"
+                " (SELECT 1 FROM delivery_events de WHERE de.event_id = e.event_id)"
+                " LIMIT %s FOR UPDATE SKIP LOCKED)",
+                (delivered_before, limit),
+            )
+            counts["events"] = int(cursor.rowcount)
+        return counts
+
+    def resend_dead(self, monitor_id: str, now: float, limit: int) -> tuple[int, int]:
+        """Put up to ``limit`` of a monitor's dead letters (oldest first) back in line, each as
+        a new round (like ``resend``). Returns (re-sent, dead letters still left)."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, held_since = %s,"
+                " next_at = %s, lease_until = 0, reason = '' WHERE delivery_id IN"
+                " (SELECT delivery_id FROM deliveries WHERE monitor_id = %s AND state = 'dead'"
+                "  ORDER BY created_at, seq LIMIT %s FOR UPDATE SKIP LOCKED)",
+                (now, now, monitor_id, limit),
+            )
+            left = db.execute(
+                "SELECT count(*) FROM deliveries WHERE monitor_id = %s AND state = 'dead'",
+                (monitor_id,),
+            ).fetchone()
+        return int(cursor.rowcount), int(left[0] if left else 0)
+
+    # -- reading what happened (issue 18) -----------------------------------------------------
+
+    def events_page(
+        self, query: EventQuery, offset: int, limit: int
+    ) -> tuple[list[StoredEvent], int]:
+        """Stored events matching ``query``, newest ``event_date`` first, and how many match."""
+        clauses: list[str] = ["true"]
+        params: list[Any] = []
+        for column, value in (("vin", query.vin), ("monitor_id", query.monitor_id)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        if query.since is not None:
+            clauses.append("event_date >= %s")
+            params.append(query.since)
+        if query.until is not None:
+            clauses.append("event_date <= %s")
+            params.append(query.until)
+        if query.fleets is not None:  # an empty list matches nothing
+            clauses.append("fleet_id = ANY(%s)")
+            params.append(list(query.fleets))
+        where = " AND ".join(clauses)  # fixed fragments; the values are parameters
+        columns = "event_id, vin, fleet_id, monitor_id, event_date, received_at, webhook_json"
+        with self._tx() as db:
+            count_sql = f"SELECT count(*) FROM events WHERE {where}"  # noqa: S608
+            total = db.execute(count_sql, params).fetchone()
+            rows = db.execute(
+                f"SELECT {columns}, skip_reason FROM events WHERE {where}"  # noqa: S608
+                " ORDER BY event_date DESC, seq DESC LIMIT %s OFFSET %s",
+                [*params, limit, offset],
+            ).fetchall()
+        return [StoredEvent(*row) for row in rows], int(total[0] if total else 0)
+
+    def set_vehicle_status(self, status: VehicleStatus) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO vehicle_status VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (vin) DO UPDATE SET online = excluded.online, at = excluded.at,"
+                " version = excluded.version, outbox_depth = excluded.outbox_depth,"
+                " clock = excluded.clock, received_at = excluded.received_at",
+                (status.vin, status.online, status.at, status.version, status.outbox_depth,
+                 status.clock, status.received_at),
+            )  # fmt: skip
+
+    def vehicle_status(self, vin: str) -> VehicleStatus | None:
+        rows = self._read(
+            "SELECT vin, online, at, version, outbox_depth, clock, received_at"
+            " FROM vehicle_status WHERE vin = %s",
+            (vin,),
+        )
+        if not rows:
+            return None
+        vin, online, at, version, depth, clock, received_at = rows[0]
+        return VehicleStatus(vin, bool(online), at, version, depth, clock, received_at)

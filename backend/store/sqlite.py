@@ -29,11 +29,14 @@ from backend.store.records import (
     AttemptResult,
     ClaimedDelivery,
     DeliveryView,
+    EventQuery,
     IncomingEvent,
     MonitorRecord,
     Route,
+    StoredEvent,
     VehicleMonitorState,
     VehicleRecord,
+    VehicleStatus,
     order_key,
 )
 
@@ -103,7 +106,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER vehicles_deleted AFTER DELETE ON vehicles
         BEGIN UPDATE routing_version SET n = n + 1; END;
     """,
-    # 5: per-vehicle order (issue 15). A delivery remembers whose events it carries (the VIN,
+    # 5: retention (issue 15). The purge finds final deliveries by age, and the events no
+    # delivery refers to any more, through these indexes instead of scanning the tables.
+    """
+    CREATE INDEX deliveries_final ON deliveries (state, delivered_at, held_since);
+    CREATE INDEX delivery_events_event ON delivery_events (event_id);
+    CREATE INDEX events_received ON events (received_at);
+    """,
+    # 6: reading what happened (issue 18): events by vehicle or monitor and time, newest first;
+    # each vehicle's last retained status message.
+    """
+    CREATE INDEX events_vin ON events (vin, event_date);
+    CREATE INDEX events_monitor ON events (monitor_id, event_date);
+    CREATE TABLE vehicle_status (
+        vin TEXT PRIMARY KEY, online INTEGER NOT NULL, at TEXT NOT NULL, version TEXT NOT NULL,
+        outbox_depth INTEGER NOT NULL, clock TEXT NOT NULL, received_at REAL NOT NULL);
+    """,
+    # 7: per-vehicle order (issue 15). A delivery remembers whose events it carries (the VIN,
     # or the batch key of a batch); a claim in order leaves it while an earlier live delivery
     # of the same monitor and key exists.
     """
@@ -444,6 +463,9 @@ class SqliteStore:
     ) -> list[ClaimedDelivery]:
         """Lease due deliveries, at most ``per_endpoint`` in flight per endpoint.
 
+        ``in_flight`` is per endpoint the part of ``per_endpoint`` already taken; it may be
+        negative for an endpoint allowed more than ``per_endpoint`` (its own limit, issue 15).
+
         While a monitor is in retry, only its retrying deliveries are due (reference §4).
         ``in_order``: a delivery waits while an earlier one of its monitor and vehicle is live.
         """
@@ -652,3 +674,149 @@ class SqliteStore:
                 (now, now, delivery_id),
             )
             return cursor.rowcount == 1
+
+    # -- delivery at scale (issue 15): circuits, retention, dead letters in bulk ---------------
+
+    def expire_endpoints(self, now: float, max_age: float, endpoints: Sequence[str]) -> int:
+        """Dead-letter the unleased deliveries of ``endpoints`` (their circuits are open) held
+        longer than ``max_age`` since ``held_since``: no attempt is made after the cap."""
+        if not endpoints:
+            return 0
+        marks = ",".join("?" * len(endpoints))
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state = 'dead',"  # noqa: S608 (constants only)
+                " reason = 'expired after the retry window: the endpoint did not answer'"
+                f" WHERE state = 'pending' AND endpoint IN ({marks})"
+                " AND held_since + ? < ? AND lease_until <= ?",
+                (*endpoints, max_age, now, now),
+            )
+            return int(cursor.rowcount)
+
+    def purge(self, delivered_before: float, dead_before: float, limit: int) -> dict[str, int]:
+        """Delete up to ``limit`` final deliveries with their attempts, and the events no
+        delivery refers to any more, in one short transaction. Delivered ones go when
+        ``delivered_at < delivered_before``, dead letters when ``held_since < dead_before``
+        (the receipt, or the last re-send). Returns the rows deleted per table; call again
+        while ``deliveries`` or ``events`` equals ``limit``."""
+        with self._tx() as db:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT delivery_id FROM deliveries WHERE state = 'delivered'"
+                    " AND delivered_at < ? LIMIT ?",
+                    (delivered_before, limit),
+                ).fetchall()
+            ]
+            ids += [
+                r[0]
+                for r in db.execute(
+                    "SELECT delivery_id FROM deliveries WHERE state = 'dead'"
+                    " AND delivered_at IS NULL AND held_since < ? LIMIT ?",
+                    (dead_before, limit - len(ids)),
+                ).fetchall()
+            ]
+            counts = self._delete_deliveries(db, ids)
+            counts["events"] = self._delete_orphan_events(db, delivered_before, limit)
+        return counts
+
+    @staticmethod
+    def _delete_deliveries(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+        counts = {"deliveries": 0, "attempts": 0, "delivery_events": 0}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for table in ("attempts", "delivery_events", "deliveries"):
+                cursor = db.execute(
+                    f"DELETE FROM {table} WHERE delivery_id IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+                counts[table] += int(cursor.rowcount)
+        return counts
+
+    @staticmethod
+    def _delete_orphan_events(db: sqlite3.Connection, before: float, limit: int) -> int:
+        """Events received before ``before`` that no delivery refers to (their deliveries were
+        purged, or they never had one: skipped, or no monitor wanted them)."""
+        cursor = db.execute(
+            "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e"
+            " WHERE e.received_at < ? AND NOT EXISTS"
+            " (SELECT 1 FROM delivery_events de WHERE de.event_id = e.event_id) LIMIT ?)",
+            (before, limit),
+        )
+        return int(cursor.rowcount)
+
+    def resend_dead(self, monitor_id: str, now: float, limit: int) -> tuple[int, int]:
+        """Put up to ``limit`` of a monitor's dead letters (oldest first) back in line, each as
+        a new round (like ``resend``). Returns (re-sent, dead letters still left)."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, held_since = ?,"
+                " next_at = ?, lease_until = 0, reason = '' WHERE delivery_id IN"
+                " (SELECT delivery_id FROM deliveries WHERE monitor_id = ? AND state = 'dead'"
+                "  ORDER BY created_at, rowid LIMIT ?)",
+                (now, now, monitor_id, limit),
+            )
+            left = db.execute(
+                "SELECT count(*) FROM deliveries WHERE monitor_id = ? AND state = 'dead'",
+                (monitor_id,),
+            ).fetchone()[0]
+        return int(cursor.rowcount), int(left)
+
+    # -- reading what happened (issue 18) -----------------------------------------------------
+
+    def events_page(
+        self, query: EventQuery, offset: int, limit: int
+    ) -> tuple[list[StoredEvent], int]:
+        """Stored events matching ``query``, newest ``event_date`` first, and how many match."""
+        clauses: list[str] = ["1 = 1"]
+        params: list[str | float] = []
+        for column, value in (("vin", query.vin), ("monitor_id", query.monitor_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if query.since is not None:
+            clauses.append("event_date >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            clauses.append("event_date <= ?")
+            params.append(query.until)
+        if query.fleets is not None:  # no fleet: nothing (an empty IN () is not portable SQL)
+            marks = ",".join("?" * len(query.fleets))
+            clauses.append(f"fleet_id IN ({marks})" if query.fleets else "1 = 0")
+            params += list(query.fleets)
+        where = " AND ".join(clauses)  # fixed fragments; the values are parameters
+        total = self._read(f"SELECT count(*) FROM events WHERE {where}", params)[0][0]  # noqa: S608
+        columns = "event_id, vin, fleet_id, monitor_id, event_date, received_at, webhook_json"
+        rows = self._read(
+            f"SELECT {columns}, skip_reason FROM events WHERE {where}"  # noqa: S608
+            " ORDER BY event_date DESC, rowid DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [StoredEvent(*row) for row in rows], int(total)
+
+    def set_vehicle_status(self, status: VehicleStatus) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO vehicle_status VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    status.vin,
+                    int(status.online),
+                    status.at,
+                    status.version,
+                    status.outbox_depth,
+                    status.clock,
+                    status.received_at,
+                ),
+            )
+
+    def vehicle_status(self, vin: str) -> VehicleStatus | None:
+        rows = self._read(
+            "SELECT vin, online, at, version, outbox_depth, clock, received_at"
+            " FROM vehicle_status WHERE vin = ?",
+            (vin,),
+        )
+        if not rows:
+            return None
+        vin, online, at, version, depth, clock, received_at = rows[0]
+        return VehicleStatus(vin, bool(online), at, version, depth, clock, received_at)

@@ -109,6 +109,6 @@ def test_healthz_fails_when_the_database_is_gone(
             postgres_server.drop(postgres_url)  # its connections are closed (FORCE)
             response = c.get("/healthz")
         assert response.status_code == 503
-        assert "database" in response.text
+        assert "store" in response.json()["failing"]
     finally:
         store.close()
