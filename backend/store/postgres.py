@@ -173,10 +173,6 @@ def _delivery_row(delivery_id: str, vin: str, route: Route, now: float) -> tuple
     )
 
 
-def is_postgres_url(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
-
-
 class PostgresStore:
     """The PostgreSQL store: a pool of ``pool_size`` connections (callers may be threads)."""
 
@@ -188,30 +184,33 @@ class PostgresStore:
         pool_size: int = 4,
         connect_timeout: float = 10.0,
     ) -> None:
-        self.url = url
+        self.url = url  # holds the password: never logged (``_where``)
         self._closed = threading.Event()
+        self._pool = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, pool_size),
+            timeout=connect_timeout,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": int(connect_timeout),
+                # as SQLite's synchronous=NORMAL for the roles other than ingest
+                "options": "" if durable else "-c synchronous_commit=off",
+            },
+            # No check on every checkout (it doubled a short transaction's time, 136 against
+            # 71 us): a connection that broke fails its transaction (StoreError, retried by
+            # the caller) and the pool replaces it.
+            name="edgemon",
+            open=False,
+        )
         try:
-            self._pool = psycopg_pool.ConnectionPool(
-                url,
-                min_size=1,
-                max_size=max(1, pool_size),
-                timeout=connect_timeout,
-                open=True,
-                kwargs={
-                    "autocommit": True,
-                    "connect_timeout": int(connect_timeout),
-                    # as SQLite's synchronous=NORMAL for the roles other than ingest
-                    "options": "" if durable else "-c synchronous_commit=off",
-                },
-                # No check on every checkout (it doubled a short transaction's time, 136 against
-                # 71 us): a connection that broke fails its transaction (StoreError, retried by
-                # the caller) and the pool replaces it.
-                name="edgemon",
-            )
-            self._pool.wait(timeout=connect_timeout)
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            self._pool.open(wait=True, timeout=connect_timeout)
+            self._migrate()
+        except (psycopg.Error, psycopg_pool.PoolTimeout, StoreError) as exc:
+            self._pool.close()  # its threads too: a failed start leaves nothing running
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot open the store {self._where()}: {exc}") from exc
-        self._migrate()
 
     def _where(self) -> str:
         """The URL without its password (for errors and logs)."""
