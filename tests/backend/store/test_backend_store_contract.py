@@ -14,6 +14,7 @@ from agent.wire import uuid7
 from backend.delivery.dispatcher import judge
 from backend.delivery.webhooks import Answer
 from backend.errors import StoreError
+from backend.store import postgres
 from backend.store.postgres import PostgresStore
 from backend.store.records import (
     AttemptResult,
@@ -264,3 +265,33 @@ def test_a_connection_cut_by_the_server_is_one_store_error_then_replaced(
         assert store.routing_version() == version
     finally:
         store.close()
+
+
+def test_workers_starting_together_migrate_an_empty_database_once(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.database(migrated=False)
+    opened: list[PostgresStore] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            opened.append(PostgresStore(url, pool_size=1))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == [] and len(opened) == 3
+        assert {s.schema_version() for s in opened} == {len(postgres.MIGRATIONS)}
+        assert opened[0]._read("SELECT count(*) FROM schema_version") == [(1,)]
+    finally:
+        for s in opened:
+            s.close()
+        postgres_server.drop(url)
