@@ -295,3 +295,19 @@ def test_workers_starting_together_migrate_an_empty_database_once(
         for s in opened:
             s.close()
         postgres_server.drop(url)
+
+
+def test_a_value_postgresql_cannot_store_is_a_value_error_and_the_store_goes_on(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL text cannot hold NUL (SQLite's can): ``ValueError``, not ``StoreError``, so
+    ingest drops that one event instead of retrying its whole group for ever."""
+    store = PostgresStore(postgres_url, pool_size=1)
+    try:
+        bad = MonitorRecord("m\x00x", "vehicle", VIN, {}, "Running", T0, T0)
+        with pytest.raises(ValueError, match="NUL"):
+            store.create_monitor(bad)
+        assert store.get_monitor("m\x00x".replace("\x00", "")) is None
+        store.ping()
+    finally:
+        store.close()
