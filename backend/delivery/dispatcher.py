@@ -35,7 +35,7 @@ from backend.delivery.retry import Schedule, next_attempt_at, parse_retry_after
 from backend.delivery.routing import webhook_body
 from backend.delivery.signing import signature_headers
 from backend.delivery.webhooks import Answer, WebhookRequest, WebhookSender
-from backend.errors import DeliveryError
+from backend.errors import DeliveryError, StoreError
 from backend.metrics import Metrics
 from backend.store.records import Attempt, AttemptResult, ClaimedDelivery, Store
 
@@ -140,7 +140,11 @@ class Dispatcher:
         """Write the results gathered since the last flush, in one transaction."""
         if self._results:
             results, self._results = self._results, []
-            self.store.record_results(results, self.clock())
+            try:
+                self.store.record_results(results, self.clock())
+            except StoreError:
+                self._results = results + self._results  # kept for the next flush
+                raise
 
     def start_due(self) -> int:
         """Flush, then lease due deliveries (up to ``prefetch`` x ``per_endpoint`` per endpoint,
@@ -326,15 +330,30 @@ class Dispatcher:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         last_sweep = 0.0
+        store_away = False
         try:
             while not stop.is_set():
                 self._wake.clear()
-                if self.clock() - last_sweep >= 5.0:
-                    last_sweep = self.clock()
-                    self.store.expire(last_sweep, self.max_age)
-                    self._sweep_endpoints(last_sweep)
-                    self.metrics.set_depth(self.store.depth())
-                self.start_due()
+                try:
+                    if self.clock() - last_sweep >= 5.0:
+                        last_sweep = self.clock()
+                        self.store.expire(last_sweep, self.max_age)
+                        self._sweep_endpoints(last_sweep)
+                        self.metrics.set_depth(self.store.depth())
+                    self.start_due()
+                except StoreError as exc:
+                    # The database is away (a restart, a failover to a standby): attempts on the
+                    # wire go on, their results wait here; a restart of the process would not
+                    # help, so the loop goes on and asks again in a second.
+                    if not store_away:
+                        log.warning("store unavailable, retrying every second: %s", exc)
+                    store_away = True
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 1.0)
+                    continue
+                if store_away:
+                    log.info("store available again")
+                    store_away = False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
         finally:

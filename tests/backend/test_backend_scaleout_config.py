@@ -4,8 +4,12 @@ tests/agent/daemon/test_daemon_systemd.py, with every unit)."""
 
 from __future__ import annotations
 
+import asyncio
 import configparser
+import logging
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,10 @@ with warnings.catch_warnings():  # starlette 1.x suggests httpx2 for its test cl
 
 from backend.api.routes import ApiContext, build_api
 from backend.config import as_shard
+from backend.delivery.dispatcher import Dispatcher
+from backend.delivery.egress import LOOPBACK_ALLOWED
+from backend.delivery.signing import secret_key
+from backend.delivery.webhooks import AiohttpSender
 from backend.errors import ConfigError
 from backend.ingest.intake import shard_of
 from backend.metrics import Metrics
@@ -23,7 +31,18 @@ from backend.monitor_channel import MemoryMonitorChannel
 from backend.store.factory import open_store
 from backend.store.postgres import PostgresStore
 from backend.store.sqlite import SqliteStore
-from tests.backend.conftest import load
+from tests.backend.backend_receiver import CertAuthority, Receiver
+from tests.backend.conftest import (
+    FLEET,
+    SECRET,
+    T0,
+    VIN,
+    add_monitor,
+    ingest_events,
+    load,
+    make_event,
+    monitor_definition,
+)
 from tests.conftest import ROOT
 from tests.support.postgres import PostgresServer
 
@@ -110,5 +129,54 @@ def test_healthz_fails_when_the_database_is_gone(
             response = c.get("/healthz")
         assert response.status_code == 503
         assert "store" in response.json()["failing"]
+    finally:
+        store.close()
+
+
+def test_the_dispatcher_waits_out_a_database_outage(
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    test_ca: CertAuthority,
+    receivers: Callable[..., Receiver],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failover cuts every connection: the dispatcher logs it once, asks again every second
+    and delivers once the database answers; its task does not end (no restart needed)."""
+    rx = receivers()
+    store = PostgresStore(postgres_url, pool_size=2, durable=False, connect_timeout=2)
+    try:
+        store.put_vehicle(VIN, FLEET, T0)
+        mid = add_monitor(store, monitor_definition(rx.url))
+        ingest_events(store, [make_event(mid, at=time.time() + i) for i in range(3)], time.time())
+        name = postgres_url.rsplit("/", 1)[1]
+        # The outage: new connections refused and the open ones cut, until it is lifted.
+        postgres_server.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")
+        postgres_server.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        )
+        sender = AiohttpSender(verify=test_ca.client_context(), policy=LOOPBACK_ALLOWED)
+        d = Dispatcher(store, sender, lambda _f: secret_key(SECRET), poll_interval=0.05)
+
+        async def main() -> bool:
+            stop = asyncio.Event()
+            task = asyncio.create_task(d.run(stop))
+            try:
+                while "store unavailable" not in caplog.text:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1.5)  # a retry or two while it is still away
+                postgres_server.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")
+                while len(rx.requests) < 3:
+                    await asyncio.sleep(0.05)
+                return task.done()
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 20)
+                await sender.close()
+
+        with caplog.at_level(logging.INFO, logger="backend.delivery.dispatcher"):
+            ended_early = asyncio.run(asyncio.wait_for(main(), 60))
+        assert not ended_early
+        assert caplog.text.count("store unavailable") == 1 and "available again" in caplog.text
+        assert store.deliveries(mid, "delivered", 0, 10)[1] == 3
     finally:
         store.close()
