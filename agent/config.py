@@ -20,6 +20,7 @@ from typing import Any, cast
 from agent.errors import ConfigError, Problem
 from agent.gps.clock import CLOCK_POLICIES, ClockPolicy
 from agent.source_settings import BusConfig, BusSpec, GpsConfig, ReplayPace
+from agent.suggest import did_you_mean
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -193,7 +194,7 @@ class _Reader:
 
     def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], where: str) -> None:
         for key in sorted(set(table) - allowed):
-            self.bad(f"{where}.{key}", "unknown setting")
+            self.bad(f"{where}.{key}", f"unknown setting{did_you_mean(key, allowed)}")
 
     def table(self, root: Mapping[str, Any], key: str) -> dict[str, Any]:
         value = root.get(key, {})
@@ -211,7 +212,8 @@ def _read_bus(
         r.bad(where, "expected a table ([[can]])")
         return None
     for key in sorted(set(raw) - _CAN_KEYS):
-        r.bad(f"{where}.{key}", "unknown setting (interface options go in [can.options])")
+        hint = did_you_mean(key, _CAN_KEYS) or " (interface options go in [can.options])"
+        r.bad(f"{where}.{key}", f"unknown setting{hint}")
     channel = r.get(raw, "channel", str, where) or ""
     name = r.get(raw, "name", str, where) or channel or f"can{index}"
     interface = r.get(raw, "interface", str, where) or "socketcan"

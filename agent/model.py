@@ -86,6 +86,9 @@ class SignalInfo:
     unit: str = ""
     cycle_time: float | None = None  # expected period in seconds (DBC GenMsgCycleTime)
     source: str = "can"  # "can" or "gps"
+    # the physical range the DBC declares (in this name's units), when it declares one
+    minimum: float | None = None
+    maximum: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

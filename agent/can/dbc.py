@@ -138,13 +138,26 @@ def _signal_info(name: str, ref: SignalRef) -> SignalInfo:
     if binding is None:
         choices = tuple(str(c) for c in (signal.choices or {}).values())
         kind = SignalKind.ENUM if choices else SignalKind.NUMBER
-        return SignalInfo(name, kind, choices, signal.unit or "", period)
+        low, high = _dbc_range(signal, 1.0, 0.0)
+        return SignalInfo(name, kind, choices, signal.unit or "", period, minimum=low, maximum=high)
     names: tuple[str, ...] = ()
     if binding.kind is SignalKind.ENUM:
         names = tuple(dict.fromkeys(str(v) for v in binding.values.values()))
         if not names:
             names = tuple(str(c) for c in (signal.choices or {}).values())
-    return SignalInfo(name, binding.kind, names, binding.unit or signal.unit or "", period)
+    low, high = _dbc_range(signal, binding.scale, binding.offset)
+    unit = binding.unit or signal.unit or ""
+    return SignalInfo(name, binding.kind, names, unit, period, minimum=low, maximum=high)
+
+
+def _dbc_range(signal: Signal, scale: float, offset: float) -> tuple[float | None, float | None]:
+    """The DBC's ``[min|max]`` through the map's transform; none when the DBC declares none
+    (absent, or ``[0|0]``, which DBC editors write for "not specified")."""
+    low, high = signal.minimum, signal.maximum
+    if low is None or high is None or (low == 0 and high == 0):
+        return None, None
+    ends = sorted((float(low) * scale + offset, float(high) * scale + offset))
+    return ends[0], ends[1]
 
 
 @dataclass(frozen=True)

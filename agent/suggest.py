@@ -1,0 +1,43 @@
+"""Did-you-mean: the nearest valid names for a misspelt one, for every error that names a
+choice (operators, data and signal names, days, configuration and monitor keys).
+
+One helper so every message reads the same: ``unknown operator 'greaterThen' (did you mean
+'greaterThan'?)``. Pure; ``difflib`` ranks by similarity, case-insensitively.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+# How alike a name must be to be suggested (difflib ratio, 0..1): 0.6 is difflib's default and
+# keeps "speed" -> "vehicle.kinetic.speed" out (too far) while catching one or two typos.
+CUTOFF = 0.6
+NEAR_BEST = 0.1  # a second suggestion must be about as near as the first
+
+
+def close_names(word: str, choices: Iterable[str], limit: int = 3) -> list[str]:
+    """Up to ``limit`` valid names nearest ``word``, best first (case ignored in the ranking)."""
+    by_lower: dict[str, str] = {}
+    for choice in choices:
+        by_lower.setdefault(choice.lower(), choice)
+    found = difflib.get_close_matches(word.lower(), list(by_lower), n=limit, cutoff=CUTOFF)
+    if not found:
+        return []
+    # only the names about as near as the best: one clear match is not diluted by far ones
+    best = _ratio(word, found[0])
+    return [by_lower[f] for f in found if _ratio(word, f) >= best - NEAR_BEST]
+
+
+def _ratio(word: str, choice: str) -> float:
+    return difflib.SequenceMatcher(None, word.lower(), choice).ratio()
+
+
+def did_you_mean(word: str, choices: Iterable[str], limit: int = 3) -> str:
+    """`` (did you mean 'a' or 'b'?)`` to append to an error, or ``""`` when nothing is near."""
+    found = close_names(word, choices, limit)
+    if not found:
+        return ""
+    quoted = [repr(f) for f in found]
+    listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return f" (did you mean {listed}?)"
