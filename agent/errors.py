@@ -5,7 +5,8 @@ EdgemonError
 ├── DbcError             a DBC file or signal map cannot be loaded
 ├── SourceError          a frame or fix source failed (device gone, bad URL)
 ├── MonitorError         a monitor definition is invalid; carries every problem found
-└── OutboxError          the on-disk outbox cannot be opened or written
+├── OutboxError          the on-disk outbox cannot be opened or written
+└── UsageError           unusable command-line arguments (the CLI adds its usage line)
 
 Adapters translate library exceptions (cantools, python-can, pyserial, paho, sqlite3) into these
 at the edge, chaining the original with ``raise ... from exc``.
@@ -56,3 +57,12 @@ class SourceError(EdgemonError):
 
 class OutboxError(EdgemonError):
     """The on-disk outbox cannot be opened or written."""
+
+
+class UsageError(EdgemonError):
+    """Unusable arguments or unreadable files: ``edgemon-agent`` prints one line (with the
+    command's usage line when ``usage`` is set) and exits 2, as argparse does."""
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage

@@ -15,7 +15,7 @@ Pure: no clock, no I/O; the caller says what time it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from agent.can.decode import Decoder
 from agent.model import Event, Fix, Frame
@@ -63,12 +63,25 @@ class Pipeline:
         return events + self.engine.on_fix(self.state, now)
 
 
-def run_recording(pipeline: Pipeline, items: Iterable[Frame | Fix]) -> Iterator[Event]:
+# called after each step with (input or None for the final deadlines, state, time, its events)
+Observer = Callable[[Frame | Fix | None, VehicleState, float, list[Event]], None]
+
+
+def run_recording(
+    pipeline: Pipeline, items: Iterable[Frame | Fix], observe: Observer | None = None
+) -> Iterator[Event]:
     """Replay recorded inputs (ordered by time) on their own clock: each input at its
-    timestamp, never going back in time; the deadlines due at the last input's time at the end."""
+    timestamp, never going back in time; the deadlines due at the last input's time at the end.
+    ``observe`` (``replay --trace``/``--plot``) sees the state after every step."""
     clock: float | None = None
     for item in items:
         clock = item.timestamp if clock is None else max(clock, item.timestamp)
-        yield from pipeline.step(item, clock)
+        events = pipeline.step(item, clock)
+        if observe is not None:
+            observe(item, pipeline.state, clock, events)
+        yield from events
     if clock is not None:
-        yield from pipeline.due(clock)
+        events = pipeline.due(clock)
+        if observe is not None:
+            observe(None, pipeline.state, clock, events)
+        yield from events

@@ -159,7 +159,8 @@ class FrameBuilder:
             target = self.resolve(name)
             if target is None:
                 hint = did_you_mean(name, self.names())
-                found.append(Problem(where, f"neither a data name of the map nor a DBC signal{hint}"))
+                message = f"neither a data name of the map nor a DBC signal{hint}"
+                found.append(Problem(where, message))
                 continue
             try:
                 self._physical(name, target[1], sample)
