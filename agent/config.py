@@ -347,16 +347,20 @@ def _read_gps(r: _Reader, raw: dict[str, Any]) -> GpsConfig | None:
     if not raw:
         return None
     where = "$.gps"
-    r.unknown_keys(raw, {"port", "baudrate", "replay_pace"}, where)
+    r.unknown_keys(raw, {"port", "baudrate", "replay_pace", "replay_speed"}, where)
     port = r.get(raw, "port", str, where) or ""
     # a plain relative file name (replay on a bench) is resolved like every other path
     if port and "://" not in port and not port.startswith("/"):
         port = str(r.base / port)
     pace = r.get(raw, "replay_pace", str, where) or "realtime"
+    speed = r.get(raw, "replay_speed", float, where)
+    if speed is not None and "replay_pace" in raw:
+        r.bad(f"{where}.replay_pace", "give replay_speed or replay_pace, not both")
     config = GpsConfig(
         port=port,
         baudrate=r.get(raw, "baudrate", int, where) or 9600,
         replay_pace=cast(ReplayPace, pace),
+        replay_speed=speed,
     )
     for problem in config.problems(where):
         r.bad(problem.path, problem.message)

@@ -11,6 +11,10 @@ Examples::
 In real time (the default) frames sent live carry the wall-clock send time, as a kernel would
 stamp them, while NMEA keeps the scenario's own date and time (GPS time). ``--fast`` sends
 everything at once with the scenario's timestamps (for logs and files).
+
+Without any output it exits 2 with its usage line. A scenario value outside the range the DBC
+declares for its signal is clipped into it, with a warning on stderr (once per name). Without
+``--dbc`` it says it drives the demo vehicle.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from types import FrameType
 from zoneinfo import ZoneInfo
 
 from agent.can.dbc import DEMO_DBC, DEMO_MAP
-from agent.errors import ConfigError, Problem
+from agent.errors import ConfigError, Problem, UsageError
 from agent.model import Frame
 from agent.simulate import (
     FrameBuilder,
@@ -121,6 +125,10 @@ def _scenario_simulation(args: argparse.Namespace) -> Simulation:
         scenario = replace(scenario, duration=args.duration)
     database = load_database(args.dbc or [DEMO_DBC])
     signal_map = args.map or (None if args.dbc else DEMO_MAP)
+    if not args.dbc:
+        mapped = f"signal map {signal_map}"
+        print(f"simulate: no --dbc: driving the demo vehicle (DBC {DEMO_DBC}, {mapped})",
+              file=sys.stderr)  # fmt: skip
     builder = FrameBuilder(database, load_signal_map(signal_map) if signal_map else None)
     return Simulation(scenario, builder, seed=args.seed)
 
@@ -176,6 +184,8 @@ def _drive(
     start = sim.scenario.start_epoch
     wall_epoch, wall = time.time(), time.monotonic()
     sent_frames = sent_lines = 0
+    clipped = sim.builder.clipped
+    warned = _warn_clipped(sim, 0)  # values clipped while the scenario was checked
     for t, item in sim.items():
         offset = (t - start) / (pace or 1.0)
         if pace is not None:
@@ -187,6 +197,8 @@ def _drive(
             for sink in frames:
                 sink.send(item if isinstance(sink, LogSink) else live)
             sent_frames += 1
+            if len(clipped) > warned:
+                warned = _warn_clipped(sim, warned)
         else:
             for line_sink in lines:
                 line_sink.send(item)
@@ -194,11 +206,28 @@ def _drive(
     return sent_frames, sent_lines, time.monotonic() - wall
 
 
+def _warn_clipped(sim: Simulation, already: int) -> int:
+    """Warn of the names clipped since ``already`` were warned of; the new count."""
+    names = list(sim.builder.clipped)
+    for name in names[already:]:
+        print(f"simulate: warning: {sim.builder.clip_warning(name)}", file=sys.stderr, flush=True)
+    return len(names)
+
+
+OUTPUTS = ("can_interface", "can_log", "can_socketcand", "nmea", "nmea_pty", "nmea_tcp")
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
 def execute(args: argparse.Namespace) -> int:
+    if not any(getattr(args, name) for name in OUTPUTS):
+        raise UsageError(
+            "no output: give at least one of --can-interface, --can-log, --can-socketcand, "
+            "--nmea, --nmea-pty, --nmea-tcp",
+            usage=True,
+        )
     sim = _scenario_simulation(args)
     signal.signal(signal.SIGTERM, _terminate)
     frames: list[FrameSink] = []
