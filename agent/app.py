@@ -37,6 +37,7 @@ from agent.config import AgentConfig, CanReplay
 from agent.errors import MonitorError, OutboxError, SourceError
 from agent.gps.clock import TrustedClock, system_clock_synced
 from agent.gps.source import FixSource, make_fix_source
+from agent.live import LIVE_PERIOD, live_path, snapshot, write_snapshot
 from agent.model import Event, Fix, Frame
 from agent.monitors.engine import Engine, FiredState
 from agent.monitors.loading import read_monitors_file
@@ -198,6 +199,8 @@ class Agent:
         replays = {r.bus: r for r in config.can_replay}
         self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
         self._quiet: dict[str, bool] = {}  # per bus, as last logged
+        self.live_path = live_path(config.state_dir)  # for `edgemon-agent status`
+        self.live_errors = 0
         self.gps = make_fix_source(config.gps, self._on_fix) if config.gps else None
         self._stopping = False
         self._reconcile_at = 0.0
@@ -251,11 +254,14 @@ class Agent:
         return 0
 
     def _loop(self) -> None:
-        next_status = next_housekeeping = next_watchdog = 0.0
+        next_status = next_housekeeping = next_watchdog = next_live = 0.0
         while not self._stopping:
-            wait = self._wait_time(next_status, next_housekeeping, next_watchdog)
+            wait = self._wait_time(next_status, next_housekeeping, next_watchdog, next_live)
             self._step(wait)
             mono = time.monotonic()
+            if mono >= next_live:
+                self._write_live()
+                next_live = mono + LIVE_PERIOD
             if mono >= next_watchdog and self.notifier.watchdog_interval:
                 self.notifier.watchdog()
                 next_watchdog = mono + self.notifier.watchdog_interval
@@ -437,6 +443,7 @@ class Agent:
         merged = {
             "events_committed": self.events_committed,
             "monitors.local_file_errors": self.local_file_errors,
+            "live.write_errors": self.live_errors,
             "outbox.commit_failures": self.commit_failures,
             "outbox.held": len(self._held),
             "outbox.held_dropped": self.held_dropped,
@@ -506,6 +513,27 @@ class Agent:
             f"{'connected' if self.link.connected else 'offline'}; "
             f"{len(self.sync.applied())} monitor(s); outbox {self.outbox.depth()}"
         )
+
+    def _write_live(self) -> None:
+        """The live view for ``edgemon-agent status`` (``agent.live``); a failure is logged
+        once and counted, never fatal."""
+        mqtt = self.config.mqtt
+        body = snapshot(
+            vin=self.config.vin,
+            engine=self.engine,
+            state=self.state,
+            now=self.now(),
+            outbox_depth=self.outbox.depth(),
+            broker=f"{mqtt.host}:{mqtt.port}",
+            connected=self.link.connected,
+            extra={"clock": self.clock.source, "buses": self.bus_activity()},
+        )
+        try:
+            write_snapshot(self.live_path, body)
+        except OSError as exc:
+            if not self.live_errors:
+                log.warning("live view %s not written: %s", self.live_path, exc)
+            self.live_errors += 1
 
     def _publish_retained(self, topic: str, payload: bytes) -> None:
         self.link.publish(topic, payload, qos=1, retain=True)
