@@ -10,9 +10,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-# How alike a name must be to be suggested (difflib ratio, 0..1): 0.6 is difflib's default and
-# keeps "speed" -> "vehicle.kinetic.speed" out (too far) while catching one or two typos.
-CUTOFF = 0.6
+# How alike a name must be to be suggested (difflib ratio, 0..1). Above difflib's 0.6: data
+# names share a long "vehicle." prefix, which alone made "vehicle.autonomy" look like
+# "vehicle.odometer" (0.69); one or two typos stay well above (greaterThen 0.91, oil.tmp 0.97).
+CUTOFF = 0.75
 NEAR_BEST = 0.1  # a second suggestion must be about as near as the first
 
 

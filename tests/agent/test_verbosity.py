@@ -23,6 +23,7 @@ REQUIRED = {
     "replay": ["--monitors", "m.json"],
     "check": [],
     "simulate": ["--scenario", "s.toml"],
+    "status": [],
 }
 
 
