@@ -33,6 +33,7 @@ WALLCLOCK_MODULES = frozenset(
         "tests/agent/daemon/test_daemon_hostile_monitors.py",
         "tests/agent/uplink/test_uplink_outbox.py",
         "tests/agent/daemon/test_daemon_process.py",
+        "tests/agent/daemon/test_daemon_live_status.py",
         "tests/agent/uplink/test_uplink_mqtt_tls.py",
         "tests/agent/gps/test_gps_source.py",
         "tests/agent/monitors/test_monitors_cli.py",

@@ -389,3 +389,15 @@ def test_versions_and_subcommand_help() -> None:
     assert helped.returncode == 0
     assert "--trace-format {text,json}" in helped.stdout and "--plot FILE.png" in helped.stdout
     assert "exit codes: 0 success; 1 problems found" in process("agent", "--help").stdout
+
+
+def test_gps_replay_speed_in_the_configuration(tmp_path: Path) -> None:
+    nmea = DRIVE / "drive.nmea"
+    config = tmp_path / "agent.toml"
+    base = 'vin = "VF3TEST0000000001"\n[[can]]\nchannel = "vcan0"\nreplay_speed = 5\n'
+    config.write_text(f'{base}[gps]\nport = "{nmea}"\nreplay_speed = 5\n')
+    loaded = load_config(config, env={})
+    assert loaded.gps is not None and loaded.gps.speed == 5.0
+    config.write_text(f'{base}[gps]\nport = "{nmea}"\nreplay_speed = 5\nreplay_pace = "fast"\n')
+    with pytest.raises(ConfigError, match="give replay_speed or replay_pace, not both"):
+        load_config(config, env={})
