@@ -94,7 +94,7 @@ def render(body: dict[str, Any], written_ago: float) -> list[str]:
     for name, bus in sorted((body.get("buses") or {}).items()):
         age = bus.get("lastFrameAgeS")
         state = "quiet" if bus.get("quiet") else "active"
-        lines.append(f"bus {name} {state}" + (f" (last frame {age:.1f} s ago)" if age else ""))
+        lines.append(f"bus {name} {state}" + (f" (last frame {age:.1f} s ago)" if age is not None else ""))
     signals = body.get("signals") or {}
     lines += ["", f"{'SIGNAL':<44} {'VALUE':>14} {'AGE':>9}"]
     for name, cell in sorted(signals.items()):
