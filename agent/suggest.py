@@ -15,10 +15,15 @@ from collections.abc import Iterable
 # "vehicle.odometer" (0.69); one or two typos stay well above (greaterThen 0.91, oil.tmp 0.97).
 CUTOFF = 0.75
 NEAR_BEST = 0.1  # a second suggestion must be about as near as the first
+# Longer words get no suggestion: no valid name is that long, and a hostile monitor's keys
+# (the backend reads them too) must not buy quadratic comparisons.
+MAX_WORD = 128
 
 
 def close_names(word: str, choices: Iterable[str], limit: int = 3) -> list[str]:
     """Up to ``limit`` valid names nearest ``word``, best first (case ignored in the ranking)."""
+    if len(word) > MAX_WORD:
+        return []
     by_lower: dict[str, str] = {}
     for choice in choices:
         by_lower.setdefault(choice.lower(), choice)

@@ -82,36 +82,48 @@ def _value(value: object) -> str:
 
 def render(body: dict[str, Any], written_ago: float) -> list[str]:
     """The view as lines (pure)."""
-    broker = body.get("broker") or {}
-    link = "connected" if broker.get("connected") else "NOT CONNECTED"
+    broker = body.get("broker")
+    link = "connected" if _field(broker, "connected") else "NOT CONNECTED"
     old = f"  (not rewritten for {written_ago:.0f} s: is the agent running?)"
     lines = [
         f"edgemon agent {body.get('vin', '?')}   at {body.get('at', '?')}"
         + (old if written_ago > OLD_AFTER else ""),
-        f"broker {broker.get('address', '?')} {link}   outbox {body.get('outboxDepth', '?')} "
+        f"broker {_field(broker, 'address') or '?'} {link}   outbox {body.get('outboxDepth', '?')} "
         f"event(s)   clock {body.get('clock', '?')}",
     ]
-    for name, bus in sorted((body.get("buses") or {}).items()):
-        age = bus.get("lastFrameAgeS")
-        state = "quiet" if bus.get("quiet") else "active"
-        lines.append(f"bus {name} {state}" + (f" (last frame {age:.1f} s ago)" if age is not None else ""))
-    signals = body.get("signals") or {}
+    buses = body.get("buses")
+    for name, bus in sorted(buses.items() if isinstance(buses, dict) else []):
+        state = "quiet" if _field(bus, "quiet") else "active"
+        age = _seconds(_field(bus, "lastFrameAgeS"))
+        lines.append(f"bus {name} {state}" + (f" (last frame {age} ago)" if age else ""))
+    signals = body.get("signals")
     lines += ["", f"{'SIGNAL':<44} {'VALUE':>14} {'AGE':>9}"]
-    for name, cell in sorted(signals.items()):
-        age = cell.get("ageSeconds")
-        age_text = f"{age:.1f} s" if isinstance(age, int | float) else "never"
-        stale = "  stale" if cell.get("stale") else ""
-        lines.append(f"{name:<44} {_value(cell.get('value')):>14} {age_text:>9}{stale}")
+    for name, cell in sorted(signals.items() if isinstance(signals, dict) else []):
+        age_text = _seconds(_field(cell, "ageSeconds")) or "never"
+        stale = "  stale" if _field(cell, "stale") else ""
+        lines.append(f"{name:<44} {_value(_field(cell, 'value')):>14} {age_text:>9}{stale}")
     lines += ["", f"{'MONITOR':<24} {'TRUTH':<8} TRIGGERS   (last event)"]
-    for ident, monitor in sorted((body.get("monitors") or {}).items()):
-        truth = "paused" if monitor.get("paused") else _truth(monitor.get("truth"))
-        triggers = " ".join(
-            f"{name}={_truth(value)}" for name, value in (monitor.get("triggers") or {}).items()
-        )
-        last = f"   ({monitor['lastEvent']})" if monitor.get("lastEvent") else ""
-        lines.append(f"{ident:<24} {truth:<8} {triggers}{last}")
-        lines.append(f"{'':<24} {'':<8} {monitor.get('boolExp', '')}")
+    monitors = body.get("monitors")
+    for ident, monitor in sorted(monitors.items() if isinstance(monitors, dict) else []):
+        truth = "paused" if _field(monitor, "paused") else _truth(_field(monitor, "truth"))
+        listed = _field(monitor, "triggers")
+        pairs = listed.items() if isinstance(listed, dict) else []
+        triggers = " ".join(f"{name}={_truth(value)}" for name, value in pairs)
+        last = _field(monitor, "lastEvent")
+        lines.append(f"{ident:<24} {truth:<8} {triggers}" + (f"   ({last})" if last else ""))
+        lines.append(f"{'':<24} {'':<8} {_field(monitor, 'boolExp') or ''}")
     return lines
+
+
+def _field(table: object, key: str) -> object:
+    """``table[key]`` when ``table`` is an object (a file read may hold anything), else None."""
+    return table.get(key) if isinstance(table, dict) else None
+
+
+def _seconds(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return f"{value:.1f} s"
 
 
 def _show(path: Path, *, clear: bool) -> None:

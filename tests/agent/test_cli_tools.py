@@ -312,6 +312,7 @@ def test_did_you_mean_in_configuration_and_scenario_errors(
 
 def test_suggestions_are_near_or_absent() -> None:
     assert did_you_mean("zzz", ["greaterThan"]) == ""
+    assert did_you_mean("greaterThan" * 100, ["greaterThan"]) == ""  # too long to be a typo
     assert close_names("LOWERTHAN", ["lowerThan", "lowerOrEqual"]) == ["lowerThan"]
     # a shared "vehicle." prefix alone is not a likeness
     assert close_names("vehicle.autonomy", ["vehicle.odometer"]) == []
@@ -401,3 +402,20 @@ def test_gps_replay_speed_in_the_configuration(tmp_path: Path) -> None:
     config.write_text(f'{base}[gps]\nport = "{nmea}"\nreplay_speed = 5\nreplay_pace = "fast"\n')
     with pytest.raises(ConfigError, match="give replay_speed or replay_pace, not both"):
         load_config(config, env={})
+
+
+def test_status_view_copes_with_an_odd_live_file() -> None:
+    from agent.commands.status import render
+
+    odd = {
+        "vin": "V",
+        "broker": "nope",
+        "buses": {"can0": 5},
+        "signals": {"a": "x", "b": {"value": 1.5, "ageSeconds": "old", "stale": True}},
+        "monitors": [1, 2],
+    }
+    lines = render(odd, written_ago=60.0)
+    assert "not rewritten for 60 s: is the agent running?" in lines[0]
+    assert lines[1].startswith("broker ? NOT CONNECTED")
+    assert "bus can0 active" in lines
+    assert any(line.split() == ["b", "1.5", "never", "stale"] for line in lines)
