@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from agent.__main__ import main
+from agent.can.dbc import DEMO_DBC, load_vehicle
 from agent.config import load_config
-from agent.errors import ConfigError
+from agent.errors import ConfigError, DbcError
+from agent.source_settings import BusSpec
 from agent.suggest import close_names, did_you_mean
 from tests.conftest import ROOT
 
@@ -299,6 +301,11 @@ def test_did_you_mean_in_configuration_and_scenario_errors(
     assert messages["$.can[0].replay_sped"] == "unknown setting (did you mean 'replay_speed'?)"
     assert messages["$.mqtt.hots"] == "unknown setting (did you mean 'host'?)"
     assert messages["$.gps.replay_sped"] == "unknown setting (did you mean 'replay_speed'?)"
+    signal_map = tmp_path / "map.toml"
+    text = (ROOT / "dbc" / "demo_vehicle.map.toml").read_text()
+    signal_map.write_text(text.replace('"EngineData.OilTemp"', '"EngineData.OilTmp"'))
+    with pytest.raises(DbcError, match=r"has no signal OilTmp .*\(did you mean 'OilTemp'\?\)"):
+        load_vehicle([BusSpec("can0", (DEMO_DBC,), signal_map)])
     scenario = tmp_path / "s.toml"
     scenario.write_text(
         'name = "s"\nstart = "2026-11-23T23:10:00"\ntimezone = "Europe/Paris"\nduration = 1\n'
