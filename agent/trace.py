@@ -84,9 +84,12 @@ Sink = Callable[[dict[str, object]], None]
 class Recorder:
     """Watches an engine and its vehicle state after each pipeline step."""
 
-    def __init__(self, engine: Engine, sink: Sink | None = None) -> None:
+    def __init__(self, engine: Engine, sink: Sink | None = None, *, keep: bool = True) -> None:
+        """``sink`` gets each record as it happens (``--trace``); ``keep`` holds them in
+        ``recording`` for a plot (a trace alone keeps nothing: a long drive streams)."""
         self.engine = engine
         self.sink = sink
+        self.keep = keep
         monitors = sorted(engine.monitors(), key=lambda m: m.id)
         catalog = engine.catalog
         names: set[str] = set()
@@ -107,6 +110,7 @@ class Recorder:
         self._last_values: dict[str, object] = {}
         self._last_truths: dict[tuple[str, str | None], Truth] = {}
         self._points = 0
+        self._last_fix: FixPoint | None = None
 
     def observe(
         self, item: Frame | Fix | None, state: VehicleState, now: float, events: list[Event]
@@ -140,11 +144,12 @@ class Recorder:
     def _observe_fix(self, fix: Fix, now: float) -> None:
         """A fix whose position or HDOP differs from the last one (a parked car is one line)."""
         point = FixPoint(now, fix.latitude, fix.longitude, fix.hdop)
-        last = self.recording.fixes[-1] if self.recording.fixes else None
+        last = self._last_fix
         if last is not None and (last.latitude, last.longitude, last.hdop) == (
             point.latitude, point.longitude, point.hdop,
         ):  # fmt: skip
             return
+        self._last_fix = point
         self._keep(self.recording.fixes, point)
         self._emit({"kind": "fix", "t": now, "latitude": fix.latitude,
                     "longitude": fix.longitude, "hdop": fix.hdop})  # fmt: skip
@@ -166,6 +171,8 @@ class Recorder:
                             "monitor": monitor.id, "trigger": trigger, "truth": truth})  # fmt: skip
 
     def _keep(self, into: list[P], point: P) -> None:
+        if not self.keep:
+            return
         if self._points >= MAX_POINTS:
             self.recording.dropped += 1
             return

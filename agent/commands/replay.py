@@ -219,7 +219,7 @@ def _recorder(args: argparse.Namespace, engine: Engine) -> Recorder | None:
             start.append(float(record["t"]))  # type: ignore[arg-type]
         sys.stdout.write(text_line(record, start[0]) + "\n")
 
-    return Recorder(engine, sink)
+    return Recorder(engine, sink, keep=args.plot is not None)
 
 
 def _by_id(monitor: Monitor) -> str:

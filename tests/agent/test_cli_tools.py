@@ -426,3 +426,22 @@ def test_status_view_copes_with_an_odd_live_file() -> None:
     assert lines[1].startswith("broker ? NOT CONNECTED")
     assert "bus can0 active" in lines
     assert any(line.split() == ["b", "1.5", "never", "stale"] for line in lines)
+
+
+def test_the_recording_for_a_plot_is_bounded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.plot
+    import agent.trace
+
+    recordings = []
+    monkeypatch.setattr(agent.trace, "MAX_POINTS", 50)
+    monkeypatch.setattr(agent.plot, "write_png", lambda rec, _path: recordings.append(rec))
+    code, _, _ = run(
+        capsys, "replay", "--can", DRIVE / "drive.log", "--nmea", DRIVE / "drive.nmea",
+        "--monitors", DRIVE / "monitors.json", "--plot", tmp_path / "x.png",
+    )  # fmt: skip
+    assert code == 0
+    (recording,) = recordings
+    kept = len(recording.values) + len(recording.fixes) + len(recording.truths)
+    assert kept + len(recording.events) == 50 and recording.dropped > 0
