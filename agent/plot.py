@@ -85,7 +85,11 @@ def build_figure(recording: Recording) -> Figure:
     column[-1].set_xlabel("seconds since the recording's start")
     hidden = len(recording.signals) - len(signals)
     note = f" ({hidden} more signal(s) not drawn)" if hidden > 0 else ""
-    figure.suptitle(f"replay: {len(recording.events)} event(s){note}", fontsize=10)
+    figure.suptitle(
+        f"replay: {len(recording.events)} event(s){note}   bands: green true, red false, "
+        "grey unknown; blue lines: events (dashed: reminders)",
+        fontsize=10,
+    )
     return figure
 
 
