@@ -72,10 +72,23 @@ def run_recording(
 ) -> Iterator[Event]:
     """Replay recorded inputs (ordered by time) on their own clock: each input at its
     timestamp, never going back in time; the deadlines due at the last input's time at the end.
-    ``observe`` (``replay --trace``/``--plot``) sees the state after every step."""
+    ``observe`` (``replay --trace``/``--plot``) sees the state after every step, and after
+    the deadlines due before an input, at their own time (the same deadlines, in the same
+    order, as ``step`` runs them)."""
     clock: float | None = None
     for item in items:
-        clock = item.timestamp if clock is None else max(clock, item.timestamp)
+        # each deadline seen at its own time, before the input (never before the previous
+        # input: the first one's are all due at its time, as in ``step``)
+        previous, clock = clock, item.timestamp if clock is None else max(clock, item.timestamp)
+        while (
+            observe is not None
+            and (deadline := pipeline.next_deadline()) is not None
+            and deadline <= clock
+        ):
+            at = clock if previous is None else max(deadline, previous)
+            events = pipeline.due(at)
+            observe(None, pipeline.state, at, events)
+            yield from events
         events = pipeline.step(item, clock)
         if observe is not None:
             observe(item, pipeline.state, clock, events)
