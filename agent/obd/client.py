@@ -56,12 +56,18 @@ class Scan:
     problems: tuple[str, ...] = ()
 
 
+class Asleep(ObdError):
+    """The car stopped its own traffic: nothing more is sent to it now."""
+
+
 @dataclass
 class ObdClient:
     link: Link
     timeout: float = 0.2
     pending_timeout: float = 5.0
     clock: Callable[[], float] = time.monotonic
+    # Called before every request (the poller's budget and awake check; may raise Asleep).
+    before_send: Callable[[], None] | None = None
     counters: dict[str, int] = field(
         default_factory=lambda: {"requests": 0, "answers": 0, "negative": 0, "bad_answers": 0}
     )
@@ -69,6 +75,8 @@ class ObdClient:
     def ask(self, request: bytes, ecu: Ecu | None = None) -> dict[Ecu, bytes]:
         """Send ``request`` (functionally when ``ecu`` is None) and collect the answers, one per
         ECU; a 0x78 "pending" answer extends the wait and is not returned."""
+        if self.before_send is not None:
+            self.before_send()
         self.counters["requests"] += 1
         self.link.send(request, ecu)
         deadline = self.clock() + self.timeout
@@ -104,7 +112,9 @@ class ObdClient:
         for base in BITMAP_PIDS:
             request = m.current_data([base])
             answer = self.ask(request, ecu).get(ecu)
-            parts = self._parsed(m.split_current_data, request, answer or b"")
+            if answer is None:
+                break
+            parts = self._parsed(m.split_current_data, request, answer)
             if not parts or base not in parts:
                 break
             marked = self._parsed(m.bitmap_pids, base, parts[base])
