@@ -37,9 +37,12 @@ from agent.config import AgentConfig, CanReplay
 from agent.errors import MonitorError, OutboxError, SourceError
 from agent.gps.clock import TrustedClock, system_clock_synced
 from agent.gps.source import FixSource, make_fix_source
-from agent.model import Event, Fix, Frame
+from agent.model import Event, Fix, Frame, Sample
 from agent.monitors.engine import Engine, FiredState
 from agent.monitors.loading import read_monitors_file
+from agent.monitors.model import Catalog
+from agent.obd.names import ObdCatalog
+from agent.obd.service import ObdService
 from agent.pipeline import Pipeline
 from agent.sdnotify import Notifier
 from agent.source_settings import BusConfig
@@ -75,7 +78,7 @@ class Control:
     action: str  # "stop" | "reload"
 
 
-Item = Frame | Fix | LinkEvent | Control
+Item = Frame | Fix | Sample | LinkEvent | Control
 
 
 class CanReader:
@@ -166,16 +169,17 @@ class Agent:
         self.decoder = Decoder(self.vehicle)
         self.clock = TrustedClock(config.clock)
         self.outbox = self._open_outbox()
-        self.engine = Engine(
-            config.vin, config.fleet_id, self.vehicle.catalog, self.outbox, self.outbox
-        )
+        # with [[obd]], the OBD-II names join the CAN catalog (the CAN bus wins on a shared name)
+        catalog: Catalog = ObdCatalog(self.vehicle.catalog) if config.obd else self.vehicle.catalog
+        self.catalog = catalog
+        self.engine = Engine(config.vin, config.fleet_id, catalog, self.outbox, self.outbox)
         self.pipeline = Pipeline(self.decoder, self.engine)
         self.state = self.pipeline.state
         self.sync = MonitorSync(
             config.vin,
             config.fleet_id,
             self.topics,
-            catalog=self.vehicle.catalog,
+            catalog=catalog,
             engine=self.engine,
             publish=self._publish_retained,
             clock=self.now,
@@ -198,6 +202,7 @@ class Agent:
         replays = {r.bus: r for r in config.can_replay}
         self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
         self._quiet: dict[str, bool] = {}  # per bus, as last logged
+        self.obd = [ObdService(c, self.inbox.put) for c in config.obd]
         self.gps = make_fix_source(config.gps, self._on_fix) if config.gps else None
         self._stopping = False
         self._reconcile_at = 0.0
@@ -276,6 +281,8 @@ class Agent:
         self._apply_wanted_names()
         for reader in self.readers:
             reader.start()
+        for service in self.obd:
+            service.start()
         if self.gps is not None:
             self.gps.start()
         self.link.start()
@@ -301,6 +308,8 @@ class Agent:
         self.notifier.stopping("flushing the outbox")
         for reader in self.readers:
             reader.stop()
+        for service in self.obd:
+            service.stop()
         if self.gps is not None:
             self.gps.stop(2.0)
         for _ in range(1000):  # what the readers queued before they stopped, in batches
@@ -352,6 +361,9 @@ class Agent:
         if isinstance(item, Frame):
             frame = replace(item, timestamp=item.timestamp + offset) if offset else item
             return self.pipeline.step(frame, frame.timestamp)
+        if isinstance(item, Sample):
+            sample = replace(item, timestamp=item.timestamp + offset) if offset else item
+            return self.pipeline.step(sample, sample.timestamp)
         if isinstance(item, Fix):
             self.clock.observe_fix(item, item.timestamp)  # receive time on the system clock
             fix = replace(item, timestamp=item.timestamp + offset) if offset else item
@@ -426,9 +438,12 @@ class Agent:
         log.error("local monitors not (re)loaded, the previous ones keep running: %s", reason)
 
     def _apply_wanted_names(self) -> None:
+        """CAN first: OBD-II is asked only for the names no CAN bus decodes."""
         self.decoder.use(self.engine.wanted_names())
         for reader in self.readers:
             reader.set_filters(self.decoder.can_filters(reader.bus.name))
+        for service in self.obd:
+            service.want(self.decoder.unresolved)
 
     # -- status ----------------------------------------------------------------------------------
 
@@ -452,6 +467,8 @@ class Agent:
         for reader in self.readers:
             if reader.source is not None:
                 parts.append((f"bus.{reader.bus.name}", _snapshot(reader.source)))
+        for service in self.obd:
+            parts.append((f"obd.{service.config.name}", service.snapshot()))
         for prefix, counters in parts:
             merged.update({f"{prefix}.{k}": int(v) for k, v in counters.items()})
         merged["outbox.dropped_total"] = self.outbox.dropped
