@@ -101,6 +101,8 @@ def split_current_data(request: bytes, answer: bytes) -> dict[int, bytes]:
             break
         found[pid] = body[at + 1 : at + 1 + size]
         at += 1 + size
+    if not found:
+        raise ObdError("service 01 answer without any PID")
     return found
 
 

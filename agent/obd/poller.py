@@ -164,7 +164,6 @@ class PollPlan:
             return
         self.counters["busy"] += 1
         self._hold(job.ecu, now)
-        self.done(job, now)
 
     def silent(self, job: Job, now: float) -> None:
         """No answer: the ECU is held, longer each time (the car may be going to sleep)."""

@@ -1,0 +1,88 @@
+"""OBD-II through can-isotp's pure-Python stack on a python-can virtual bus, against the twin:
+discovery, 11- and 29-bit, multi-frame VIN, the CLI scan, a silent car left alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent.__main__ import main
+from agent.obd.client import ObdClient
+from tests.agent.obd.twin_car import VIN, bench
+
+
+@pytest.mark.parametrize("extended", [False, True], ids=["11-bit", "29-bit"])
+def test_scan_finds_ecus_vin_pids_and_codes(extended: bool) -> None:
+    with bench(extended) as b:
+        link = b.link()
+        try:
+            link.listen(0.3)
+            assert link.last_organic is not None  # the car's own traffic was heard
+            scan = ObdClient(link).scan()
+        finally:
+            link.close()
+        assert scan.vin == VIN
+        ecm, tcm = scan.ecus
+        assert ecm.ecu.name == ("18DAF110" if extended else "7E8")
+        assert ecm.ecu.request_id == (0x18DA10F1 if extended else 0x7E0)
+        assert tcm.ecu.name == ("18DAF118" if extended else "7E9")
+        assert (ecm.name, tcm.name) == ("ECM-EngineControl", "TCM-Transmission")
+        assert ecm.pids == {0x0C, 0x0D, 0x2F, 0x42, 0xA6}  # across the 00/20/40/.../A0 bitmaps
+        assert tcm.pids == {0x05, 0x2F}
+        assert (ecm.confirmed, ecm.pending, tcm.confirmed) == (("P0301",), ("P0420",), ())
+        # VIN and names (20+ bytes) came in several frames: flow control went to each ECU's
+        # physical request id, never to the functional one
+        flow_controls = {f.arbitration_id for f in link.sent if f.data[0] >> 4 == 3}
+        ids = {0x18DA10F1, 0x18DA18F1} if extended else {0x7E0, 0x7E1}
+        assert flow_controls == ids
+        functional = 0x18DB33F1 if extended else 0x7DF
+        assert {f.arbitration_id for f in link.sent if f.data[0] >> 4 == 0} <= {
+            functional,
+            0x18DA10F1,
+            0x18DA18F1,
+            0x7E0,
+            0x7E1,
+        }
+
+
+def test_cli_scan_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    with bench() as b:
+        args = ["obd", "scan", "--interface", "virtual", "--channel", b.channel, "--listen", "0.3"]
+        assert main(args) == 0
+        text = capsys.readouterr().out
+        assert f"VIN {VIN}; 2 ECU(s)" in text
+        assert "ECU 7E8 (asked at 7E0) ECM-EngineControl" in text
+        assert "0D speed" in text and "confirmed codes: P0301" in text
+        assert main([*args, "--json"]) == 0
+        found = json.loads(capsys.readouterr().out)
+        assert found["vin"] == VIN
+        assert [e["id"] for e in found["ecus"]] == ["7E8", "7E9"]
+        assert "vehicle.odometer" in found["ecus"][0]["dataNames"]
+        assert found["ecus"][0]["pending"] == ["P0420"]
+
+
+def test_cli_scan_sends_nothing_to_a_silent_car(capsys: pytest.CaptureFixture[str]) -> None:
+    with bench() as b:
+        b.runner.organic = False
+        b.car.asleep = True
+        args = ["obd", "scan", "--interface", "virtual", "--channel", b.channel, "--listen", "0.3"]
+        assert main(args) == 1
+        assert "looks asleep, nothing sent" in capsys.readouterr().err
+        assert b.runner.woken_by == 0 and b.car.requests == []
+
+
+def test_malformed_answers_are_counted_not_raised() -> None:
+    with bench() as b:
+        b.car.ecus[0].vin = "SHORT"  # 09 02 answers with a VIN of 5 letters
+        b.car.ecus[1].refused[0x00] = 0x22  # the TCM refuses even 01 00 when asked alone
+        link = b.link()
+        try:
+            link.listen(0.2)
+            client = ObdClient(link)
+            scan = client.scan()
+        finally:
+            link.close()
+        assert scan.vin is None
+        assert client.counters["bad_answers"] >= 1
+        assert [e.ecu.name for e in scan.ecus] == ["7E8"]  # a silent TCM on functional 01 00
