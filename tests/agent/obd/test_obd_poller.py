@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from agent.obd.addressing import Addressing, Ecu
 from agent.obd.poller import Budget, Job, PollPlan
 from agent.obd.settings import ObdConfig
@@ -21,7 +23,7 @@ def test_budget_never_allows_a_burst() -> None:
     budget = Budget(rate=1.0)
     taken = [t / 10 for t in range(0, 100) if budget.take(t / 10)]
     assert len(taken) == 10
-    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(taken, taken[1:], strict=False))
+    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(taken))
     assert Budget(rate=2.0, tokens=0.0, _at=0.0).wait(0.25) == 0.25
 
 
