@@ -88,6 +88,7 @@ class ObdService:
         self.plan = PollPlan(config)
         self.budget = Budget(config.requests_per_second)
         self.differ = FaultDiffer()
+        self._faults_read = False
         self.capabilities: Capabilities | None = None
         self.link: Link | None = None
         self.client: ObdClient | None = None
@@ -235,17 +236,20 @@ class ObdService:
         self._emit_faults(changes, had)
 
     def _emit_faults(self, changes: list[FaultChange], had: bool) -> None:
+        """Counts every read; ``obd.dtc.new`` at the first read (the newest code present, or
+        ``none``), at each newly confirmed code, and back to ``none`` once all are cleared."""
         at = self.wall()
         for change in changes:
             log.info("OBD fault code %s on %s: %s", change.code, change.ecu, change.change)
         confirmed = self.differ.confirmed()
-        baseline = [c.code for c in changes if c.change == "present"]
-        if baseline:
-            self._emit(Sample(DTC_NEW, baseline[-1], at))
+        if not self._faults_read:
+            self._faults_read = True
+            present = [c.code for c in changes if c.change == "present"]
+            self._emit(Sample(DTC_NEW, present[-1] if present else NO_CODE, at))
         for change in changes:
             if change.change == "confirmed":
                 self._emit(Sample(DTC_NEW, change.code, at))
-        if (had or not baseline) and not confirmed:
+        if had and not confirmed:
             self._emit(Sample(DTC_NEW, NO_CODE, at))
         self._emit(Sample(DTC_CONFIRMED_COUNT, len(confirmed), at))
         self._emit(Sample(DTC_PENDING_COUNT, len(self.differ.pending()), at))
