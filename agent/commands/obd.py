@@ -3,6 +3,10 @@
     edgemon-agent obd scan --channel can0 [--interface socketcan] [--addressing 11|29]
                            [--transport python|kernel] [--json]
     edgemon-agent obd scan --config agent.toml [--bus NAME]
+    edgemon-agent obd twin --channel vcan0 [--interface socketcan] [--addressing 11|29]
+
+``twin`` answers as the demo car would (``agent.obd.twin.demo_car``) until interrupted: a
+bench without a car, for ``scan`` and the agent's ``[[obd]]``.
 
 Safe for a parked car: it first listens (``--listen``, 1 s) and sends nothing when the bus is
 silent (the car asleep), unless ``--force`` says the car is known to be awake (a gateway that
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scan.add_argument("--listen", type=float, default=1.0, help="seconds to listen first")
     scan.add_argument("--force", action="store_true", help="send even on a silent bus")
     scan.add_argument("--json", action="store_true", help="JSON on stdout")
+    twin = sub.add_parser("twin", help="answer OBD-II requests as the demo car (a bench)")
+    twin.add_argument("--channel", required=True, help="CAN channel (vcan0...)")
+    twin.add_argument("--interface", default="socketcan", help="python-can interface")
+    twin.add_argument("--addressing", choices=("11", "29"), default="11")
+    twin.add_argument("--seconds", type=float, default=0.0, help="stop after this (0: never)")
 
 
 def _settings(args: argparse.Namespace) -> ObdConfig:
@@ -63,6 +73,8 @@ def _settings(args: argparse.Namespace) -> ObdConfig:
 
 
 def execute(args: argparse.Namespace) -> int:
+    if args.obd_command == "twin":
+        return _twin(args)
     from agent.obd.service import open_link  # noqa: PLC0415
 
     settings = _settings(args)
@@ -118,3 +130,28 @@ def scan_text(scan: Scan) -> str:
             lines.append(f"  {label} codes: {', '.join(codes) or 'none'}")
     lines += [f"problem: {p}" for p in scan.problems]
     return "\n".join(lines)
+
+
+def _twin(args: argparse.Namespace) -> int:
+    import can  # noqa: PLC0415
+
+    from agent.obd.addressing import Addressing  # noqa: PLC0415
+    from agent.obd.twin import TwinRunner, demo_car  # noqa: PLC0415
+
+    try:
+        bus = can.Bus(interface=args.interface, channel=args.channel)
+    except (can.CanError, OSError, ValueError) as exc:
+        raise ConfigError([Problem("--channel", f"cannot open {args.channel}: {exc}")]) from exc
+    runner = TwinRunner(bus, demo_car(Addressing(args.addressing == "29"))).start()
+    print(f"obd twin: answering on {args.channel}", file=sys.stderr, flush=True)
+    try:
+        end = time.monotonic() + args.seconds if args.seconds > 0 else None
+        pause = threading.Event()
+        while end is None or time.monotonic() < end:
+            pause.wait(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.stop()
+        bus.shutdown()
+    return 0

@@ -14,6 +14,7 @@ the car is awake (``last_organic``). Library types stop here: callers get ``Answ
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,7 +29,15 @@ from agent.obd.addressing import Addressing, Ecu
 
 log = logging.getLogger(__name__)
 
+
+def _pause(seconds: float) -> None:
+    """can-isotp's ``wait_func``: a timed wait on an event, not ``time.sleep``, whose absolute
+    ``clock_nanosleep`` libfaketime turns into EINVAL (the clock-ahead test runs)."""
+    threading.Event().wait(seconds)
+
+
 ISOTP_PARAMS: dict[str, Any] = {
+    "wait_func": _pause,
     "stmin": 0,
     "blocksize": 0,
     "tx_padding": 0x00,  # ISO 15765-4: frames of 8 bytes

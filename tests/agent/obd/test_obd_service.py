@@ -117,7 +117,9 @@ def test_negative_answers_drop_hold_and_wait() -> None:
             voltage = [r for _, r in b.car.requests if r[:1] == b"\x01" and 0x42 in r[1:]]
             count = len(voltage)
             time.sleep(5 * FAST.pid_period)
-            assert len([r for _, r in b.car.requests if r[:1] == b"\x01" and 0x42 in r[1:]]) == count
+            assert (
+                len([r for _, r in b.car.requests if r[:1] == b"\x01" and 0x42 in r[1:]]) == count
+            )
             assert count <= 4  # asked while busy (2), the batch refused, then alone: dropped
             assert service.client is not None and service.client.counters["bad_answers"] == 0
 
