@@ -69,7 +69,13 @@ class ObdClient:
     # Called before every request (the poller's budget and awake check; may raise Asleep).
     before_send: Callable[[], None] | None = None
     counters: dict[str, int] = field(
-        default_factory=lambda: {"requests": 0, "answers": 0, "negative": 0, "bad_answers": 0}
+        default_factory=lambda: {
+            "requests": 0,
+            "answers": 0,
+            "negative": 0,
+            "bad_answers": 0,
+            "stale_answers": 0,
+        }
     )
 
     def ask(self, request: bytes, ecu: Ecu | None = None) -> dict[Ecu, bytes]:
@@ -86,6 +92,9 @@ class ObdClient:
                 if ecu is not None and answer.ecu != ecu:
                     continue
                 payload = answer.payload
+                if not m.answers_request(request, payload):
+                    self.counters["stale_answers"] += 1  # late, to an earlier request
+                    continue
                 if payload[:1] == bytes([m.NEGATIVE]) and payload[2:3] == bytes(
                     [m.RESPONSE_PENDING]
                 ):

@@ -98,29 +98,32 @@ class KernelLink:
 
     def _drain_raw(self, found: list[Answer]) -> None:
         while (message := self.raw.recv(0.0)) is not None:
-            ident, extended = message.arbitration_id, message.is_extended_id
-            ecu = (
-                self.addressing.ecu_for_answer(ident)
-                if extended == self.addressing.extended
-                else None
-            )
-            if ecu is None:
-                if not self.addressing.is_diagnostic(ident, extended):
-                    self.last_organic = self.clock()
-                continue
-            if ecu.answer_id in self._sockets:
-                continue  # its socket has it
-            data = bytes(message.data)
-            if data and data[0] >> 4 == 0 and 1 <= data[0] <= 7 and len(data) > data[0]:
-                found.append(Answer(ecu, data[1 : 1 + data[0]]))
-            self._bind(ecu)
+            self._classify(message, found)
+
+    def _classify(self, message: can.Message, found: list[Answer]) -> None:
+        """The car's own frame (awake), or the single-frame answer of an ECU without a socket
+        yet (29-bit: its address is learnt here and a socket bound for it)."""
+        ident, extended = message.arbitration_id, message.is_extended_id
+        ecu = (
+            self.addressing.ecu_for_answer(ident) if extended == self.addressing.extended else None
+        )
+        if ecu is None:
+            if not self.addressing.is_diagnostic(ident, extended):
+                self.last_organic = self.clock()
+            return
+        if ecu.answer_id in self._sockets:
+            return  # its socket has it
+        data = bytes(message.data)
+        if data and data[0] >> 4 == 0 and 1 <= data[0] <= 7 and len(data) > data[0]:
+            found.append(Answer(ecu, data[1 : 1 + data[0]]))
+        self._bind(ecu)
 
     def listen(self, timeout: float) -> None:
         deadline = self.clock() + timeout
         while (left := deadline - self.clock()) > 0:
-            if self.raw.recv(min(left, 0.05)) is None:
-                continue
-            self._drain_raw([])
+            message = self.raw.recv(min(left, 0.05))
+            if message is not None:
+                self._classify(message, [])
 
     def close(self) -> None:
         for _, sock in self._sockets.values():

@@ -85,6 +85,18 @@ def check_answer(request: bytes, answer: bytes) -> bytes:
     return answer[1:]
 
 
+def answers_request(request: bytes, answer: bytes) -> bool:
+    """Whether ``answer`` can be the answer to ``request`` (its service, and for 01/02/09 its
+    first PID or infotype): an answer to an earlier request that came late is not."""
+    if len(answer) >= 2 and answer[0] == NEGATIVE:
+        return answer[1] == request[0]
+    if not answer or answer[0] != request[0] + 0x40:
+        return False
+    if request[0] in (CURRENT_DATA, FREEZE_FRAME, VEHICLE_INFO) and len(request) > 1:
+        return len(answer) > 1 and answer[1] == request[1]
+    return True
+
+
 def split_current_data(request: bytes, answer: bytes) -> dict[int, bytes]:
     """A service 01 answer as ``{pid: data bytes}``; only PIDs asked; an unknown size or a
     truncated PID ends the reading (what came before it is kept)."""

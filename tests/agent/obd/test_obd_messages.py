@@ -196,3 +196,14 @@ def test_addressing_11_and_29_bit() -> None:
     assert wide.is_diagnostic(0x18DB33F1, True) and not wide.is_diagnostic(0x0CF00400, True)
     with pytest.raises(ValueError):
         parse_addressing("16")
+
+
+def test_a_late_answer_to_an_earlier_request_is_recognised() -> None:
+    assert m.answers_request(b"\x01\x40", b"\x41\x40\x00\x00\x00\x01")
+    assert not m.answers_request(b"\x01\x40", b"\x41\x20\x00\x00\x00\x01")
+    assert not m.answers_request(b"\x09\x02", b"\x49\x0a\x01ECM")
+    assert m.answers_request(b"\x03", b"\x43\x00") and not m.answers_request(b"\x03", b"\x47\x00")
+    assert m.answers_request(b"\x01\x0d", b"\x7f\x01\x21")
+    assert not m.answers_request(b"\x01\x0d", b"\x7f\x09\x21") and not m.answers_request(
+        b"\x01", b""
+    )
