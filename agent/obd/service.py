@@ -112,7 +112,10 @@ class ObdService:
             self._thread.join(5.0)
 
     def snapshot(self) -> dict[str, int]:
+        pids, codes = self._wanted
+        ecus = max(1, len(self.plan.ecus))
         merged = dict(self.counters)
+        merged["requests_per_minute"] = round(self.config.cost_per_minute(len(pids), codes, ecus))
         merged.update({f"plan.{k}": v for k, v in self.plan.counters.items()})
         if self.client is not None:
             merged.update({f"client.{k}": v for k, v in self.client.counters.items()})
