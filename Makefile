@@ -39,14 +39,24 @@ test: system-packages $(STAMP) lint typecheck
 # ahead (libfaketime; monotonic clocks stay real so timeouts keep their meaning; the
 # sitecustomize in tests/support/clock_ahead works around libfaketime's sleep): a test that
 # depends on today's date fails now, not on the day it becomes wrong. The fault-injection chain
-# and schemathesis runs add minutes and no date path the others do not take.
+# and schemathesis runs add minutes and no date path the others do not take. Both shifts run at
+# once (the tests mostly wait on real processes; free ports and temporary directories keep them
+# apart), each into its own log, printed when both are done.
+CLOCK_SHIFTS := +30d +365d
 test-clock-ahead: system-packages $(STAMP)
-	@for shift in +30d +365d; do \
-		echo "== wall-clock tests with the clock $$shift ahead"; \
+	@logs=$$(mktemp -d); pids=(); \
+	for shift in $(CLOCK_SHIFTS); do \
 		PYTHONPATH=tests/support/clock_ahead FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f "$$shift" \
 			$(BIN)/pytest -q -m wallclock -p no:cacheprovider \
-			-k "not faults_broker_restart and not schemathesis" || exit 1; \
-	done
+			-k "not faults_broker_restart and not schemathesis" >"$$logs/$$shift.log" 2>&1 & \
+		pids+=($$!); \
+	done; \
+	status=0; i=0; \
+	for shift in $(CLOCK_SHIFTS); do \
+		wait "$${pids[$$i]}" || status=1; i=$$((i + 1)); \
+		echo "== wall-clock tests with the clock $$shift ahead"; cat "$$logs/$$shift.log"; \
+	done; \
+	rm -rf "$$logs"; exit $$status
 
 # Every benchmark under a deadline (bench/run.py), figures merged into bench/results.json.
 # `exec`: make's SIGTERM reaches the runner itself, which stops every process it started.

@@ -21,6 +21,7 @@ from agent.wire import Topics
 from backend.api.routes import ApiContext, build_api
 from backend.config import BackendConfig
 from backend.delivery.dispatcher import Dispatcher
+from backend.delivery.retention import purge_loop
 from backend.delivery.signing import secret_key
 from backend.delivery.webhooks import AiohttpSender, WebhookSender, tls_context
 from backend.ingest.intake import EventIntake, MqttIngest
@@ -120,6 +121,10 @@ class Backend:
             none_delay=d.none_retry_delay,
             clock=self.clock,
             metrics=self.metrics,
+            rate=hooks.per_endpoint_rate,
+            burst=hooks.per_endpoint_burst or hooks.per_endpoint_concurrency,
+            breaker=hooks.breaker,
+            overrides=hooks.endpoints,
         )
 
     def _build_ingest(self, topics: Topics) -> MqttIngest:
@@ -186,6 +191,9 @@ class Backend:
         if "dispatcher" in self.roles:
             self.dispatcher = self._build_dispatcher()
             tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
+            retention = SqliteStore(self.config.store_path)
+            purging = purge_loop(retention, self.config.retention, stop, self.clock, self.metrics)
+            tasks.append(asyncio.create_task(purging))
         if "ingest" in self.roles:
             self.ingest = self._build_ingest(topics)
             self.ingest.start()

@@ -11,11 +11,15 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.errors import Problem
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
 from backend.delivery.egress import IpNetwork, NetworkPolicy, parse_networks
+from backend.delivery.endpoints import BreakerPolicy, EndpointLimit
+from backend.delivery.retention import RetentionConfig
 from backend.delivery.retry import MAX_AGE, NONE_RETRY_DELAY
+from backend.delivery.routing import endpoint_of
 from backend.delivery.signing import SecretError, secret_key
 from backend.errors import ConfigError
 
@@ -73,6 +77,12 @@ class WebhookConfig:
     connect_timeout: float = 5.0
     timeout: float = 10.0
     per_endpoint_concurrency: int = 8
+    # -- delivery at scale (issue 15): per endpoint, a rate (0 = none) and a circuit breaker
+    per_endpoint_rate: float = 0.0  # requests per second, sustained
+    per_endpoint_burst: int = 0  # requests at once; 0 = per_endpoint_concurrency
+    breaker: BreakerPolicy | None = field(default_factory=BreakerPolicy)  # None: no breaker
+    # [webhooks.endpoints."https://host:port"]: limits of one endpoint, the others' by default
+    endpoints: dict[str, EndpointLimit] = field(default_factory=dict)
     client: str = "aiohttp"  # the only sender; "httpx" and "builtin" are read as "aiohttp"
     # -- hostile endpoints (issue 12): SSRF allowlist and the answer cap; ``timeout`` above is
     # the deadline of a whole attempt (connect, TLS, request and answer)
@@ -129,6 +139,7 @@ class BackendConfig:
     dispatcher: DispatcherConfig = DispatcherConfig()
     vehicles: dict[str, str] = field(default_factory=dict)  # VIN -> fleet id, from [fleets.*]
     limits: LimitsConfig = LimitsConfig()
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
 class _Reader:
@@ -232,7 +243,7 @@ def _webhooks(r: _Reader, base: Path) -> WebhookConfig:
         allow_insecure_http=r.get("allow_insecure_http", bool, False),
         connect_timeout=r.positive("connect_timeout", float, 5.0),
         timeout=r.positive("timeout", float, 10.0),
-        per_endpoint_concurrency=r.positive("per_endpoint_concurrency", int, 8),
+        **_endpoint_limits(r),
         client=_client(r),
         **_endpoint_guard(r),
     )
@@ -248,6 +259,68 @@ def _endpoint_guard(r: _Reader) -> dict[str, Any]:
         "allow_networks": networks,
         "max_answer_bytes": r.positive("max_answer_bytes", int, 64 * 1024),
     }
+
+
+def _endpoint_limits(r: _Reader) -> dict[str, Any]:
+    """The ``[webhooks]`` keys of delivery at scale: the limits of every endpoint (and of some
+    by name), the circuit breaker."""
+    d = BreakerPolicy()
+    failures = r.get("breaker_failures", int, d.failures)
+    if failures < 0:
+        r.problems.append(Problem(f"{r.path}.breaker_failures", "must be >= 0 (0: no breaker)"))
+    cooldown = r.positive("breaker_cooldown", float, d.cooldown)
+    longest = r.positive("breaker_max_cooldown", float, d.max_cooldown)
+    if longest < cooldown:
+        r.problems.append(Problem(f"{r.path}.breaker_max_cooldown", "must be >= breaker_cooldown"))
+    rate = r.get("per_endpoint_rate", float, 0.0)
+    burst = r.get("per_endpoint_burst", int, 0)
+    if rate < 0 or burst < 0:
+        r.problems.append(Problem(f"{r.path}.per_endpoint_rate", "rate and burst must be >= 0"))
+    concurrency = r.positive("per_endpoint_concurrency", int, 8)
+    default = EndpointLimit(concurrency, max(rate, 0.0), max(burst, 0) or concurrency)
+    return {
+        "per_endpoint_concurrency": concurrency,
+        "per_endpoint_rate": default.rate,
+        "per_endpoint_burst": max(burst, 0),
+        "breaker": BreakerPolicy(failures, cooldown, longest) if failures > 0 else None,
+        "endpoints": _endpoint_overrides(r.sub("endpoints"), default),
+    }
+
+
+def _endpoint_overrides(r: _Reader, default: EndpointLimit) -> dict[str, EndpointLimit]:
+    """``[webhooks.endpoints."https://host[:port]"]`` ``concurrency``, ``rate``, ``burst``: one
+    endpoint's own limits (a receiver that takes more, or asks for less); keys are normalised
+    to the endpoint the dispatcher groups by (``scheme://host:port``)."""
+    found: dict[str, EndpointLimit] = {}
+    for name in r.table:
+        item = r.sub(name)
+        parts = urlsplit(str(name))
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in "/":
+            r.problems.append(Problem(item.path, "must be 'https://host' or 'https://host:port'"))
+            continue
+        concurrency = item.positive("concurrency", int, default.concurrency)
+        rate = item.get("rate", float, default.rate)
+        if rate < 0:
+            r.problems.append(Problem(f"{item.path}.rate", "must be >= 0 (0: no rate limit)"))
+        burst = item.positive("burst", int, concurrency)
+        found[endpoint_of(str(name))] = EndpointLimit(concurrency, max(rate, 0.0), burst)
+    return found
+
+
+def _retention(r: _Reader) -> RetentionConfig:
+    """``[retention]``: ages in seconds; at least an hour, so QoS 1 repeats of an event still
+    find it and are not delivered twice."""
+    d = RetentionConfig()
+    config = RetentionConfig(
+        delivered=r.positive("delivered", float, d.delivered),
+        dead=r.positive("dead", float, d.dead),
+        interval=r.positive("interval", float, d.interval),
+        batch=r.positive("batch", int, d.batch),
+    )
+    for key in ("delivered", "dead"):
+        if getattr(config, key) < 3600:
+            r.problems.append(Problem(f"{r.path}.{key}", "must be >= 3600 (one hour)"))
+    return config
 
 
 def _client(r: _Reader) -> str:
@@ -367,6 +440,7 @@ def config_from_dict(raw: dict[str, Any], base: Path) -> BackendConfig:
         dispatcher=_dispatcher(top.sub("dispatcher")),
         vehicles=_vehicles(top.sub("fleets")),
         limits=_limits(top.sub("limits")),
+        retention=_retention(top.sub("retention")),
     )
     if problems:
         raise ConfigError(problems)

@@ -35,12 +35,52 @@ class Metrics:
         self.queue = Gauge(
             "edgemon_delivery_queue", "Deliveries not yet final, by state", ["state"], registry=r
         )
+        self.circuit = Gauge(
+            "edgemon_endpoint_circuit",
+            "1 for each endpoint whose circuit breaker is not closed, by state",
+            ["endpoint", "state"],
+            registry=r,
+        )
+        self.circuits = Gauge(
+            "edgemon_endpoint_circuits",
+            "Endpoints whose circuit breaker is open or half_open (probing)",
+            ["state"],
+            registry=r,
+        )
+        self.circuit_changes = Counter(
+            "edgemon_endpoint_circuit_changes",
+            "Circuit breaker state changes, by the new state",
+            ["state"],
+            registry=r,
+        )
+        self.circuit_held = Counter(
+            "edgemon_deliveries_held_by_circuit",
+            "Leased deliveries given back unsent because their endpoint's circuit opened",
+            registry=r,
+        )
+        self.purged = Counter(
+            "edgemon_retention_purged",
+            "Rows deleted by the retention purge, by table",
+            ["table"],
+            registry=r,
+        )
         self.latency = Histogram(
             "edgemon_ingest_to_delivery_seconds",
             "From the event's receipt to its delivery's 2xx answer",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+    def set_circuits(self, unavailable: dict[str, str]) -> None:
+        """One series per endpoint whose circuit is not closed (closed ones are dropped, so
+        the label set stays as small as the number of failing endpoints)."""
+        self.circuit.clear()
+        counts = dict.fromkeys(("open", "half_open"), 0)
+        for endpoint, state in unavailable.items():
+            self.circuit.labels(endpoint=endpoint, state=state).set(1)
+            counts[state] = counts.get(state, 0) + 1
+        for state, count in counts.items():
+            self.circuits.labels(state=state).set(count)
 
     def set_depth(self, depth: dict[str, int]) -> None:
         for state, value in depth.items():

@@ -37,6 +37,7 @@ BENCHES = [
     ("agent", 30),
     ("backend", 50),
     ("e2e", 60),
+    ("retention", 150),
 ]
 # key, comparison, target (None: recorded, no target in issue 14)
 TARGETS: list[tuple[str, str, float | None]] = [
@@ -51,6 +52,8 @@ TARGETS: list[tuple[str, str, float | None]] = [
     ("agent_rss_mb", "<=", 100),
     ("agent_startup_s", "<=", 2),
     ("backend_rss_mb", "<=", 200),
+    ("retention_purge_rows_per_s", "", None),
+    ("retention_purge_batch_ms_max", "", None),
 ]
 RESULTS = RESULTS_DIR / "results.json" if SMOKE else ROOT / "bench" / "results.json"
 

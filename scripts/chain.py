@@ -162,6 +162,8 @@ class Chain:
             f'[webhooks]\ndefault_secret = "{self.secret}"\nca_bundle = "{self.pki.ca_file}"\n'
             'allow_networks = ["127.0.0.0/8", "::1/128"]\n'  # the receiver is on loopback
             "timeout = 10.0\nconnect_timeout = 2.0\n"
+            # the receiver's outage lasts seconds: probe it every 2-4 s, not every 30 s-10 min
+            "breaker_cooldown = 2.0\nbreaker_max_cooldown = 4.0\n"
             "[dispatcher]\npoll_interval = 0.1\n"
         )
         return [sys.executable, "-m", "backend", "run", "-c", str(config)]

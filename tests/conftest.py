@@ -37,6 +37,7 @@ WALLCLOCK_MODULES = frozenset(
         "tests/agent/gps/test_gps_source.py",
         "tests/agent/monitors/test_monitors_cli.py",
         "tests/backend/delivery/test_backend_delivery.py",
+        "tests/backend/delivery/test_backend_circuit_live.py",
         "tests/backend/api/test_backend_expression_dos.py",
         "tests/backend/test_backend_hostile.py",
         "tests/backend/test_backend_poison.py",

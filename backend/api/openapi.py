@@ -197,6 +197,22 @@ def _delivery_paths() -> dict[str, Any]:
                 },
             },
         },
+        "/monitors/{monitorId}/dead-letters/resend": {
+            "parameters": [mid],
+            "post": {
+                "tags": ["deliveries"],
+                "summary": "Re-send a monitor's dead letters, oldest first (a new round each)",
+                "description": f"At most {RESEND_BATCH} per call, in one short transaction; "
+                "call again while `remaining` is above 0. A deleted monitor has none to re-send.",
+                "responses": {
+                    "202": {
+                        "description": "Queued",
+                        **_json({"$ref": "#/components/schemas/Resent"}, "application/json"),
+                    },
+                    **_errors(401, 403, 404),
+                },
+            },
+        },
         "/deliveries/{deliveryId}": {
             "parameters": [did],
             "get": {
@@ -313,6 +329,19 @@ def _ops_paths() -> dict[str, Any]:
 
 _STAMP = {"type": ["string", "null"], "format": "date-time"}
 _LINK = {"type": "object", "properties": {"href": {"type": "string"}}, "required": ["href"]}
+
+
+RESEND_BATCH = 1000  # dead letters re-sent per call of .../dead-letters/resend
+
+_RESENT = {
+    "type": "object",
+    "properties": {
+        "monitorId": {"type": "string"},
+        "resent": {"type": "integer", "minimum": 0},
+        "remaining": {"type": "integer", "minimum": 0},
+    },
+    "required": ["monitorId", "resent", "remaining"],
+}
 
 
 def _schemas() -> dict[str, Any]:
@@ -432,6 +461,7 @@ def _schemas() -> dict[str, Any]:
             "required": ["deliveryId", "monitorId", "state", "attempts"],
         },
         "Deliveries": page("deliveries", "Delivery"),
+        "Resent": _RESENT,
         "Vehicle": {
             "type": "object",
             "properties": {

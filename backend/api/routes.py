@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from agent.errors import Problem
 from agent.wire import format_date, uuid7, valid_topic_level
-from backend.api.openapi import openapi_document
+from backend.api.openapi import RESEND_BATCH, openapi_document
 from backend.api.tenancy import find_token, keep_masked, masked, masked_url, reaches_owner
 from backend.config import ADMIN, ApiToken, LimitsConfig
 from backend.delivery.egress import STRICT, NetworkPolicy, literal_refusal
@@ -410,6 +410,15 @@ def resend_delivery(ctx: ApiContext, request: Request) -> Response:
     return _hal(delivery_view(view), 202)
 
 
+def resend_dead_letters(ctx: ApiContext, request: Request) -> Response:
+    """Re-send a monitor's dead letters, at most ``RESEND_BATCH`` per call (a short write)."""
+    record = _monitor_by_id(ctx, request)
+    resent, remaining = ctx.store.resend_dead(record.monitor_id, ctx.clock(), RESEND_BATCH)
+    log.info("monitor %s: %d dead letters re-sent, %d left", record.monitor_id, resent, remaining)
+    body = {"monitorId": record.monitor_id, "resent": resent, "remaining": remaining}
+    return JSONResponse(body, status_code=202)
+
+
 # -- vehicles of a fleet (provisioned by an admin token) ----------------------------------------
 
 
@@ -501,6 +510,12 @@ def build_api(ctx: ApiContext) -> Starlette:
         r(vehicle, delete_vehicle, ADMIN, ["DELETE"]),
         r("/monitors/{monitorId}/deliveries", list_deliveries, "deliveries:read", ["GET"]),
         r("/monitors/{monitorId}/dead-letters", list_deliveries, "deliveries:read", ["GET"]),
+        r(
+            "/monitors/{monitorId}/dead-letters/resend",
+            resend_dead_letters,
+            "deliveries:write",
+            ["POST"],
+        ),
         r("/deliveries/{deliveryId}", read_delivery, "deliveries:read", ["GET"]),
         r("/deliveries/{deliveryId}/resend", resend_delivery, "deliveries:write", ["POST"]),
     ]

@@ -3,8 +3,11 @@
 Concurrency is per endpoint (``scheme://host:port``): at most ``per_endpoint`` requests in
 flight to one endpoint (an asyncio semaphore per endpoint), and at most ``prefetch`` times that
 leased; an endpoint with that many leased is left out of the next claim, so a slow or dead
-endpoint only ever occupies its own slots. Results are written in groups, before each
-claim, so the next claim sees every retry state (a monitor in retry holds its later
+endpoint only ever occupies its own slots. ``backend.delivery.endpoints`` adds an optional rate
+limit per endpoint and a circuit breaker: an endpoint whose circuit is open is left out of the
+claim altogether (its deliveries stay due, unattempted, and count no attempt), and gets one
+probe at a time once its cool-down is over (docs/delivery.md). Results are written in groups,
+before each claim, so the next claim sees every retry state (a monitor in retry holds its later
 deliveries back, reference §4).
 
 The clock is injected (``clock``): tests step it with ``step()``. Signature timestamps use
@@ -18,8 +21,16 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from backend.delivery.endpoints import (
+    BreakerPolicy,
+    EndpointLimit,
+    Endpoints,
+    Health,
+    Lease,
+    health,
+)
 from backend.delivery.retry import Schedule, next_attempt_at, parse_retry_after
 from backend.delivery.routing import webhook_body
 from backend.delivery.signing import signature_headers
@@ -90,6 +101,10 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         wall: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        rate: float = 0.0,
+        burst: int = 0,  # 0: per_endpoint
+        breaker: BreakerPolicy | None = BreakerPolicy(),  # noqa: B008 (frozen)
+        overrides: Mapping[str, EndpointLimit] | None = None,  # by endpoint
     ) -> None:
         self.store = store
         self.sender = sender
@@ -107,6 +122,8 @@ class Dispatcher:
         self.in_flight: Counter[str] = Counter()  # requests on the wire, per endpoint
         self.claimed: Counter[str] = Counter()  # leased and not finished, per endpoint
         self._gates: dict[str, asyncio.Semaphore] = {}
+        default = EndpointLimit(per_endpoint, rate, burst or per_endpoint)
+        self.endpoints = Endpoints(breaker, default, overrides, prefetch)
         self._failing: set[str] = set()  # monitors whose last attempt here failed
         self._generation = 0  # one per claim
         self._gone: dict[str, int] = {}  # monitor -> last generation leased before its 410
@@ -129,14 +146,19 @@ class Dispatcher:
         endpoint's gate of ``per_endpoint`` concurrent requests."""
         self.flush()
         now = self.clock()
-        cap = self.per_endpoint * self.prefetch
         self._generation += 1
         claims = self.store.claim_due(
-            now, self.claim_batch, dict(self.claimed), cap, now + self.lease
+            now,
+            self.claim_batch,
+            self.endpoints.occupancy(self.claimed, now),
+            self.endpoints.claim_cap(),
+            now + self.lease,
         )
         for claim in claims:
             self.claimed[claim.endpoint] += 1
-            task = asyncio.get_running_loop().create_task(self._attempt(claim, self._generation))
+            lease = self.endpoints.leased(claim.endpoint, now)
+            attempt = self._attempt(claim, self._generation, lease)
+            task = asyncio.get_running_loop().create_task(attempt)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(claims)
@@ -160,17 +182,19 @@ class Dispatcher:
         signed = signature_headers(key, claim.delivery_id, timestamp, body)
         return WebhookRequest(claim.url, (*claim.headers, *signed.items()), body)
 
-    async def _attempt(self, claim: ClaimedDelivery, generation: int) -> None:
-        gate = self._gates.setdefault(claim.endpoint, asyncio.Semaphore(self.per_endpoint))
+    async def _attempt(self, claim: ClaimedDelivery, generation: int, lease: Lease) -> None:
+        gate = self._gates.get(claim.endpoint)
+        if gate is None:
+            slots = self.endpoints.limit(claim.endpoint).concurrency
+            gate = self._gates[claim.endpoint] = asyncio.Semaphore(slots)
         try:
+            if lease.wait > 0:  # the endpoint's rate limit
+                await asyncio.sleep(lease.wait)
             async with gate:
-                if generation <= self._gone.get(claim.monitor_id, -1) or (
-                    claim.attempts == 0 and claim.monitor_id in self._failing
-                ):
-                    # its monitor went into retry (or got 410) while it waited: unsent
-                    self._results.append(
-                        AttemptResult(claim.delivery_id, None, claim.monitor_id, "pending")
-                    )
+                if self._unsent(claim, generation, lease):
+                    unsent = AttemptResult(claim.delivery_id, None, claim.monitor_id, "pending")
+                    self._results.append(unsent)
+                    self._circuit(claim.endpoint, unsent, lease)  # a probe's turn is over
                     return
                 self.in_flight[claim.endpoint] += 1
                 try:
@@ -180,6 +204,7 @@ class Dispatcher:
         finally:
             self.claimed[claim.endpoint] -= 1
         self._results.append(result)
+        self._circuit(claim.endpoint, result, lease)
         if result.gone:
             self._gone[claim.monitor_id] = self._generation
         if result.state == "pending":  # in retry: later ones of this monitor wait behind it
@@ -188,9 +213,48 @@ class Dispatcher:
             self._failing.discard(claim.monitor_id)
         if self._wake is not None and (
             result.state != "delivered"
-            or self.claimed[claim.endpoint] <= self.per_endpoint * self.prefetch // 2
+            or self.claimed[claim.endpoint]
+            <= self.endpoints.limit(claim.endpoint).lease_cap(self.prefetch) // 2
         ):
             self._wake.set()
+
+    def _unsent(self, claim: ClaimedDelivery, generation: int, lease: Lease) -> bool:
+        """Give the lease back unsent: its monitor went into retry (or got 410) while it
+        waited, or its endpoint's circuit opened (then it counts no attempt)."""
+        if self.endpoints.blocked(claim.endpoint, lease):
+            self.metrics.circuit_held.inc()
+            return True
+        return generation <= self._gone.get(claim.monitor_id, -1) or (
+            claim.attempts == 0 and claim.monitor_id in self._failing
+        )
+
+    def _circuit(self, endpoint: str, result: AttemptResult, lease: Lease) -> None:
+        """Feed the attempt to the endpoint's breaker; a change is logged once and shown."""
+        a = result.attempt
+        outcome: Health = "unknown" if a is None else health(a.outcome, a.status_code)
+        changed = self.endpoints.finished(endpoint, outcome, self.clock(), lease)
+        if changed is None:
+            return
+        breaker = self.endpoints.breakers[endpoint]
+        if changed == "open" and not lease.probe:
+            log.warning(
+                "endpoint %s: circuit open after %d failed attempts in a row;"
+                " one probe every %.0f s or more until it answers",
+                endpoint,
+                breaker.failed_in_row,
+                breaker.cooldown,
+            )
+        elif changed == "closed":
+            log.info("endpoint %s: circuit closed, it answers again", endpoint)
+        else:
+            log.debug("endpoint %s: probe failed, next in %.0f s", endpoint, breaker.cooldown)
+        self.metrics.circuit_changes.labels(state=changed).inc()
+        self._show_circuits()
+
+    def _show_circuits(self) -> None:
+        self.metrics.set_circuits(
+            {e: b.state for e, b in self.endpoints.breakers.items() if b.state != "closed"}
+        )
 
     async def _send(self, claim: ClaimedDelivery) -> AttemptResult:
         started = self.clock()
@@ -227,6 +291,18 @@ class Dispatcher:
 
     # -- the loop --------------------------------------------------------------------------
 
+    def _sweep_endpoints(self, now: float) -> None:
+        """Deliveries held behind an open circuit past their 3-day cap go to the dead letters
+        (no attempt is made later than the cap, reference §4); idle bookkeeping is dropped."""
+        unavailable = self.endpoints.unavailable()
+        if unavailable:
+            expired = self.store.expire_endpoints(now, self.max_age, unavailable)
+            if expired:
+                self.metrics.deliveries.labels(outcome="dead").inc(expired)
+                log.warning("%d deliveries expired behind open circuits", expired)
+        self.endpoints.forget_idle(now)
+        self._show_circuits()
+
     def wake(self) -> None:
         """Thread-safe: something new is in the store (ingest committed)."""
         loop, event = self._loop, self._wake
@@ -243,6 +319,7 @@ class Dispatcher:
                 if self.clock() - last_sweep >= 5.0:
                     last_sweep = self.clock()
                     self.store.expire(last_sweep, self.max_age)
+                    self._sweep_endpoints(last_sweep)
                     self.metrics.set_depth(self.store.depth())
                 self.start_due()
                 with contextlib.suppress(TimeoutError):

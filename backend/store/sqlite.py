@@ -102,6 +102,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER vehicles_deleted AFTER DELETE ON vehicles
         BEGIN UPDATE routing_version SET n = n + 1; END;
     """,
+    # 5: retention (issue 15). The purge finds final deliveries by age, and the events no
+    # delivery refers to any more, through these indexes instead of scanning the tables.
+    """
+    CREATE INDEX deliveries_final ON deliveries (state, delivered_at, held_since);
+    CREATE INDEX delivery_events_event ON delivery_events (event_id);
+    CREATE INDEX events_received ON events (received_at);
+    """,
 )
 
 _LIVE = "('open', 'pending')"
@@ -428,6 +435,9 @@ class SqliteStore:
     ) -> list[ClaimedDelivery]:
         """Lease due deliveries, at most ``per_endpoint`` in flight per endpoint.
 
+        ``in_flight`` is per endpoint the part of ``per_endpoint`` already taken; it may be
+        negative for an endpoint allowed more than ``per_endpoint`` (its own limit, issue 15).
+
         While a monitor is in retry, only its retrying deliveries are due (reference §4).
         """
         room = {e: per_endpoint - n for e, n in in_flight.items()}
@@ -632,3 +642,91 @@ class SqliteStore:
                 (now, now, delivery_id),
             )
             return cursor.rowcount == 1
+
+    # -- delivery at scale (issue 15): circuits, retention, dead letters in bulk ---------------
+
+    def expire_endpoints(self, now: float, max_age: float, endpoints: Sequence[str]) -> int:
+        """Dead-letter the unleased deliveries of ``endpoints`` (their circuits are open) held
+        longer than ``max_age`` since ``held_since``: no attempt is made after the cap."""
+        if not endpoints:
+            return 0
+        marks = ",".join("?" * len(endpoints))
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state = 'dead',"  # noqa: S608 (constants only)
+                " reason = 'expired after the retry window: the endpoint did not answer'"
+                f" WHERE state = 'pending' AND endpoint IN ({marks})"
+                " AND held_since + ? < ? AND lease_until <= ?",
+                (*endpoints, max_age, now, now),
+            )
+            return int(cursor.rowcount)
+
+    def purge(self, delivered_before: float, dead_before: float, limit: int) -> dict[str, int]:
+        """Delete up to ``limit`` final deliveries with their attempts, and the events no
+        delivery refers to any more, in one short transaction. Delivered ones go when
+        ``delivered_at < delivered_before``, dead letters when ``held_since < dead_before``
+        (the receipt, or the last re-send). Returns the rows deleted per table; call again
+        while ``deliveries`` or ``events`` equals ``limit``."""
+        with self._tx() as db:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT delivery_id FROM deliveries WHERE state = 'delivered'"
+                    " AND delivered_at < ? LIMIT ?",
+                    (delivered_before, limit),
+                ).fetchall()
+            ]
+            ids += [
+                r[0]
+                for r in db.execute(
+                    "SELECT delivery_id FROM deliveries WHERE state = 'dead'"
+                    " AND delivered_at IS NULL AND held_since < ? LIMIT ?",
+                    (dead_before, limit - len(ids)),
+                ).fetchall()
+            ]
+            counts = self._delete_deliveries(db, ids)
+            counts["events"] = self._delete_orphan_events(db, delivered_before, limit)
+        return counts
+
+    @staticmethod
+    def _delete_deliveries(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+        counts = {"deliveries": 0, "attempts": 0, "delivery_events": 0}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for table in ("attempts", "delivery_events", "deliveries"):
+                cursor = db.execute(
+                    f"DELETE FROM {table} WHERE delivery_id IN ({marks})",  # noqa: S608
+                    chunk,
+                )
+                counts[table] += int(cursor.rowcount)
+        return counts
+
+    @staticmethod
+    def _delete_orphan_events(db: sqlite3.Connection, before: float, limit: int) -> int:
+        """Events received before ``before`` that no delivery refers to (their deliveries were
+        purged, or they never had one: skipped, or no monitor wanted them)."""
+        cursor = db.execute(
+            "DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e"
+            " WHERE e.received_at < ? AND NOT EXISTS"
+            " (SELECT 1 FROM delivery_events de WHERE de.event_id = e.event_id) LIMIT ?)",
+            (before, limit),
+        )
+        return int(cursor.rowcount)
+
+    def resend_dead(self, monitor_id: str, now: float, limit: int) -> tuple[int, int]:
+        """Put up to ``limit`` of a monitor's dead letters (oldest first) back in line, each as
+        a new round (like ``resend``). Returns (re-sent, dead letters still left)."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, held_since = ?,"
+                " next_at = ?, lease_until = 0, reason = '' WHERE delivery_id IN"
+                " (SELECT delivery_id FROM deliveries WHERE monitor_id = ? AND state = 'dead'"
+                "  ORDER BY created_at, rowid LIMIT ?)",
+                (now, now, monitor_id, limit),
+            )
+            left = db.execute(
+                "SELECT count(*) FROM deliveries WHERE monitor_id = ? AND state = 'dead'",
+                (monitor_id,),
+            ).fetchone()[0]
+        return int(cursor.rowcount), int(left)

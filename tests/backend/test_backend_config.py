@@ -8,6 +8,7 @@ import pytest
 
 from backend.__main__ import main
 from backend.config import LimitsConfig, config_from_dict, load_config
+from backend.delivery.endpoints import EndpointLimit
 from backend.errors import ConfigError
 from tests.backend.conftest import SECRET
 
@@ -85,4 +86,72 @@ def test_limits_have_defaults_and_are_checked(tmp_path: Path) -> None:
         "$.limits.max_json_depth",
         "$.limits.ingest_queue",
         "$.limits.vehicle_burst",
+    }
+
+
+def test_delivery_at_scale_keys_have_defaults_and_are_checked(tmp_path: Path) -> None:
+    base = {"store": {"path": "b.db"}, "webhooks": {"default_secret": SECRET}}
+    config = config_from_dict(base, tmp_path)
+    assert config.webhooks.per_endpoint_rate == 0.0  # no rate limit unless configured
+    assert config.webhooks.breaker is not None and config.webhooks.breaker.failures == 5
+    assert config.retention.delivered == 7 * 86400 and config.retention.dead == 30 * 86400
+    hooks = {"default_secret": SECRET, "per_endpoint_rate": 20, "per_endpoint_burst": 40}
+    tuned = config_from_dict(
+        {**base, "webhooks": {**hooks, "breaker_failures": 0}, "retention": {"batch": 10}},
+        tmp_path,
+    )
+    assert tuned.webhooks.per_endpoint_rate == 20.0 and tuned.webhooks.per_endpoint_burst == 40
+    assert tuned.webhooks.breaker is None and tuned.retention.batch == 10
+    bad = {
+        **base,
+        "webhooks": {
+            "default_secret": SECRET,
+            "per_endpoint_rate": -1,
+            "breaker_failures": -2,
+            "breaker_cooldown": 60,
+            "breaker_max_cooldown": 30,
+        },
+        "retention": {"delivered": 60, "dead": 0, "batch": "many"},
+    }
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(bad, tmp_path)
+    assert {p.path for p in info.value.problems} == {
+        "$.webhooks.per_endpoint_rate",
+        "$.webhooks.breaker_failures",
+        "$.webhooks.breaker_max_cooldown",
+        "$.retention.delivered",
+        "$.retention.dead",
+        "$.retention.batch",
+    }
+
+
+def test_an_endpoint_configured_by_name_has_its_own_limits(tmp_path: Path) -> None:
+    hooks = {
+        "default_secret": SECRET,
+        "per_endpoint_concurrency": 4,
+        "endpoints": {
+            "https://Hooks.Example.com": {"concurrency": 32},
+            "https://slow.example:8443/": {"rate": 2.5, "burst": 5},
+        },
+    }
+    config = config_from_dict({"store": {"path": "b.db"}, "webhooks": hooks}, tmp_path)
+    assert config.webhooks.endpoints == {
+        "https://hooks.example.com:443": EndpointLimit(32, 0.0, 32),
+        "https://slow.example:8443": EndpointLimit(4, 2.5, 5),
+    }
+    bad = {
+        "default_secret": SECRET,
+        "endpoints": {
+            "hooks.example.com": {},
+            "https://h.example/path": {},
+            "https://ok.example": {"concurrency": 0, "rate": -1},
+        },
+    }
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"store": {"path": "b.db"}, "webhooks": bad}, tmp_path)
+    assert {p.path for p in info.value.problems} == {
+        "$.webhooks.endpoints.hooks.example.com",
+        "$.webhooks.endpoints.https://h.example/path",
+        "$.webhooks.endpoints.https://ok.example.concurrency",
+        "$.webhooks.endpoints.https://ok.example.rate",
     }

@@ -18,7 +18,7 @@ from agent.wire import Topics
 from backend.api.routes import ApiContext, build_api
 from backend.metrics import Metrics
 from backend.monitor_channel import MemoryMonitorChannel
-from backend.store.records import VehicleMonitorState
+from backend.store.records import Attempt, AttemptResult, VehicleMonitorState
 from backend.store.sqlite import SqliteStore
 from tests.backend.conftest import (
     READ_ONLY,
@@ -219,6 +219,35 @@ def test_delivery_history_dead_letters_and_resend(api: Api) -> None:
     filtered = client.get(f"/monitors/{mid}/deliveries?state=delivered", headers=AUTH).json()
     assert filtered["total"] == 0
     assert client.get(f"/monitors/{mid}/deliveries?state=x", headers=AUTH).status_code == 400
+
+
+def test_all_dead_letters_of_a_monitor_are_resent_in_bounded_calls(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.api import routes
+
+    monkeypatch.setattr(routes, "RESEND_BATCH", 2)
+    client, _, store = api
+    mid = _create(client, f"/vehicles/{VIN}")["monitorId"]
+    other = _create(client, f"/vehicles/{VIN}")["monitorId"]
+    ingest_events(store, [make_event(mid, at=T0 + i) for i in range(3)], T0)
+    ingest_events(store, [make_event(other)], T0)
+    store.delete_monitor(other, T0)  # its deliveries are dead letters now ("monitor deleted")
+    for claim in store.claim_due(T0, 10, {}, 10, T0 + 60):
+        attempt = Attempt(claim.delivery_id, 1, T0, 0.1, "failed", 500, "HTTP 500")
+        store.record_results([AttemptResult(claim.delivery_id, attempt, mid, "dead")], T0)
+    path = f"/monitors/{mid}/dead-letters/resend"
+    first = client.post(path, headers=AUTH)
+    assert first.status_code == 202
+    assert first.json() == {"monitorId": mid, "resent": 2, "remaining": 1}
+    assert client.post(path, headers=AUTH).json() == {"monitorId": mid, "resent": 1, "remaining": 0}
+    assert client.post(path, headers=AUTH).json()["resent"] == 0
+    assert client.get(f"/monitors/{mid}/dead-letters", headers=AUTH).json()["total"] == 0
+    pending = client.get(f"/monitors/{mid}/deliveries?state=pending", headers=AUTH).json()
+    assert pending["total"] == 3
+    # a deleted monitor's dead letters are not re-sent (its webhook is gone with it)
+    assert client.post(f"/monitors/{other}/dead-letters/resend", headers=AUTH).status_code == 404
+    assert client.post("/monitors/nope/dead-letters/resend", headers=AUTH).status_code == 404
 
 
 def test_health_metrics_and_openapi(api: Api) -> None:

@@ -176,6 +176,10 @@ def test_a_fleet_token_reaches_its_fleet_and_its_vehicles_only(api: Api) -> None
         assert answer.status_code == (200 if reachable else 404)
         resend = client.post(f"/deliveries/{delivery}/resend", headers=FLEET_WRITER)
         assert resend.status_code == (409 if reachable else 404)  # 409: not dead-lettered
+        bulk = client.post(f"/monitors/{monitor_id}/dead-letters/resend", headers=FLEET_WRITER)
+        assert bulk.status_code == (202 if reachable else 404)
+        reading = client.post(f"/monitors/{monitor_id}/dead-letters/resend", headers=READER)
+        assert reading.status_code == 403  # deliveries:write is needed
 
 
 def test_attribute_values_are_write_only(api: Api) -> None:
