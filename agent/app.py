@@ -41,8 +41,9 @@ from agent.model import Event, Fix, Frame, Sample
 from agent.monitors.engine import Engine, FiredState
 from agent.monitors.loading import read_monitors_file
 from agent.monitors.model import Catalog
+from agent.monitors.signals import GPS_SPEED
 from agent.obd.names import ObdCatalog
-from agent.obd.service import ObdService
+from agent.obd.service import Capabilities, ObdService
 from agent.pipeline import Pipeline
 from agent.sdnotify import Notifier
 from agent.source_settings import BusConfig
@@ -59,7 +60,7 @@ from agent.uplink.mqtt import (
 )
 from agent.uplink.outbox import Outbox
 from agent.uplink.pump import EventPump
-from agent.wire import Topics, status_to_json
+from agent.wire import Topics, capabilities_to_json, status_to_json
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ class Agent:
         self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
         self._quiet: dict[str, bool] = {}  # per bus, as last logged
         self.obd = [ObdService(c, self.inbox.put) for c in config.obd]
+        self._manifest: tuple[Capabilities | None, ...] | None = None  # as last published
         self.gps = make_fix_source(config.gps, self._on_fix) if config.gps else None
         self._stopping = False
         self._reconcile_at = 0.0
@@ -271,6 +273,8 @@ class Agent:
                 self._reconcile_at = 0.0
                 if self.sync.reconcile():
                     self._apply_wanted_names()
+            if self.obd and self.link.connected:
+                self._publish_capabilities()
             if mono >= next_housekeeping:
                 self._housekeeping()
                 next_housekeeping = mono + HOUSEKEEPING_PERIOD
@@ -377,6 +381,9 @@ class Agent:
             self.pump.handle(item)
             if isinstance(item, Connected):
                 self._publish_status()
+                if self.obd:  # published again on each connection (cheap, retained)
+                    self._manifest = None
+                    self._publish_capabilities()
                 self.sync.on_connected()
                 self._reconcile_at = time.monotonic() + RECONCILE_DELAY
         return []
@@ -523,6 +530,32 @@ class Agent:
             f"{'connected' if self.link.connected else 'offline'}; "
             f"{len(self.sync.applied())} monitor(s); outbox {self.outbox.depth()}"
         )
+
+    def _publish_capabilities(self) -> None:
+        """The retained manifest of the data names this car can serve: its CAN catalog, GPS
+        speed, and what each OBD-II scan found; again whenever a scan changes it."""
+        scans = tuple(service.capabilities for service in self.obd)
+        if self._manifest is not None and all(
+            a is b for a, b in zip(scans, self._manifest, strict=True)
+        ):
+            return
+        self._manifest = scans
+        names = [*self.vehicle.catalog.names(), GPS_SPEED]
+        obd: dict[str, dict[str, object]] = {}
+        for service, found in zip(self.obd, scans, strict=True):
+            if found is None:
+                continue
+            names += found.data_names
+            obd[service.config.name] = {
+                "vin": found.vin,
+                "ecus": list(found.ecus),
+                "pids": [f"{p:02X}" for p in found.pids],
+            }
+        payload = capabilities_to_json(
+            vin=self.config.vin, at=datetime.fromtimestamp(self.now(), UTC), data_names=names,
+            obd=obd,
+        )  # fmt: skip
+        self._publish_retained(self.topics.capabilities(self.config.vin), payload)
 
     def _publish_retained(self, topic: str, payload: bytes) -> None:
         self.link.publish(topic, payload, qos=1, retain=True)

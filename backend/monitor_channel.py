@@ -6,6 +6,10 @@ listens to the agents' retained ``…/monitors/{id}/state`` reports and writes t
 and on every (re)connection republishes every live monitor, so a definition stored while the
 broker was away still reaches the agents. ``MemoryMonitorChannel`` is the in-memory twin.
 
+Capability manifests (``…/vehicles/{vin}/capabilities``, retained, from agents that poll OBD-II)
+say which data names a vehicle can serve; a vehicle monitor naming data outside its vehicle's
+manifest is logged as a warning (``capability_warnings``) instead of silently never firing.
+
 State reports are vehicle-written (retained: they come back at every start), so each one passes
 ``backend.ingest.guard.admit_state``; a bad one, or one the store cannot take, is counted through
 ``on_bad_state`` and logged, and paho's network thread goes on (it also carries the monitors
@@ -25,7 +29,7 @@ from typing import Any, Protocol
 import paho.mqtt.client as mqtt
 
 from agent.paho_compat import stop_network_loop
-from agent.wire import Topics
+from agent.wire import Topics, WireError, capability_names
 from backend.config import LimitsConfig, MqttConfig
 from backend.errors import IngestError
 from backend.ingest.guard import admit_state, truncated
@@ -63,6 +67,23 @@ def vehicle_definition(definition: dict[str, Any]) -> dict[str, Any]:
     if isinstance(subscribe, dict) and "refreshEvent" in subscribe:
         body["subscribeParam"] = {"refreshEvent": subscribe["refreshEvent"]}
     return body
+
+
+MAX_MANIFESTS = 100_000
+
+
+def needed_names(definition: dict[str, Any]) -> set[str]:
+    """The data names a monitor definition's data triggers read."""
+    names: set[str] = set()
+    params = vehicle_definition(definition).get("triggerParam")
+    if not isinstance(params, dict):
+        return names
+    triggers = params.get("triggers")
+    for trigger in triggers if isinstance(triggers, list) else []:
+        data = trigger.get("data") if isinstance(trigger, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("data"), str):
+            names.add(data["data"])
+    return names
 
 
 def monitor_payload(record: MonitorRecord) -> bytes:
@@ -110,6 +131,8 @@ class MqttMonitorChannel:
         self._client.on_message = self._on_message
         self.connected = threading.Event()
         self.published: dict[str, str] = {}  # monitor id -> status last published
+        self.capabilities: dict[str, frozenset[str]] = {}  # VIN -> data names it can serve
+        self.capability_warnings = 0
 
     def alive(self) -> bool:
         """False once paho's network thread, started by ``start``, is gone."""
@@ -136,6 +159,7 @@ class MqttMonitorChannel:
             log.error("MQTT connection refused: %s", rc)
             return
         client.subscribe(self.topics.all_monitor_states(), qos=1)
+        client.subscribe(self.topics.all_capabilities(), qos=1)
         for record in self.store.live_monitors():
             self.published[record.monitor_id] = record.status
             self._send(monitor_topic(self.topics, record), monitor_payload(record), wait=False)
@@ -145,6 +169,9 @@ class MqttMonitorChannel:
         topic = "(topic not UTF-8)"
         try:
             topic = message.topic
+            if topic.endswith("/capabilities"):
+                self._on_capabilities(topic, bytes(message.payload))
+                return
             state = admit_state(self.topics, topic, bytes(message.payload), self.limits)
             parts = topic.split("/")
             self.on_state(topic, state, self.topics.vin_of(topic), parts[-2])
@@ -152,6 +179,39 @@ class MqttMonitorChannel:
             self._bad(topic, "bad_monitor_state", str(exc))
         except Exception as exc:  # the store refused it, say; never end the network thread
             self._bad(topic, "monitor_state_not_stored", f"{type(exc).__name__}: {exc}")
+
+    def _on_capabilities(self, topic: str, payload: bytes) -> None:
+        try:
+            vin = self.topics.vin_of(topic)
+            names = capability_names(payload)
+        except WireError as exc:
+            self._bad(topic, "bad_capabilities", str(exc))
+            return
+        if names is None:
+            self.capabilities.pop(vin, None)
+            return
+        if vin not in self.capabilities and len(self.capabilities) >= MAX_MANIFESTS:
+            self._bad(topic, "too_many_manifests", f"more than {MAX_MANIFESTS} vehicles")
+            return
+        self.capabilities[vin] = names
+        for record in self.store.live_monitors():
+            if record.scope == "vehicle" and record.owner == vin:
+                self.warn_unservable(record)
+
+    def warn_unservable(self, record: MonitorRecord) -> set[str]:
+        """Log the data names a vehicle monitor needs that its vehicle's manifest lacks."""
+        names = self.capabilities.get(record.owner) if record.scope == "vehicle" else None
+        if names is None:
+            return set()
+        missing = needed_names(record.definition) - names
+        if missing:
+            self.capability_warnings += 1
+            log.warning(
+                "monitor %s needs %s, which vehicle %s cannot give (its capability manifest): "
+                "it will never fire there", record.monitor_id, ", ".join(sorted(missing)),
+                record.owner,
+            )  # fmt: skip
+        return missing
 
     def _bad(self, topic: str, reason: str, text: str) -> None:
         self.on_bad_state(reason)
@@ -170,6 +230,7 @@ class MqttMonitorChannel:
 
     def publish(self, record: MonitorRecord) -> None:
         self.published[record.monitor_id] = record.status
+        self.warn_unservable(record)
         self._send(monitor_topic(self.topics, record), monitor_payload(record))
 
     def clear(self, record: MonitorRecord) -> None:

@@ -204,8 +204,8 @@ DEMO_VIN = "VF3DEMO0000000042"
 
 
 def demo_car(addressing: Addressing) -> TwinCar:
-    """Two ECUs of a warm car at 50 km/h: the ECM (most PIDs, the VIN, a pending P0301) and
-    the TCM (coolant, fuel level: asked of the ECM only)."""
+    """Two ECUs of a warm car at 50 km/h: the ECM (every PID of the table but the fuel rate,
+    the VIN, a pending P0301) and the TCM (coolant, fuel level: asked of the ECM only)."""
     ecm, tcm = (0x10, 0x18) if addressing.extended else (0, 1)
     return TwinCar(
         [
@@ -215,7 +215,7 @@ def demo_car(addressing: Addressing) -> TwinCar:
                     0x04: b"\x40", 0x05: b"\x5a", 0x0C: b"\x1a\xf8", 0x0D: b"\x32",
                     0x0F: b"\x46", 0x10: b"\x01\x90", 0x11: b"\x20", 0x1F: b"\x02\x58",
                     0x2F: b"\x66", 0x31: b"\x00\x64", 0x42: b"\x36\xb0", 0x46: b"\x32",
-                    0x5C: b"\x82", 0x5E: b"\x00\x64", 0xA6: b"\x00\x01\xe2\x40",
+                    0x5C: b"\x82", 0xA6: b"\x00\x01\xe2\x40",  # no 5E: no fuel rate
                 },
                 vin=DEMO_VIN,
                 pending=["P0301"],

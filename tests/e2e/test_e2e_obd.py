@@ -79,6 +79,13 @@ def _events(chain: Chain, monitor_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def _scanned(chain: Chain) -> list[dict[str, Any]]:
+    """Capability manifests seen that carry an OBD scan."""
+    assert chain.observer is not None
+    found = [s.json() for s in chain.observer.seen("/capabilities") if s.payload]
+    return [m for m in found if m["obd"]]
+
+
 def _literal(value: dict[str, Any]) -> str:
     return str(value["value"]["body"]["literalValue"])
 
@@ -93,6 +100,10 @@ def test_obd_pid_and_new_fault_code_monitors_deliver_webhooks(obd_chain: ObdChai
     fault = chain.create_monitor(
         _monitor("New confirmed fault code", {"data": "obd.dtc.new", "op": "onChange"},
                  f"{url}/hooks/fault")
+    )  # fmt: skip
+    rate = chain.create_monitor(
+        _monitor("Fuel rate", {"data": "obd.fuel.rate", "op": "greaterThan", "value": ["20"]},
+                 f"{url}/hooks/rate")
     )  # fmt: skip
     chain.start_agent()
     chain.wait_for(chain.monitors_applied, 30, "the monitors to be applied", chain.agent)
@@ -110,3 +121,15 @@ def test_obd_pid_and_new_fault_code_monitors_deliver_webhooks(obd_chain: ObdChai
     event = _events(chain, fault)[0]
     assert [(v["data"], _literal(v)) for v in event["values"]] == [("obd.dtc.new", "P0301")]
     assert "OBD fault code P0301 on 7E8: confirmed" in log.read_text()
+    # the capability manifest (retained) says what this car can serve; the backend warns about
+    # the monitor that needs the fuel rate this car does not offer
+    assert chain.observer is not None
+    chain.wait_for(lambda: _scanned(chain), 10, "the manifest after the OBD scan")
+    manifest = _scanned(chain)[0]
+    assert {"obd.engine.rpm", "vehicle.odometer", "obd.dtc.new"} <= set(manifest["dataNames"])
+    assert "obd.fuel.rate" not in manifest["dataNames"]
+    assert manifest["obd"]["obd"]["vin"] == "VF3DEMO0000000042"
+    backend_log = chain.backend.log_path
+    warning = f"monitor {rate} needs obd.fuel.rate, which vehicle {chain.identity.vin} cannot give"
+    chain.wait_for(lambda: warning in backend_log.read_text(), 10, "the backend's warning")
+    assert _events(chain, rate) == []
