@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from scripts.chain import ROOT, Chain, pid_alive
+from tests.e2e.schemas import errors
 
 
 def _monitor(label: str, trigger: dict[str, Any], target: str) -> dict[str, Any]:
@@ -126,6 +127,7 @@ def test_obd_pid_and_new_fault_code_monitors_deliver_webhooks(obd_chain: ObdChai
     assert chain.observer is not None
     chain.wait_for(lambda: _scanned(chain), 10, "the manifest after the OBD scan")
     manifest = _scanned(chain)[0]
+    assert errors("capabilities", manifest) == []
     assert {"obd.engine.rpm", "vehicle.odometer", "obd.dtc.new"} <= set(manifest["dataNames"])
     assert "obd.fuel.rate" not in manifest["dataNames"]
     assert manifest["obd"]["obd"]["vin"] == "VF3DEMO0000000042"

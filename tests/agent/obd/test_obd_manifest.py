@@ -9,6 +9,7 @@ import pytest
 
 from agent.wire import MAX_CAPABILITY_NAMES, WireError, capabilities_to_json, capability_names
 from backend.monitor_channel import needed_names
+from tests.e2e.schemas import errors
 
 
 def test_a_manifest_round_trips() -> None:
@@ -19,6 +20,8 @@ def test_a_manifest_round_trips() -> None:
         obd={"diag": {"vin": "VF3X", "ecus": ["7E8"], "pids": ["0C", "A6"]}},
     )
     body = json.loads(payload)
+    assert errors("capabilities", body) == []  # docs/schemas/capabilities.schema.json
+    assert errors("capabilities", {**body, "dataNames": [""]})
     assert body["schema"] == "edgemon.capabilities/1" and body["obd"]["diag"]["ecus"] == ["7E8"]
     assert capability_names(payload) == {"obd.engine.rpm", "vehicle.odometer"}
     assert capability_names(b"") is None  # a cleared manifest
