@@ -78,6 +78,7 @@ class PollPlan:
     _hold_until: dict[Ecu, float] = field(default_factory=dict)
     _failures: dict[Ecu, int] = field(default_factory=dict)
     _engine_at: float | None = None
+    hold: Backoff = HOLD  # how long an ECU is held after busy/silence (tests shorten it)
 
     def want(self, pids: set[int] | frozenset[int], codes: bool) -> None:
         """What the monitors read now; jobs for PIDs nobody reads any more vanish."""
@@ -176,5 +177,5 @@ class PollPlan:
     def _hold(self, ecu: Ecu, now: float) -> None:
         failures = self._failures.get(ecu, 0)
         self._failures[ecu] = failures + 1
-        self._hold_until[ecu] = now + HOLD.delay(failures, 1.0)
+        self._hold_until[ecu] = now + self.hold.delay(failures, 1.0)
         self.counters["held"] += 1

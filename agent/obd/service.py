@@ -79,13 +79,14 @@ class ObdService:
         link_factory: Callable[[], Link] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        hold: Backoff | None = None,
     ) -> None:
         self.config = config
         self._put = put
         self._open = link_factory or (lambda: open_link(config, clock))
         self.clock = clock
         self.wall = wall
-        self.plan = PollPlan(config)
+        self.plan = PollPlan(config) if hold is None else PollPlan(config, hold=hold)
         self.budget = Budget(config.requests_per_second)
         self.differ = FaultDiffer()
         self._faults_read = False
