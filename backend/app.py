@@ -18,7 +18,7 @@ import uvicorn
 
 from agent.sdnotify import Notifier
 from agent.wire import Topics
-from backend.api.routes import ApiContext, build_api
+from backend.api.routes import ApiContext, Part, build_api
 from backend.config import BackendConfig
 from backend.delivery.dispatcher import Dispatcher
 from backend.delivery.retention import purge_loop
@@ -49,7 +49,10 @@ async def status_sync(channel: MqttMonitorChannel, stop: asyncio.Event, every: f
 
 
 async def watchdog(
-    failing: Callable[[], list[str]], stop: asyncio.Event, notifier: Notifier | None = None
+    failing: Callable[[], list[str]],
+    stop: asyncio.Event,
+    notifier: Notifier | None = None,
+    note: Callable[[], str] = lambda: "running",
 ) -> None:
     """systemd (``Type=notify``, ``WatchdogSec=``): READY once, then WATCHDOG=1 at half the
     interval while every part works; a dead worker stops the pings and systemd restarts us.
@@ -59,12 +62,16 @@ async def watchdog(
     interval = notifier.watchdog_interval
     if interval is None:
         return
+    said = "running"
     while not stop.is_set():
         failing_now = failing()
         if failing_now:
             notifier.status("failing: " + ", ".join(failing_now))
         else:
             notifier.watchdog()
+            if (line := note()) != said:  # a broker outage: said once, and its end
+                notifier.status(line)
+                said = line
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
 
@@ -83,9 +90,12 @@ class Backend:
     before_commit: Callable[[int], None] | None = None  # ingest's hook (MqttIngest)
     channel: MqttMonitorChannel | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    dispatcher_tasks: list[asyncio.Task[None]] = field(default_factory=list)  # loop, purge
 
     def failing(self) -> list[str]:
-        """The parts of this process that have stopped working; empty when all is well."""
+        """The workers of this process that have died; empty when all is well. systemd's
+        watchdog stops on these (a restart brings a worker back; it cannot bring a broker back,
+        so a broker outage fails ``/healthz`` and shows in the unit's status line only)."""
         failing = []
         if self.ingest is not None and not self.ingest.alive():
             failing.append("ingest worker")
@@ -94,6 +104,32 @@ class Backend:
         if any(task.done() for task in self.tasks):  # they only end when asked to stop
             failing.append("background task")
         return failing
+
+    def parts(self) -> dict[str, Part]:
+        """Each part this process runs, working or not, for ``/healthz`` (the store's part is
+        added by the API, which asks the store itself)."""
+        parts: dict[str, Part] = {}
+        links = [x.link for x in (self.ingest, self.channel) if x is not None]
+        if links:
+            parts["broker"] = Part(
+                all(link.ok() for link in links), "; ".join(link.describe() for link in links)
+            )
+        if self.ingest is not None:
+            alive = self.ingest.alive()
+            parts["ingest"] = Part(alive, "commit worker running" if alive else "worker died")
+        if self.dispatcher_tasks:
+            alive = not any(t.done() for t in self.dispatcher_tasks)
+            parts["dispatcher"] = Part(alive, "running" if alive else "its loop or purge stopped")
+        if self.channel is not None:
+            dead = [t for t in self.tasks if t.done() and t not in self.dispatcher_tasks]
+            alive = self.channel.alive() and not dead
+            parts["api"] = Part(alive, "running" if alive else "monitor channel or sync stopped")
+        return parts
+
+    def _status_line(self) -> str:
+        links = [x.link for x in (self.ingest, self.channel) if x is not None]
+        away = [link.name for link in links if not link.ok()]
+        return "running; no broker for " + ", ".join(away) if away else "running"
 
     def _secret_for(self, fleet_id: str) -> bytes:
         return secret_key(self.config.webhooks.secret_for(fleet_id))
@@ -169,7 +205,7 @@ class Backend:
             clock=self.clock,
             max_age=self.config.dispatcher.max_age,
             limits=self.config.limits,
-            health=self.failing,
+            health=self.parts,
         )
         server_config = uvicorn.Config(
             build_api(ctx),
@@ -190,10 +226,13 @@ class Backend:
         tasks = self.tasks
         if "dispatcher" in self.roles:
             self.dispatcher = self._build_dispatcher()
-            tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
             retention = SqliteStore(self.config.store_path)
             purging = purge_loop(retention, self.config.retention, stop, self.clock, self.metrics)
-            tasks.append(asyncio.create_task(purging))
+            self.dispatcher_tasks = [
+                asyncio.create_task(self.dispatcher.run(stop)),
+                asyncio.create_task(purging),
+            ]
+            tasks += self.dispatcher_tasks
         if "ingest" in self.roles:
             self.ingest = self._build_ingest(topics)
             self.ingest.start()
@@ -205,7 +244,7 @@ class Backend:
             sync = status_sync(channel, stop, self.status_sync_interval)
             tasks.append(asyncio.create_task(sync))
         log.info("edgemon-backend running: %s", ", ".join(sorted(self.roles)))
-        pings = asyncio.create_task(watchdog(self.failing, stop))
+        pings = asyncio.create_task(watchdog(self.failing, stop, note=self._status_line))
         try:
             await stop.wait()
         finally:

@@ -54,6 +54,16 @@ class IngestError(BackendError):
         super().__init__(message)
 
 
+class UnmatchedEvent(IngestError):
+    """An event of a monitor the backend does not know: most often a monitor from the
+    vehicle's own local ``monitors_file``, whose events have nowhere to go here."""
+
+    def __init__(self, monitor_id: str, vin: str) -> None:
+        self.monitor_id = monitor_id
+        self.vin = vin
+        super().__init__("unknown_monitor", f"no monitor {monitor_id}")
+
+
 class ApiProblem(BackendError):
     """An API request is refused with an HTTP status and every problem found."""
 

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import paho.mqtt.client as mqtt
 
@@ -32,18 +31,24 @@ from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, WireError, capability_names
 from backend.config import LimitsConfig, MqttConfig
 from backend.errors import IngestError
-from backend.ingest.guard import admit_state, truncated
+from backend.ingest.guard import admit_state, admit_status, truncated
 from backend.ingest.quota import SkipLog
-from backend.mqtt_clients import connect_properties, mqtt_client, network_alive
-from backend.store.records import MonitorRecord, Store, VehicleMonitorState
+from backend.mqtt_clients import BrokerLink, connect_properties, mqtt_client, network_alive
+from backend.store.records import MonitorRecord, Store, VehicleMonitorState, VehicleStatus
 
 log = logging.getLogger(__name__)
+
+
+Delivery = Literal["pending", "pushed"]  # whether a monitor's definition is on the broker
+DELIVERIES: tuple[Delivery, ...] = get_args(Delivery)
 
 
 class MonitorChannel(Protocol):
     def publish(self, record: MonitorRecord) -> None: ...
 
     def clear(self, record: MonitorRecord) -> None: ...
+
+    def delivery(self, monitor_id: str) -> Delivery: ...
 
 
 def monitor_topic(topics: Topics, record: MonitorRecord) -> str:
@@ -53,6 +58,8 @@ def monitor_topic(topics: Topics, record: MonitorRecord) -> str:
 
 
 VEHICLE_KEYS = ("label", "triggerParam", "extendedEventParam")
+STATUS_REFRESH = 300.0  # seconds between writes of an unchanged vehicle status
+MAX_STATUS_TRACKED = 100_000
 
 
 def vehicle_definition(definition: dict[str, Any]) -> dict[str, Any]:
@@ -98,12 +105,18 @@ def monitor_payload(record: MonitorRecord) -> bytes:
 class MemoryMonitorChannel:
     topics: Topics = field(default_factory=Topics)
     retained: dict[str, bytes] = field(default_factory=dict)
+    pushed: set[str] = field(default_factory=set)
 
     def publish(self, record: MonitorRecord) -> None:
         self.retained[monitor_topic(self.topics, record)] = monitor_payload(record)
+        self.pushed.add(record.monitor_id)
 
     def clear(self, record: MonitorRecord) -> None:
         self.retained.pop(monitor_topic(self.topics, record), None)
+        self.pushed.discard(record.monitor_id)
+
+    def delivery(self, monitor_id: str) -> Delivery:
+        return "pushed" if monitor_id in self.pushed else "pending"
 
 
 class MqttMonitorChannel:
@@ -115,6 +128,7 @@ class MqttMonitorChannel:
         store: Store,
         on_state: Callable[[str, VehicleMonitorState | None, str, str], None],
         on_bad_state: Callable[[str], None] = lambda _reason: None,
+        on_status: Callable[[VehicleStatus], None] | None = None,
         publish_timeout: float = 5.0,
         limits: LimitsConfig | None = None,
     ) -> None:
@@ -125,14 +139,19 @@ class MqttMonitorChannel:
         self.store = store
         self.on_state = on_state
         self.on_bad_state = on_bad_state
+        self.on_status = on_status or store.set_vehicle_status
         self.publish_timeout = publish_timeout
         self._client = mqtt_client(config, config.client_id + "-api", manual_ack=False)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self.connected = threading.Event()
+        self.link = BrokerLink("monitor channel", config)
+        self.link.watch(self._client)
+        self.connected = self.link.ready
         self.published: dict[str, str] = {}  # monitor id -> status last published
         self.capabilities: dict[str, frozenset[str]] = {}  # VIN -> data names it can serve
         self.capability_warnings = 0
+        self._sent: dict[str, mqtt.MQTTMessageInfo] = {}  # monitor id -> its last publish
+        self._status_written: dict[str, tuple[tuple[bool, str, str], float]] = {}
 
     def alive(self) -> bool:
         """False once paho's network thread, started by ``start``, is gone."""
@@ -156,14 +175,15 @@ class MqttMonitorChannel:
         self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
     ) -> None:
         if getattr(rc, "is_failure", False):
-            log.error("MQTT connection refused: %s", rc)
+            self.link.down(f"connection refused: {rc}")
             return
         client.subscribe(self.topics.all_monitor_states(), qos=1)
         client.subscribe(self.topics.all_capabilities(), qos=1)
+        client.subscribe(self.topics.status("+"), qos=1)  # each vehicle's last status (retained)
         for record in self.store.live_monitors():
             self.published[record.monitor_id] = record.status
-            self._send(monitor_topic(self.topics, record), monitor_payload(record), wait=False)
-        self.connected.set()
+            self._send(record, monitor_payload(record), wait=False)
+        self.link.up()
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         topic = "(topic not UTF-8)"
@@ -171,6 +191,9 @@ class MqttMonitorChannel:
             topic = message.topic
             if topic.endswith("/capabilities"):
                 self._on_capabilities(topic, bytes(message.payload))
+                return
+            if topic.endswith("/status"):
+                self._status(topic, bytes(message.payload))
                 return
             state = admit_state(self.topics, topic, bytes(message.payload), self.limits)
             parts = topic.split("/")
@@ -213,6 +236,32 @@ class MqttMonitorChannel:
             )  # fmt: skip
         return missing
 
+    def _status(self, topic: str, payload: bytes) -> None:
+        """Keep a provisioned vehicle's last status (others are counted: a table of every VIN
+        that ever published would grow without bound)."""
+        status = admit_status(self.topics, topic, payload, self.limits, time.time())
+        if status is None:
+            return
+        if not self._worth_writing(status):
+            return
+        if self.store.vehicle_fleet(status.vin) is None:
+            self._bad(topic, "status_unknown_vehicle", "the vehicle is not provisioned")
+            return
+        self.on_status(status)
+
+    def _worth_writing(self, status: VehicleStatus) -> bool:
+        """A vehicle publishes its status every minute: the store is written when what the API
+        shows changes (online, version, clock) or every ``STATUS_REFRESH`` seconds, not for every
+        message (10,000 vehicles would be ~170 writes a second)."""
+        key = (status.online, status.version, status.clock)
+        last = self._status_written.get(status.vin)
+        if last is not None and last[0] == key and status.received_at - last[1] < STATUS_REFRESH:
+            return False
+        if len(self._status_written) >= MAX_STATUS_TRACKED:
+            self._status_written.clear()
+        self._status_written[status.vin] = (key, status.received_at)
+        return True
+
     def _bad(self, topic: str, reason: str, text: str) -> None:
         self.on_bad_state(reason)
         message = "bad monitor state on %s: %s"
@@ -220,8 +269,10 @@ class MqttMonitorChannel:
             reason, time.monotonic(), message, truncated(topic, 120), truncated(text)
         )
 
-    def _send(self, topic: str, payload: bytes, *, wait: bool = True) -> None:
+    def _send(self, record: MonitorRecord, payload: bytes, *, wait: bool = True) -> None:
+        topic = monitor_topic(self.topics, record)
         info = self._client.publish(topic, payload, qos=1, retain=True)
+        self._sent[record.monitor_id] = info
         if wait and self.connected.is_set():
             try:
                 info.wait_for_publish(self.publish_timeout)
@@ -231,8 +282,20 @@ class MqttMonitorChannel:
     def publish(self, record: MonitorRecord) -> None:
         self.published[record.monitor_id] = record.status
         self.warn_unservable(record)
-        self._send(monitor_topic(self.topics, record), monitor_payload(record))
+        self._send(record, monitor_payload(record))
 
     def clear(self, record: MonitorRecord) -> None:
         self.published.pop(record.monitor_id, None)
-        self._send(monitor_topic(self.topics, record), b"")
+        self._send(record, b"")
+        self._sent.pop(record.monitor_id, None)
+
+    def delivery(self, monitor_id: str) -> Delivery:
+        """``pushed`` once the broker has acknowledged (PUBACK) the monitor's latest retained
+        definition, so every vehicle it addresses gets it at its next connection; ``pending``
+        while that publish waits for the broker (away, or not yet answered). A monitor this
+        process has not published yet (created by another API process) is ``pending`` until the
+        status sync or the next reconnection publishes it here."""
+        info = self._sent.get(monitor_id)
+        if info is None or info.rc != mqtt.MQTT_ERR_SUCCESS:  # queued while away: republished
+            return "pending"
+        return "pushed" if info.is_published() else "pending"

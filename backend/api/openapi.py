@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from agent import __version__
+from backend.api.history import RECENT_EVENTS
+from backend.monitor_channel import DELIVERIES
 from backend.store.records import (
     ATTEMPT_OUTCOMES,
     DELIVERY_STATES,
@@ -238,6 +240,99 @@ def _delivery_paths() -> dict[str, Any]:
     }
 
 
+def _history_paths() -> dict[str, Any]:
+    """Reading what happened: events, a vehicle's last known state, resources by id."""
+    window = [
+        _param("from", "query", type="string", format="date-time"),
+        _param("to", "query", type="string", format="date-time"),
+    ]
+    vin_filter = _param("vin", "query", type="string", pattern="^[A-Za-z0-9_.:-]{1,64}$")
+    monitor_filter = _param("monitorId", "query", type="string", pattern="^[A-Za-z0-9_.:-]{1,64}$")
+    page = {"$ref": "#/components/schemas/Events"}
+    about = (
+        "Newest eventDate first. from and to bound the vehicle's eventDate (inclusive, "
+        "RFC 3339 with a time zone). Only events of the fleets the token reaches are listed; "
+        "events stored without a delivery say why in skipReason (a local monitor of the "
+        "vehicle, a paused monitor...)."
+    )
+
+    def events(tag: str, summary: str, owner: dict[str, Any], *filters: Any) -> dict[str, Any]:
+        return {
+            "parameters": [owner],
+            "get": {
+                "tags": [tag],
+                "summary": summary,
+                "description": about,
+                "parameters": [*_PAGING, *filters, *window],
+                "responses": {
+                    "200": {"description": "A page", **_json(page)},
+                    **_errors(400, 401, 403, 404),
+                },
+            },
+        }
+
+    return {
+        "/fleets/{fleetId}": {
+            "parameters": [_param("fleetId")],
+            "get": {
+                "tags": ["fleets"],
+                "summary": "A fleet: how many vehicles, and links to its collections",
+                "responses": {
+                    "200": {
+                        "description": "The fleet",
+                        **_json({"$ref": "#/components/schemas/Fleet"}),
+                    },
+                    **_errors(400, 401, 403),
+                },
+            },
+        },
+        "/fleets/{fleetId}/events": events(
+            "events",
+            "Events received from a fleet's vehicles",
+            _param("fleetId"),
+            vin_filter,
+            monitor_filter,
+        ),
+        "/vehicles/{vin}": {
+            "parameters": [_param("vin")],
+            "get": {
+                "tags": ["vehicles"],
+                "summary": "A vehicle's last known state",
+                "description": "Its last status message (retained on the broker: online, the "
+                "agent's time, version, outbox depth), its last position and the last value of "
+                f"each data name it sent, taken from its latest {RECENT_EVENTS} events.",
+                "responses": {
+                    "200": {
+                        "description": "The vehicle",
+                        **_json({"$ref": "#/components/schemas/VehicleState"}),
+                    },
+                    **_errors(400, 401, 403, 404),
+                },
+            },
+        },
+        "/vehicles/{vin}/events": events(
+            "events", "Events received from one vehicle", _param("vin"), monitor_filter
+        ),
+        "/monitors/{monitorId}": {
+            "parameters": [_param("monitorId")],
+            "get": {
+                "tags": ["monitors"],
+                "summary": "A monitor by its id alone (fleet or vehicle)",
+                "responses": {
+                    "200": {
+                        "description": "The monitor",
+                        **_json({"$ref": "#/components/schemas/Monitor"}),
+                    },
+                    **_errors(401, 403, 404),
+                },
+            },
+        },
+        "/monitors/{monitorId}/events": events(
+            "events", "Events received for one monitor", _param("monitorId"), vin_filter
+        ),
+    }
+
+
 def _vehicle_paths() -> dict[str, Any]:
     fleet, vin = _param("fleetId"), _param("vin")
     one = {"$ref": "#/components/schemas/Vehicle"}
@@ -280,33 +375,44 @@ def _vehicle_paths() -> dict[str, Any]:
     }
 
 
+_HEALTH = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "failing"]},
+        "failing": {"type": "array", "items": {"type": "string"}},
+        "parts": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
+                "required": ["ok", "detail"],
+            },
+        },
+    },
+    "required": ["status", "failing", "parts"],
+}
+
+
 def _ops_paths() -> dict[str, Any]:
     return {
         "/healthz": {
             "get": {
                 "tags": ["operations"],
                 "security": [],
-                "summary": "Liveness (the store answers, every worker runs)",
+                "summary": "Health of each part this process runs",
+                "description": "Parts: broker (the MQTT link of ingest and of the monitor "
+                "channel), ingest (its commit worker), dispatcher, api (monitor channel and "
+                "status sync), store (answers a query). Only the parts of this process's roles "
+                "are listed, the store always. 200 when every part works, 503 when one fails: "
+                "a load balancer takes the process out, a probe can restart it.",
                 "responses": {
                     "200": {
-                        "description": "OK",
-                        **_json(
-                            {"type": "object", "properties": {"status": {"type": "string"}}},
-                            "application/json",
-                        ),
+                        "description": "Every part works",
+                        **_json(_HEALTH, "application/json"),
                     },
                     "503": {
-                        "description": "A part has died (listed): restart the process",
-                        **_json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "status": {"type": "string"},
-                                    "failing": {"type": "array", "items": {"type": "string"}},
-                                },
-                            },
-                            "application/json",
-                        ),
+                        "description": "At least one part fails (listed in failing)",
+                        **_json(_HEALTH, "application/json"),
                     },
                 },
             }
@@ -350,6 +456,14 @@ def _schemas() -> dict[str, Any]:
     ref_props = {
         "monitorId": {"type": "string"},
         "status": status,
+        "delivery": {
+            "type": "string",
+            "enum": list(DELIVERIES),
+            "description": "pending: the definition is not yet on the broker (away, or not "
+            "answered yet); it is pushed when the broker is back. pushed: the broker holds it "
+            "(retained), and each vehicle gets it at its next connection; what each vehicle "
+            "made of it is in vehicles[] (applied or rejected).",
+        },
         "createdAt": _STAMP,
         "updatedAt": _STAMP,
         "_links": links,
@@ -457,8 +571,9 @@ def _schemas() -> dict[str, Any]:
                 "deliveredAt": _STAMP,
                 "reason": {"type": "string"},
                 "attempts": {"type": "array", "items": attempt},
+                "_links": links,
             },
-            "required": ["deliveryId", "monitorId", "state", "attempts"],
+            "required": ["deliveryId", "monitorId", "state", "attempts", "_links"],
         },
         "Deliveries": page("deliveries", "Delivery"),
         "Resent": _RESENT,
@@ -473,6 +588,161 @@ def _schemas() -> dict[str, Any]:
             "required": ["vin", "fleetId", "createdAt", "_links"],
         },
         "Vehicles": page("vehicles", "Vehicle"),
+        **_event_schemas(links),
+        "Events": page("events", "Event"),
+    }
+
+
+def _schema(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _event_schemas(links: dict[str, Any]) -> dict[str, Any]:
+    """The webhook body (Stellantis B2B MonitorEvents; docs/schemas/webhook.schema.json is the
+    full JSON Schema) and what the API shows of stored events and vehicles."""
+    text = {"type": "string"}
+    nullable_stamp = {"type": ["string", "null"], "format": "date-time"}
+    source = {"eventId": text, "eventDate": nullable_stamp}
+    return {
+        "EventValue": {
+            "type": "object",
+            "description": "The data behind the firing: a Stellantis data name or a DBC "
+            "Message.Signal key, and its value ({type, body: {literalValue}}).",
+            "properties": {"data": text, "value": {"type": "object"}},
+            "required": ["data", "value"],
+        },
+        "Extension": {
+            "type": "object",
+            "description": "An extendedEventParam the monitor asked for (vehicle.position...).",
+            "properties": {"type": text, "body": {"type": "object"}},
+            "required": ["type", "body"],
+        },
+        "MonitorEvent": {
+            "type": "object",
+            "properties": {
+                "fleetId": {"type": ["string", "null"]},
+                "vin": text,
+                "eventDate": {"type": "string", "format": "date-time"},
+                "refresh": {"type": "boolean"},
+                "values": {"type": "array", "items": _schema("EventValue")},
+                "extensions": {"type": "array", "items": _schema("Extension")},
+            },
+            "required": ["vin", "eventDate", "values", "extensions", "refresh"],
+        },
+        "MonitorEvents": {
+            "type": "object",
+            "description": "The body POSTed to a monitor's callback.webhook.target. Without "
+            "batchNotify, events has one item; with it, up to batchNotify.size. Receivers "
+            "must ignore members they do not know.",
+            "properties": {
+                "monitorId": text,
+                "attributes": {
+                    "type": "array",
+                    "description": "The monitor's Body attributes, variables substituted.",
+                    "items": {
+                        "type": "object",
+                        "properties": {"key": text, "value": text},
+                        "required": ["key", "value"],
+                    },
+                },
+                "events": {"type": "array", "minItems": 1, "items": _schema("MonitorEvent")},
+            },
+            "required": ["monitorId", "attributes", "events"],
+        },
+        "Event": {
+            "type": "object",
+            "properties": {
+                "eventId": text,
+                "vin": text,
+                "fleetId": {"type": ["string", "null"]},
+                "monitorId": text,
+                "eventDate": _STAMP,
+                "receivedAt": _STAMP,
+                "skipReason": {
+                    "type": ["string", "null"],
+                    "description": "Why it was stored without a delivery (null: delivered).",
+                },
+                "event": _schema("MonitorEvent"),
+                "_links": links,
+            },
+            "required": ["eventId", "vin", "monitorId", "eventDate", "event", "_links"],
+        },
+        "VehicleState": {
+            "type": "object",
+            "properties": {
+                "vin": text,
+                "fleetId": text,
+                "createdAt": _STAMP,
+                "status": {
+                    "type": ["object", "null"],
+                    "description": "The last status the vehicle published (null: none yet).",
+                    "properties": {
+                        "online": {"type": "boolean"},
+                        "at": text,
+                        "version": text,
+                        "outboxDepth": {"type": "integer"},
+                        "clock": text,
+                        "receivedAt": _STAMP,
+                    },
+                },
+                "lastEventAt": nullable_stamp,
+                "position": {
+                    "type": ["object", "null"],
+                    "properties": {"position": {"type": "object"}, **source},
+                },
+                "values": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"data": text, "value": {"type": "object"}, **source},
+                    },
+                },
+                "_links": links,
+            },
+            "required": ["vin", "fleetId", "status", "position", "values", "_links"],
+        },
+        "Fleet": {
+            "type": "object",
+            "properties": {
+                "fleetId": text,
+                "vehicleCount": {"type": "integer"},
+                "_links": links,
+            },
+            "required": ["fleetId", "vehicleCount", "_links"],
+        },
+    }
+
+
+def _webhooks() -> dict[str, Any]:
+    """OpenAPI 3.1 ``webhooks``: what the backend POSTs to each monitor's target."""
+    header = {"required": True, "schema": {"type": "string"}}
+    return {
+        "monitorEvents": {
+            "post": {
+                "tags": ["webhooks"],
+                "summary": "Events of a monitor, POSTed to its callback.webhook.target",
+                "description": "Signed per Standard Webhooks with the fleet's secret: "
+                "webhook-signature is v1,base64(HMAC-SHA256(secret, id.timestamp.body)). "
+                "Header attributes of the monitor are added as headers. Answer 2xx once "
+                "stored; anything else (or no answer) is retried by the monitor's retryPolicy, "
+                "429/503 honour Retry-After, 410 Gone stops the monitor (Failed). The same "
+                "webhook-id is sent again on a retry: de-duplicate on it.",
+                "parameters": [
+                    {"name": "webhook-id", "in": "header", **header},
+                    {"name": "webhook-timestamp", "in": "header", **header},
+                    {"name": "webhook-signature", "in": "header", **header},
+                ],
+                "requestBody": {
+                    "required": True,
+                    **_json(_schema("MonitorEvents"), "application/json"),
+                },
+                "responses": {
+                    "200": {"description": "Received (any 2xx)"},
+                    "410": {"description": "Gone: stop sending; the monitor becomes Failed"},
+                    "500": {"description": "Not received: retried per the retry policy"},
+                },
+            }
+        }
     }
 
 
@@ -482,6 +752,7 @@ def openapi_document() -> dict[str, Any]:
     paths.update(_monitor_paths("/vehicles/{vin}", _param("vin"), "vehicle monitors"))
     paths.update(_delivery_paths())
     paths.update(_vehicle_paths())
+    paths.update(_history_paths())
     paths.update(_ops_paths())
     return {
         "openapi": "3.1.0",
@@ -493,6 +764,7 @@ def openapi_document() -> dict[str, Any]:
             "vehicle is reached through the fleet it is provisioned in.",
         },
         "paths": paths,
+        "webhooks": _webhooks(),
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from anyio import from_thread
 from starlette.applications import Starlette
@@ -34,8 +35,25 @@ from starlette.routing import Route
 
 from agent.errors import Problem
 from agent.wire import format_date, uuid7, valid_topic_level
+from backend.api.docs import docs_routes
+from backend.api.history import (
+    RECENT_EVENTS,
+    event_view,
+    fleet_view,
+    link,
+    parse_moment,
+    vehicle_links,
+    vehicle_state_view,
+)
 from backend.api.openapi import RESEND_BATCH, openapi_document
-from backend.api.tenancy import find_token, keep_masked, masked, masked_url, reaches_owner
+from backend.api.tenancy import (
+    find_token,
+    fleets_reached,
+    keep_masked,
+    masked,
+    masked_url,
+    reaches_owner,
+)
 from backend.config import ADMIN, ApiToken, LimitsConfig
 from backend.delivery.egress import STRICT, NetworkPolicy, literal_refusal
 from backend.errors import ApiProblem, PayloadError
@@ -47,6 +65,7 @@ from backend.store.records import (
     DELIVERY_STATES,
     SETTABLE_STATUSES,
     DeliveryView,
+    EventQuery,
     MonitorRecord,
     Store,
     VehicleRecord,
@@ -56,8 +75,17 @@ log = logging.getLogger(__name__)
 HAL = "application/hal+json"
 _RANGE = re.compile(r"^([0-9]+)-([0-9]*)$")
 MAX_PAGE = 60
+PAGING_KEYS = ("indexRange", "pageSize")
 SCOPE_PATH = {"fleet": "fleets", "vehicle": "vehicles"}
 DEFAULT_LIMITS = LimitsConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of the process as ``/healthz`` reports it."""
+
+    ok: bool
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +100,7 @@ class ApiContext:
     clock: Callable[[], float] = time.time
     max_age: float = 3 * 24 * 3600.0
     limits: LimitsConfig = DEFAULT_LIMITS
-    health: Callable[[], list[str]] = list  # names of the parts that have stopped working
+    health: Callable[[], dict[str, Part]] = dict  # the parts this process runs (not the store)
 
 
 def _iso(moment: float | None) -> str | None:
@@ -207,13 +235,15 @@ def _checked(ctx: ApiContext, body: Any, monitor_id: str) -> dict[str, Any]:
 
 
 def _links(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
-    owner = f"{ctx.base_url}/{SCOPE_PATH[record.scope]}/{record.owner}"
+    owner = f"/{SCOPE_PATH[record.scope]}/{record.owner}"
     me = f"{owner}/monitors/{record.monitor_id}"
+    by_id = f"/monitors/{record.monitor_id}"
     return {
-        "self": {"href": me},
-        "monitor": {"href": me},
-        record.scope: {"href": owner},
-        "deliveries": {"href": f"{ctx.base_url}/monitors/{record.monitor_id}/deliveries"},
+        "self": link(ctx.base_url, me),
+        "monitor": link(ctx.base_url, by_id),
+        record.scope: link(ctx.base_url, owner),
+        "deliveries": link(ctx.base_url, f"{by_id}/deliveries"),
+        "events": link(ctx.base_url, f"{by_id}/events"),
     }
 
 
@@ -221,6 +251,7 @@ def monitor_ref(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
     return {
         "monitorId": record.monitor_id,
         "status": record.status,
+        "delivery": ctx.channel.delivery(record.monitor_id),
         "createdAt": _iso(record.created_at),
         "updatedAt": _iso(record.updated_at),
         "_links": _links(ctx, record),
@@ -251,8 +282,14 @@ def monitor_view(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
     return {**monitor_ref(ctx, record), "monitor": shown, "vehicles": vehicles}
 
 
-def delivery_view(view: DeliveryView) -> dict[str, Any]:
+def delivery_view(ctx: ApiContext, view: DeliveryView, *, live: bool = True) -> dict[str, Any]:
+    """``live``: whether its monitor still exists (a deleted one's deliveries stay readable;
+    a link to the monitor would not resolve, so there is none)."""
+    links = {"self": link(ctx.base_url, f"/deliveries/{view.delivery_id}")}
+    if live:
+        links["monitor"] = link(ctx.base_url, f"/monitors/{view.monitor_id}")
     return {
+        "_links": links,
         "deliveryId": view.delivery_id,
         "monitorId": view.monitor_id,
         "state": view.state,
@@ -278,19 +315,29 @@ def delivery_view(view: DeliveryView) -> dict[str, Any]:
 
 
 def collection(
-    request: Request, key: str, items: list[Any], total: int, *, start: int, size: int
+    ctx: ApiContext,
+    request: Request,
+    key: str,
+    items: list[Any],
+    total: int,
+    *,
+    start: int,
+    size: int,
 ) -> dict[str, Any]:
-    base = str(request.url.replace(query="")).rstrip("?")
+    """A page, with links of the same form as every other (``base_url`` + path) that keep the
+    request's filters."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in PAGING_KEYS]
 
-    def link(offset: int) -> dict[str, str]:
-        return {"href": f"{base}?indexRange={offset}-&pageSize={size}"}
+    def page(offset: int) -> dict[str, str]:
+        query = urlencode([*kept, ("indexRange", f"{offset}-"), ("pageSize", str(size))])
+        return link(ctx.base_url, f"{request.url.path}?{query}")
 
     last = max(0, (total - 1) // size * size)
-    links = {"self": link(start), "first": link(0), "last": link(last)}
+    links = {"self": page(start), "first": page(0), "last": page(last)}
     if start + size < total:
-        links["next"] = link(start + size)
+        links["next"] = page(start + size)
     if start > 0:
-        links["prev"] = link(max(0, start - size))
+        links["prev"] = page(max(0, start - size))
     return {
         "_links": links,
         "total": total,
@@ -322,7 +369,7 @@ def list_monitors(ctx: ApiContext, request: Request) -> Response:
     start, size = _paging(request)
     records, total = ctx.store.list_monitors(scope, owner, start, size)
     items = [monitor_view(ctx, r) for r in records]
-    return _hal(collection(request, "monitors", items, total, start=start, size=size))
+    return _hal(collection(ctx, request, "monitors", items, total, start=start, size=size))
 
 
 def read_monitor(ctx: ApiContext, request: Request) -> Response:
@@ -393,12 +440,14 @@ def list_deliveries(ctx: ApiContext, request: Request) -> Response:
     if request.url.path.endswith("/dead-letters"):
         state = "dead"
     views, total = ctx.store.deliveries(record.monitor_id, state, start, size)
-    items = [delivery_view(v) for v in views]
-    return _hal(collection(request, "deliveries", items, total, start=start, size=size))
+    items = [delivery_view(ctx, v) for v in views]
+    return _hal(collection(ctx, request, "deliveries", items, total, start=start, size=size))
 
 
 def read_delivery(ctx: ApiContext, request: Request) -> Response:
-    return _hal(delivery_view(_delivery(ctx, request)))
+    view = _delivery(ctx, request)
+    live = ctx.store.get_monitor(view.monitor_id) is not None
+    return _hal(delivery_view(ctx, view, live=live))
 
 
 def resend_delivery(ctx: ApiContext, request: Request) -> Response:
@@ -407,7 +456,8 @@ def resend_delivery(ctx: ApiContext, request: Request) -> Response:
         raise ApiProblem(409, "only a dead-lettered delivery can be re-sent")
     view = ctx.store.get_delivery(delivery_id)
     assert view is not None
-    return _hal(delivery_view(view), 202)
+    live = ctx.store.get_monitor(view.monitor_id) is not None
+    return _hal(delivery_view(ctx, view, live=live), 202)
 
 
 def resend_dead_letters(ctx: ApiContext, request: Request) -> Response:
@@ -433,16 +483,11 @@ def _vehicle_path(request: Request) -> tuple[str, str]:
 
 
 def vehicle_view(ctx: ApiContext, vehicle: VehicleRecord) -> dict[str, Any]:
-    fleet = f"{ctx.base_url}/fleets/{vehicle.fleet_id}"
     return {
         "vin": vehicle.vin,
         "fleetId": vehicle.fleet_id,
         "createdAt": _iso(vehicle.created_at),
-        "_links": {
-            "self": {"href": f"{fleet}/vehicles/{vehicle.vin}"},
-            "fleet": {"href": fleet},
-            "monitors": {"href": f"{ctx.base_url}/vehicles/{vehicle.vin}/monitors"},
-        },
+        "_links": vehicle_links(ctx.base_url, vehicle.vin, vehicle.fleet_id),
     }
 
 
@@ -461,7 +506,7 @@ def list_vehicles(ctx: ApiContext, request: Request) -> Response:
     start, size = _paging(request)
     vehicles, total = ctx.store.list_vehicles(fleet_id, start, size)
     items = [vehicle_view(ctx, v) for v in vehicles]
-    return _hal(collection(request, "vehicles", items, total, start=start, size=size))
+    return _hal(collection(ctx, request, "vehicles", items, total, start=start, size=size))
 
 
 def delete_vehicle(ctx: ApiContext, request: Request) -> Response:
@@ -470,6 +515,84 @@ def delete_vehicle(ctx: ApiContext, request: Request) -> Response:
         raise ApiProblem(404, "no such vehicle in this fleet")
     log.info("vehicle %s removed from fleet %s", vin, fleet_id)
     return Response(status_code=204)
+
+
+# -- what happened: events, last known state, resources by id (issue 18) ------------------------
+
+
+def read_monitor_by_id(ctx: ApiContext, request: Request) -> Response:
+    """A live monitor by its id alone, wherever it belongs (the deliveries' links use it)."""
+    return _hal(monitor_view(ctx, _monitor_by_id(ctx, request)))
+
+
+def _reached_fleets(request: Request) -> tuple[str, ...] | None:
+    return fleets_reached(_token(request))
+
+
+def _event_query(request: Request, **fixed: Any) -> EventQuery:
+    params = request.query_params
+    problems = [
+        Problem(name, "is not a valid id")
+        for name in ("vin", "monitorId")
+        if name in params and not valid_topic_level(params[name])
+    ]
+    if problems:
+        raise ApiProblem(400, "invalid filter", tuple(problems))
+    query = {
+        "vin": params.get("vin"),
+        "monitor_id": params.get("monitorId"),
+        "since": parse_moment("from", params.get("from")),
+        "until": parse_moment("to", params.get("to")),
+        "fleets": _reached_fleets(request),
+        **fixed,
+    }
+    return EventQuery(**query)
+
+
+def _events_page(ctx: ApiContext, request: Request, query: EventQuery) -> Response:
+    start, size = _paging(request)
+    events, total = ctx.store.events_page(query, start, size)
+    # links only to what resolves: a monitor deleted since, a vehicle removed since have none
+    monitors = {m for m in {e.monitor_id for e in events} if ctx.store.get_monitor(m)}
+    vehicles = {v for v in {e.vin for e in events} if ctx.store.get_vehicle(v)}
+    items = [event_view(ctx.base_url, e, monitors, vehicles) for e in events]
+    return _hal(collection(ctx, request, "events", items, total, start=start, size=size))
+
+
+def list_owner_events(ctx: ApiContext, request: Request) -> Response:
+    """Events of a fleet's vehicles (``?vin=``), or of one vehicle, newest first."""
+    scope, owner = _owner(ctx, request)
+    if scope == "fleet":
+        reached = _reached_fleets(request)
+        fleets = (owner,) if reached is None or owner in reached else ()
+        return _events_page(ctx, request, _event_query(request, fleets=fleets))
+    return _events_page(ctx, request, _event_query(request, vin=owner))
+
+
+def list_monitor_events(ctx: ApiContext, request: Request) -> Response:
+    """Events received for one monitor (deleted ones too), of the fleets the token reaches."""
+    monitor_id = request.path_params["monitorId"]
+    if not _reachable_monitor(ctx, request, monitor_id):
+        raise ApiProblem(404, "no such monitor")
+    return _events_page(ctx, request, _event_query(request, monitor_id=monitor_id))
+
+
+def read_vehicle(ctx: ApiContext, request: Request) -> Response:
+    """A vehicle's last known state: last status message, last position, last values."""
+    _scope, vin = _owner(ctx, request)
+    vehicle = ctx.store.get_vehicle(vin)
+    if vehicle is None:
+        raise ApiProblem(404, "no such vehicle")
+    query = EventQuery(vin=vin, fleets=_reached_fleets(request))
+    recent, _total = ctx.store.events_page(query, 0, RECENT_EVENTS)
+    status = ctx.store.vehicle_status(vin)
+    return _hal(vehicle_state_view(ctx.base_url, vehicle, status, recent))
+
+
+def read_fleet(ctx: ApiContext, request: Request) -> Response:
+    _scope, fleet_id = _owner(ctx, request)
+    _vehicles, total = ctx.store.list_vehicles(fleet_id, 0, 1)
+    return _hal(fleet_view(ctx.base_url, fleet_id, total))
 
 
 # -- the app ----------------------------------------------------------------------------------
@@ -486,6 +609,14 @@ def _endpoint(ctx: ApiContext, handler: Handler, scope: str) -> Callable[[Reques
             return JSONResponse(body, status_code=exc.status, headers=headers)
 
     return endpoint
+
+
+def _store_part(ctx: ApiContext) -> Part:
+    try:
+        depth = ctx.store.depth()
+    except Exception as exc:  # StoreError, or a store gone wrong another way: it fails health
+        return Part(False, f"{type(exc).__name__}: {exc}")
+    return Part(True, "answers; deliveries " + ", ".join(f"{k} {v}" for k, v in depth.items()))
 
 
 def build_api(ctx: ApiContext) -> Starlette:
@@ -506,6 +637,12 @@ def build_api(ctx: ApiContext) -> Starlette:
     vehicle = "/fleets/{fleetId}/vehicles/{vin}"
     routes += [
         r("/fleets/{fleetId}/vehicles", list_vehicles, "monitors:read", ["GET"]),
+        r("/fleets/{fleetId}", read_fleet, "monitors:read", ["GET"]),
+        r("/fleets/{fleetId}/events", list_owner_events, "deliveries:read", ["GET"]),
+        r("/vehicles/{vin}", read_vehicle, "deliveries:read", ["GET"]),
+        r("/vehicles/{vin}/events", list_owner_events, "deliveries:read", ["GET"]),
+        r("/monitors/{monitorId}", read_monitor_by_id, "monitors:read", ["GET"]),
+        r("/monitors/{monitorId}/events", list_monitor_events, "deliveries:read", ["GET"]),
         r(vehicle, put_vehicle, ADMIN, ["PUT"]),
         r(vehicle, delete_vehicle, ADMIN, ["DELETE"]),
         r("/monitors/{monitorId}/deliveries", list_deliveries, "deliveries:read", ["GET"]),
@@ -525,11 +662,14 @@ def build_api(ctx: ApiContext) -> Starlette:
         return JSONResponse(document)
 
     async def healthz(_request: Request) -> Response:
-        await run_in_threadpool(ctx.store.depth)  # the store answers
-        failing = ctx.health()
-        if failing:  # a worker died: fail, so a health check or systemd restarts the process
-            return JSONResponse({"status": "failing", "failing": failing}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        parts = {**ctx.health(), "store": await run_in_threadpool(_store_part, ctx)}
+        failing = sorted(name for name, part in parts.items() if not part.ok)
+        body = {
+            "status": "failing" if failing else "ok",
+            "failing": failing,
+            "parts": {n: {"ok": p.ok, "detail": p.detail} for n, p in sorted(parts.items())},
+        }
+        return JSONResponse(body, status_code=503 if failing else 200)
 
     async def metrics(_request: Request) -> Response:
         ctx.metrics.set_depth(await run_in_threadpool(ctx.store.depth))
@@ -540,4 +680,4 @@ def build_api(ctx: ApiContext) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=[*routes, *docs_routes()])

@@ -40,6 +40,11 @@ def reaches_fleet(token: ApiToken, fleet_id: str | None) -> bool:
     return token.admin or (fleet_id is not None and fleet_id in token.fleets)
 
 
+def fleets_reached(token: ApiToken) -> tuple[str, ...] | None:
+    """The fleets whose events and vehicles ``token`` may read; None: every fleet (admin)."""
+    return None if token.admin else tuple(sorted(token.fleets))
+
+
 def reaches_owner(
     token: ApiToken, scope: str, owner: str, fleet_of: Callable[[str], str | None]
 ) -> bool:

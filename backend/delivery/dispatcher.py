@@ -282,6 +282,16 @@ class Dispatcher:
     def _count(self, claim: ClaimedDelivery, result: AttemptResult, now: float) -> None:
         if result.attempt is not None:
             self.metrics.attempts.labels(outcome=result.attempt.outcome).inc()
+            log.info(  # the endpoint (scheme://host:port) only: paths and queries hold secrets
+                "delivery %s monitor %s to %s: attempt %d %s status %s in %.0f ms",
+                claim.delivery_id,
+                claim.monitor_id,
+                claim.endpoint,
+                result.attempt.number,
+                result.attempt.outcome,
+                result.attempt.status_code,
+                result.attempt.duration * 1000,
+            )
         if result.state == "delivered":
             self.metrics.deliveries.labels(outcome="delivered").inc()
             self.metrics.latency.observe(max(0.0, now - claim.received_at))

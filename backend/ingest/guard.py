@@ -32,7 +32,12 @@ from agent.model import Event
 from agent.wire import Topics, WireError, event_from_dict, valid_topic_level
 from backend.config import LimitsConfig
 from backend.errors import IngestError, PayloadError
-from backend.store.records import REPORTED_STATES, ReportedState, VehicleMonitorState
+from backend.store.records import (
+    REPORTED_STATES,
+    ReportedState,
+    VehicleMonitorState,
+    VehicleStatus,
+)
 
 PAYLOAD_REASONS = frozenset(
     {"too_large", "not_utf8", "not_json", "too_deep", "number_too_long", "number_out_of_range",
@@ -174,3 +179,42 @@ def _state(
         definition_hash=str(obj.get("hash", "")),
         at=str(obj.get("at", "")),
     )
+
+
+STATUS_FIELDS_CHARS = 64  # version and clock are short words; longer ones are cut
+
+
+def admit_status(
+    topics: Topics, topic: str, payload: bytes, limits: LimitsConfig, received_at: float
+) -> VehicleStatus | None:
+    """A retained ``…/vehicles/{vin}/status`` message, reduced to what the API shows (online,
+    the agent's time, version, outbox depth, clock); None for an empty (cleared) one. The body
+    may be up to four times ``max_state_bytes`` (it carries every counter). Raises only
+    ``IngestError``."""
+    try:
+        vin = topics.vin_of(topic)
+        if topic != topics.status(vin):
+            raise WireError(f"not a status topic: {topic!r}")
+        if not payload:
+            return None
+        obj = decode_json(payload, max_bytes=4 * limits.max_state_bytes, limits=limits)
+        if not isinstance(obj, dict) or not isinstance(obj.get("online"), bool):
+            raise WireError("a status needs 'online': true or false")
+        if obj.get("vin", vin) != vin:
+            raise WireError(f"status VIN {truncated(str(obj.get('vin')))!r} differs from {vin!r}")
+        depth = obj.get("outboxDepth", 0)
+        return VehicleStatus(
+            vin=vin,
+            online=obj["online"],
+            at=str(obj.get("at", ""))[:STATUS_FIELDS_CHARS],
+            version=str(obj.get("version", ""))[:STATUS_FIELDS_CHARS],
+            outbox_depth=depth if type(depth) is int and 0 <= depth < 2**53 else -1,
+            clock=str(obj.get("clock", ""))[:STATUS_FIELDS_CHARS],
+            received_at=received_at,
+        )
+    except PayloadError as exc:
+        raise IngestError(exc.reason, str(exc)) from exc
+    except WireError as exc:
+        raise IngestError("bad_status", str(exc)) from exc
+    except Exception as exc:  # the last line: an input must never kill paho's thread
+        raise IngestError("unexpected", f"{type(exc).__name__}: {exc}") from exc

@@ -37,16 +37,17 @@ from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, WireError
 from backend.config import LimitsConfig, MqttConfig
 from backend.delivery.routing import DeliverySpec, route, webhook_event
-from backend.errors import IngestError, StoreError
+from backend.errors import IngestError, StoreError, UnmatchedEvent
 from backend.ingest.guard import admit_event, truncated
 from backend.ingest.quota import SkipLog, VehicleRate
 from backend.metrics import Metrics
 from backend.monitors import delivery_spec, validate
-from backend.mqtt_clients import connect_properties, mqtt_client, network_alive
+from backend.mqtt_clients import BrokerLink, connect_properties, mqtt_client, network_alive
 from backend.store.records import IncomingEvent, MonitorRecord, Route, Store
 
 log = logging.getLogger(__name__)
 DEFAULT_LIMITS = LimitsConfig()
+MAX_UNMATCHED_LOGGED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,7 @@ class EventIntake:
         event = replace(event, fleet_id=self._fleet_of(event.vin, event.fleet_id))
         record = self._monitor(event.monitor_id)
         if record is None:
-            raise IngestError("unknown_monitor", f"no monitor {truncated(event.monitor_id)}")
+            raise UnmatchedEvent(truncated(event.monitor_id, 80), event.vin)
         skip, spec = self._skip_reason(record, event.vin, event.fleet_id)
         routes: tuple[Route, ...] = ()
         if skip is None and spec is not None:
@@ -221,6 +222,7 @@ class MqttIngest:
         self._inbox: queue.Queue[Envelope | None] = queue.Queue(self.limits.ingest_queue)
         self._rate = VehicleRate(self.limits.vehicle_rate, self.limits.vehicle_burst)
         self._skip_log = SkipLog(log)
+        self._unmatched_seen: set[str] = set()  # monitors whose events were said unmatched
         self._client = mqtt_client(config, config.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
@@ -228,7 +230,9 @@ class MqttIngest:
         self._worker = threading.Thread(target=self._work, name="ingest-commit", daemon=True)
         self._before_commit = before_commit
         self._stopping = threading.Event()
-        self.connected = threading.Event()
+        self.link = BrokerLink("ingest", config)
+        self.link.watch(self._client)
+        self.connected = self.link.ready  # set while subscribed: messages published now reach us
 
     def alive(self) -> bool:
         """False once the commit worker or paho's network thread has died (``/healthz`` fails)."""
@@ -241,7 +245,7 @@ class MqttIngest:
         self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object
     ) -> None:
         if getattr(rc, "is_failure", False):
-            log.error("MQTT connection refused: %s", rc)
+            self.link.down(f"connection refused: {rc}")
             return
         client.subscribe(self.subscription, qos=1)
 
@@ -249,9 +253,9 @@ class MqttIngest:
         self, _c: mqtt.Client, _u: object, _mid: int, codes: object, _p: object
     ) -> None:
         if any(getattr(code, "is_failure", False) for code in codes):  # type: ignore[attr-defined]
-            log.error("subscription to %s refused: %s", self.subscription, codes)
+            self.link.down(f"subscription to {self.subscription} refused: {codes}")
             return
-        self.connected.set()  # "connected" = subscribed: messages published now reach us
+        self.link.up()
         log.info("ingest subscribed to %s", self.subscription)
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
@@ -282,6 +286,9 @@ class MqttIngest:
 
     def _drop(self, envelope: Envelope, exc: IngestError) -> None:
         self.metrics.skipped.labels(reason=exc.reason).inc()
+        if isinstance(exc, UnmatchedEvent):
+            self._unmatched(exc)
+            return
         self._skip_log.warn(
             exc.reason,
             time.monotonic(),
@@ -290,6 +297,21 @@ class MqttIngest:
             exc.reason,
             truncated(str(exc)),
             exc_info=exc if exc.reason == "unexpected" else None,  # a gap in the guard
+        )
+
+    def _unmatched(self, exc: UnmatchedEvent) -> None:
+        """Log an unknown monitor once (per process; the set is bounded): a vehicle's local
+        monitor fires often, and every event is counted anyway."""
+        if exc.monitor_id in self._unmatched_seen:
+            return
+        if len(self._unmatched_seen) >= MAX_UNMATCHED_LOGGED:
+            self._unmatched_seen.clear()
+        self._unmatched_seen.add(exc.monitor_id)
+        log.info(
+            "events of monitor %s (first from %s) match no monitor of the backend: a local "
+            "monitor of the vehicle? counted as unknown_monitor, not delivered, logged once",
+            exc.monitor_id,
+            exc.vin,
         )
 
     def start(self) -> None:

@@ -162,6 +162,46 @@ class DeliveryView:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as received and stored, for reading back (``GET …/events``)."""
+
+    event_id: str
+    vin: str
+    fleet_id: str | None
+    monitor_id: str
+    event_date: float
+    received_at: float
+    webhook_json: str  # the MonitorEvent object, as the webhook carries it
+    skip_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Which stored events to read: every filter given must match (None: any). ``fleets`` are
+    the fleets the reader reaches (None: every fleet, an admin); ``since``/``until`` bound the
+    vehicle's ``eventDate`` (inclusive)."""
+
+    vin: str | None = None
+    monitor_id: str | None = None
+    fleets: tuple[str, ...] | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleStatus:
+    """The last retained ``…/vehicles/{vin}/status`` a vehicle published, as the API shows it."""
+
+    vin: str
+    online: bool
+    at: str  # the agent's own timestamp
+    version: str
+    outbox_depth: int
+    clock: str
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class IngestOutcome:
     stored: int = 0
     duplicates: int = 0
@@ -219,5 +259,12 @@ class Store(Protocol):
     def expire_endpoints(self, now: float, max_age: float, endpoints: Sequence[str]) -> int: ...
     def purge(self, delivered_before: float, dead_before: float, limit: int) -> dict[str, int]: ...
     def resend_dead(self, monitor_id: str, now: float, limit: int) -> tuple[int, int]: ...
+
+    # reading what happened (API)
+    def events_page(
+        self, query: EventQuery, offset: int, limit: int
+    ) -> tuple[list[StoredEvent], int]: ...
+    def set_vehicle_status(self, status: VehicleStatus) -> None: ...
+    def vehicle_status(self, vin: str) -> VehicleStatus | None: ...
 
     def close(self) -> None: ...

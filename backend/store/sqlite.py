@@ -29,11 +29,14 @@ from backend.store.records import (
     AttemptResult,
     ClaimedDelivery,
     DeliveryView,
+    EventQuery,
     IncomingEvent,
     MonitorRecord,
     Route,
+    StoredEvent,
     VehicleMonitorState,
     VehicleRecord,
+    VehicleStatus,
 )
 
 MIGRATIONS: tuple[str, ...] = (
@@ -108,6 +111,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_final ON deliveries (state, delivered_at, held_since);
     CREATE INDEX delivery_events_event ON delivery_events (event_id);
     CREATE INDEX events_received ON events (received_at);
+    """,
+    # 6: reading what happened (issue 18): events by vehicle or monitor and time, newest first;
+    # each vehicle's last retained status message.
+    """
+    CREATE INDEX events_vin ON events (vin, event_date);
+    CREATE INDEX events_monitor ON events (monitor_id, event_date);
+    CREATE TABLE vehicle_status (
+        vin TEXT PRIMARY KEY, online INTEGER NOT NULL, at TEXT NOT NULL, version TEXT NOT NULL,
+        outbox_depth INTEGER NOT NULL, clock TEXT NOT NULL, received_at REAL NOT NULL);
     """,
 )
 
@@ -730,3 +742,61 @@ class SqliteStore:
                 (monitor_id,),
             ).fetchone()[0]
         return int(cursor.rowcount), int(left)
+
+    # -- reading what happened (issue 18) -----------------------------------------------------
+
+    def events_page(
+        self, query: EventQuery, offset: int, limit: int
+    ) -> tuple[list[StoredEvent], int]:
+        """Stored events matching ``query``, newest ``event_date`` first, and how many match."""
+        clauses: list[str] = ["1 = 1"]
+        params: list[str | float] = []
+        for column, value in (("vin", query.vin), ("monitor_id", query.monitor_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if query.since is not None:
+            clauses.append("event_date >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            clauses.append("event_date <= ?")
+            params.append(query.until)
+        if query.fleets is not None:  # no fleet: nothing (an empty IN () is not portable SQL)
+            marks = ",".join("?" * len(query.fleets))
+            clauses.append(f"fleet_id IN ({marks})" if query.fleets else "1 = 0")
+            params += list(query.fleets)
+        where = " AND ".join(clauses)  # fixed fragments; the values are parameters
+        total = self._read(f"SELECT count(*) FROM events WHERE {where}", params)[0][0]  # noqa: S608
+        columns = "event_id, vin, fleet_id, monitor_id, event_date, received_at, webhook_json"
+        rows = self._read(
+            f"SELECT {columns}, skip_reason FROM events WHERE {where}"  # noqa: S608
+            " ORDER BY event_date DESC, rowid DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [StoredEvent(*row) for row in rows], int(total)
+
+    def set_vehicle_status(self, status: VehicleStatus) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO vehicle_status VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    status.vin,
+                    int(status.online),
+                    status.at,
+                    status.version,
+                    status.outbox_depth,
+                    status.clock,
+                    status.received_at,
+                ),
+            )
+
+    def vehicle_status(self, vin: str) -> VehicleStatus | None:
+        rows = self._read(
+            "SELECT vin, online, at, version, outbox_depth, clock, received_at"
+            " FROM vehicle_status WHERE vin = ?",
+            (vin,),
+        )
+        if not rows:
+            return None
+        vin, online, at, version, depth, clock, received_at = rows[0]
+        return VehicleStatus(vin, bool(online), at, version, depth, clock, received_at)

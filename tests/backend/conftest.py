@@ -205,6 +205,12 @@ class BackendThread:
             time.sleep(0.01)
         if self.backend.ingest is not None and not self.backend.ingest.connected.wait(10):
             raise TimeoutError("ingest did not connect")
+        while self.backend.channel is None and "api" in self.backend.roles:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the API did not start")
+            time.sleep(0.01)
+        if self.backend.channel is not None and not self.backend.channel.connected.wait(10):
+            raise TimeoutError("the monitor channel did not connect")  # /healthz would be 503
         return self
 
     def stop(self) -> None:

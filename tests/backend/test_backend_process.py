@@ -69,7 +69,10 @@ def test_one_process_runs_every_role_and_stops_on_sigterm(
     try:
         wait_for_port("127.0.0.1", port)
         api = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{api}/healthz").status_code == 200
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{api}/healthz").status_code != 200:  # 503 until both MQTT links are up
+            assert time.monotonic() < deadline, httpx.get(f"{api}/healthz").text
+            time.sleep(0.05)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         provisioned = httpx.put(f"{api}/fleets/{FLEET}/vehicles/{VIN}", headers=auth)
         assert provisioned.status_code == 201

@@ -72,3 +72,28 @@ def test_outside_systemd_it_returns_at_once() -> None:
         await asyncio.wait_for(watchdog(list, asyncio.Event(), Notifier({})), 5)
 
     asyncio.run(run())
+
+
+def test_a_broker_outage_keeps_the_pings_and_changes_the_status_line_once(
+    notify_socket: tuple[socket.socket, str],
+) -> None:
+    sock, path = notify_socket
+    note = ["running"]
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+
+    async def scenario() -> list[str]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(watchdog(list, stop, notifier, note=lambda: note[0]))
+        seen = [(await asyncio.to_thread(sock.recv, 4096)).decode() for _ in range(2)]
+        note[0] = "running; no broker for ingest"
+        seen += [(await asyncio.to_thread(sock.recv, 4096)).decode() for _ in range(4)]
+        note[0] = "running"
+        seen += [(await asyncio.to_thread(sock.recv, 4096)).decode() for _ in range(4)]
+        stop.set()
+        await task
+        return seen
+
+    seen = asyncio.run(scenario())
+    statuses = [m for m in seen if m.startswith("STATUS=")]
+    assert statuses == ["STATUS=running; no broker for ingest", "STATUS=running"]
+    assert seen.count("WATCHDOG=1") == len(seen) - 1 - len(statuses)  # pings never stopped

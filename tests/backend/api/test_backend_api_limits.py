@@ -17,7 +17,7 @@ with warnings.catch_warnings():  # starlette 1.x suggests httpx2 for its test cl
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from backend.api.routes import ApiContext, build_api
+from backend.api.routes import ApiContext, Part, build_api
 from backend.config import LimitsConfig
 from backend.metrics import Metrics
 from backend.monitor_channel import MemoryMonitorChannel
@@ -38,7 +38,7 @@ def _context(store: SqliteStore, failing: list[str] | None = None) -> ApiContext
         tokens=api_tokens(),  # TOKEN: admin
         clock=ManualClock(),
         limits=LimitsConfig(max_request_bytes=LIMIT),
-        health=lambda: list(failing or []),
+        health=lambda: {name: Part(False, "died") for name in failing or []},
     )
 
 
@@ -107,11 +107,15 @@ def test_status_bodies_pass_the_same_guard(client: TestClient) -> None:
 def test_healthz_fails_once_a_part_has_died(store: SqliteStore) -> None:
     failing: list[str] = []
     with TestClient(build_api(_context(store, failing))) as c:
-        assert c.get("/healthz").json() == {"status": "ok"}
-        failing.append("ingest worker")
+        ok = c.get("/healthz").json()
+        assert ok["status"] == "ok" and ok["failing"] == [] and ok["parts"]["store"]["ok"]
+        failing.append("ingest")
         response = c.get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"status": "failing", "failing": ["ingest worker"]}
+    body = response.json()
+    assert body["status"] == "failing" and body["failing"] == ["ingest"]
+    assert body["parts"]["ingest"] == {"ok": False, "detail": "died"}
+    assert body["parts"]["store"]["ok"] is True
 
 
 # -- fuzzing the bodies -------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def test_schemathesis_finds_no_server_error_and_responses_match_the_document(
     )
     summary = result.stdout[result.stdout.find("SUMMARY") :]
     assert result.returncode == 0, summary[-3000:] + result.stderr[-2000:]
-    assert "Selected: 22/22" in result.stdout and " passed" in summary
+    assert "Selected: 28/28" in result.stdout and " passed" in summary
 
 
 def test_a_monitor_failed_by_the_dispatcher_is_republished(

@@ -372,3 +372,29 @@ def test_vehicles_of_the_configuration_are_provisioned_at_start(tmp_path: Path) 
         config_from_dict(raw, tmp_path)
     messages = [p.message for p in info.value.problems]
     assert messages == [f"{VIN} is also in fleet {FLEET!r}", "'bad vin' is not a VIN"]
+
+
+def test_events_stay_with_the_fleet_that_received_them(api: Api) -> None:
+    """Issue 18: the events a vehicle sent while in fleet-1 stay fleet-1's to read after it
+    moves to fleet-2; what it sends there is fleet-2's; its state follows its current fleet."""
+    client, store = api
+    mid = _create(client, "/fleets/fleet-1", ADMIN_AUTH)
+    other = _create(client, "/fleets/fleet-2", ADMIN_AUTH)
+    before = make_event(mid, at=T0)
+    ingest_events(store, [before], T0)
+    store.put_vehicle(VIN, "fleet-2", T0)
+    after = replace(make_event(other, at=T0 + 60), fleet_id="fleet-2")
+    ingest_events(store, [after], T0 + 60)
+
+    def ids(path: str, auth: dict[str, str]) -> list[str]:
+        answer = client.get(path, headers=auth)
+        assert answer.status_code == 200, answer.text
+        return [e["eventId"] for e in answer.json()["_embedded"]["events"]]
+
+    assert ids("/fleets/fleet-1/events", READER) == [before.event_id]
+    assert ids(f"/monitors/{mid}/events", READER) == [before.event_id]
+    assert ids("/fleets/fleet-2/events", ADMIN_AUTH) == [after.event_id]
+    assert ids(f"/vehicles/{VIN}/events", ADMIN_AUTH) == [after.event_id, before.event_id]
+    for path in (f"/vehicles/{VIN}/events", f"/vehicles/{VIN}", "/fleets/fleet-2/events"):
+        assert client.get(path, headers=READER).status_code == 403, path
+    assert client.get(f"/monitors/{other}/events", headers=READER).status_code == 404

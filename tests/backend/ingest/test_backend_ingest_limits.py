@@ -199,7 +199,8 @@ def test_healthz_fails_when_the_ingest_worker_dies_anyway(
         _wait(lambda: not running.backend.ingest.alive(), "the worker did not die")  # type: ignore[union-attr]
         answer = httpx.get(f"http://127.0.0.1:{port}/healthz")
         assert answer.status_code == 503
-        assert answer.json()["failing"] == ["ingest worker"]
+        assert answer.json()["failing"] == ["ingest"]
+        assert answer.json()["parts"]["ingest"]["detail"] == "worker died"
     finally:
         stop_network_loop(client)
         client.disconnect()

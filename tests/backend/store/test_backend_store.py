@@ -143,3 +143,35 @@ def test_migration_2_restarts_the_retry_window_of_live_deliveries_at_receipt(
         assert live.delivery_id == "live" and live.held_since == T0
     finally:
         store.close()
+
+
+def test_events_are_read_back_by_vehicle_monitor_fleet_and_time(store: SqliteStore) -> None:
+    """Issue 18's reading methods, in plain SQL every store implements alike."""
+    from backend.store.records import EventQuery, VehicleStatus
+
+    mid = add_monitor(store, monitor_definition("https://h.example/in"))
+    other = add_monitor(store, monitor_definition("https://h.example/in"))
+    events = [make_event(mid, at=T0 + n) for n in range(5)] + [make_event(other, at=T0 + 10)]
+    ingest_events(store, events, T0 + 20)
+    ids = [e.event_id for e in events]
+
+    def page(query: EventQuery, offset: int = 0, limit: int = 60) -> tuple[list[str], int]:
+        found, total = store.events_page(query, offset, limit)
+        return [e.event_id for e in found], total
+
+    assert page(EventQuery(vin=VIN)) == (ids[::-1], 6)  # newest eventDate first
+    assert page(EventQuery(monitor_id=mid), 1, 2) == ([ids[3], ids[2]], 5)
+    assert page(EventQuery(monitor_id=mid, since=T0 + 1, until=T0 + 3)) == (ids[3:0:-1], 3)
+    assert page(EventQuery(fleets=(FLEET,))) == (ids[::-1], 6)
+    assert page(EventQuery(fleets=("elsewhere",))) == ([], 0)
+    assert page(EventQuery(fleets=())) == ([], 0)
+    assert page(EventQuery(vin="VF3NOBODY00000000")) == ([], 0)
+    (newest,), _ = store.events_page(EventQuery(vin=VIN), 0, 1)
+    assert newest.received_at == T0 + 20 and newest.monitor_id == other
+    assert newest.skip_reason is None and '"vin"' in newest.webhook_json
+
+    assert store.vehicle_status(VIN) is None
+    status = VehicleStatus(VIN, True, "2030-01-01T00:00:00.000Z", "1.0", 3, "gps", T0)
+    store.set_vehicle_status(status)
+    store.set_vehicle_status(status)  # replaced, not duplicated
+    assert store.vehicle_status(VIN) == status
