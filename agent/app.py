@@ -42,6 +42,7 @@ from agent.monitors.engine import Engine, FiredState
 from agent.monitors.loading import read_monitors_file
 from agent.monitors.model import Catalog
 from agent.monitors.signals import GPS_SPEED
+from agent.obd.cost import monitor_names, obd_cost
 from agent.obd.names import ObdCatalog
 from agent.obd.service import Capabilities, ObdService
 from agent.pipeline import Pipeline
@@ -476,10 +477,22 @@ class Agent:
                 parts.append((f"bus.{reader.bus.name}", _snapshot(reader.source)))
         for service in self.obd:
             parts.append((f"obd.{service.config.name}", service.snapshot()))
+            parts.append((f"obd.{service.config.name}.monitor", self._obd_costs(service)))
         for prefix, counters in parts:
             merged.update({f"{prefix}.{k}": int(v) for k, v in counters.items()})
         merged["outbox.dropped_total"] = self.outbox.dropped
         return merged
+
+    def _obd_costs(self, service: ObdService) -> dict[str, int]:
+        """What each monitor costs on this bus now, in requests per minute (``check`` says the
+        same before the monitors are sent)."""
+        ecus = max(1, len(service.plan.ecus))
+        found = {}
+        for monitor in self.engine.monitors():
+            cost = obd_cost(monitor_names(monitor), self.vehicle.catalog, service.config, ecus)
+            if cost.per_minute:
+                found[f"{monitor.id}.requests_per_minute"] = round(cost.per_minute)
+        return found
 
     def _status(self, *, online: bool) -> bytes:
         """The status message; offline (the stop message) without counters."""

@@ -75,3 +75,29 @@ def test_check_accepts_obd_names_and_says_what_they_cost(
     assert "(rpm): bus diag: PIDs 0C: 12 request(s)/min per ECU" in err
     assert "(codes): bus diag: PIDs none, fault codes: 2 request(s)/min per ECU" in err
     assert "(oil)" not in err  # the oil temperature comes from the CAN bus: free
+
+
+def test_the_agent_status_says_what_each_monitor_costs(tmp_path: Path) -> None:
+    from agent.app import Agent  # noqa: PLC0415
+    from agent.config import load_config  # noqa: PLC0415
+    from tests.agent.daemon.conftest import agent_toml  # noqa: PLC0415
+
+    monitors = [
+        _monitor("rpm", "obd.engine.rpm", "greaterThan", ["3000"]),
+        _monitor("codes", "obd.dtc.new", "onChange", []),
+        _monitor("oil", "vehicle.engines.thermic.oil.temp", "greaterThan", ["130"]),
+    ]
+    obd = 'interface = "virtual"\nchannel = "unused"\n[[obd]]\nname = "diag"\n'
+    obd += 'interface = "virtual"\nchannel = "obd-unused"'
+    path = agent_toml(tmp_path, 1, can=obd, monitors=monitors)
+    agent = Agent(load_config(path, env={}))
+    try:
+        agent._load_local_monitors()
+        agent._apply_wanted_names()
+        counters = agent.counters()
+    finally:
+        agent.outbox.close()
+    assert counters["obd.diag.monitor.rpm.requests_per_minute"] == 12
+    assert counters["obd.diag.monitor.codes.requests_per_minute"] == 2
+    assert "obd.diag.monitor.oil.requests_per_minute" not in counters  # from the CAN bus
+    assert counters["obd.diag.requests_per_minute"] == 14  # what the poller is asked for now
