@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from agent.__main__ import main
-from agent.config import parse_config
+from agent.app import Agent
+from agent.config import load_config, parse_config
 from agent.errors import ConfigError
+from tests.agent.daemon.conftest import agent_toml
 
 
 def test_obd_tables_are_read_with_defaults(tmp_path: Path) -> None:
@@ -78,10 +80,6 @@ def test_check_accepts_obd_names_and_says_what_they_cost(
 
 
 def test_the_agent_status_says_what_each_monitor_costs(tmp_path: Path) -> None:
-    from agent.app import Agent  # noqa: PLC0415
-    from agent.config import load_config  # noqa: PLC0415
-    from tests.agent.daemon.conftest import agent_toml  # noqa: PLC0415
-
     monitors = [
         _monitor("rpm", "obd.engine.rpm", "greaterThan", ["3000"]),
         _monitor("codes", "obd.dtc.new", "onChange", []),
