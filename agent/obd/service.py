@@ -35,6 +35,7 @@ from agent.obd.settings import ObdConfig
 
 log = logging.getLogger(__name__)
 REOPEN = Backoff(first=1.0, cap=60.0)
+CHARGING_VOLTS = 13.2  # a 12 V system above this is being charged: the engine runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +225,8 @@ class ObdService:
             self._emit(Sample(PIDS[pid].data_name, value, at, max_age))
             if pid == 0x0C:
                 self._emit(Sample(ENGINE_RUNNING, value > 0, at, max_age))
-                if value > 0:
-                    self.plan.engine_turning(now)
+            if (pid == 0x0C and value > 0) or (pid == 0x42 and value >= CHARGING_VOLTS):
+                self.plan.engine_turning(now)  # awake even behind a silent gateway
 
     def _codes(self, job: Job) -> None:
         assert self.client is not None and job.ecu is not None

@@ -1,4 +1,5 @@
-"""The capability manifest on the wire: built by the agent, guarded where the backend reads it."""
+"""The capability manifest on the wire (agent.wire) and where the backend reads it: built, guarded,
+held to its schema; the data names a monitor needs."""
 
 from __future__ import annotations
 
