@@ -4,12 +4,19 @@ discovery, 11- and 29-bit, multi-frame VIN, the CLI scan, a silent car left alon
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 
+import can
 import pytest
 
 from agent.__main__ import main
-from agent.obd.client import ObdClient
-from tests.agent.obd.twin_car import VIN, bench
+from agent.obd.addressing import Addressing
+from agent.obd.client import ObdClient, Scan
+from agent.obd.link import PythonCanLink
+from agent.obd.twin import DEMO_VIN
+from tests.agent.obd.twin_car import VIN, bench, wait_for
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize("extended", [False, True], ids=["11-bit", "29-bit"])
@@ -86,3 +93,30 @@ def test_malformed_answers_are_counted_not_raised() -> None:
         assert scan.vin is None
         assert client.counters["bad_answers"] >= 1
         assert [e.ecu.name for e in scan.ecus] == ["7E8"]  # a silent TCM on functional 01 00
+
+
+def test_simulate_answers_obd_beside_its_drive(tmp_path: Path) -> None:
+    """``simulate --obd-twin``: the drive's frames are the car's own traffic, the demo car's
+    ECUs answer the scan on the same bus (simulate runs in this, the main, thread: it sets a
+    signal handler)."""
+    channel = f"obd-sim-{tmp_path.name}"
+    scenario = ROOT / "tests" / "data" / "scenarios" / "short-drive.toml"
+    argv = ["simulate", "--scenario", str(scenario), "--duration", "5", "--can-interface",
+            "virtual", "--can-channel", channel, "--obd-twin"]  # fmt: skip
+    link = PythonCanLink(can.Bus(interface="virtual", channel=channel), Addressing(False))
+    found: list[Scan] = []
+
+    def scan() -> None:
+        wait_for(lambda: link.listen(0.1) or link.last_organic is not None)
+        found.append(ObdClient(link).scan())
+
+    scanner = threading.Thread(target=scan, daemon=True)
+    scanner.start()
+    try:
+        assert main(argv) == 0
+        scanner.join(30)
+    finally:
+        link.close()
+    (result,) = found
+    assert result.vin == DEMO_VIN and [e.ecu.name for e in result.ecus] == ["7E8", "7E9"]
+    assert result.ecus[0].pending == ("P0301",)
