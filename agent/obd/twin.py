@@ -196,8 +196,9 @@ class TwinRunner:
     def _reply(self, ecu: TwinEcu, request: bytes, *, functional: bool) -> None:
         ident = ecu.ecu(self.car.addressing)
         for answer in self.car.answer(ecu, request, functional):
+            # queued; first/single frame out now, the rest as flow control allows in ``_run``
+            # (never ``pump`` here: a request completing meanwhile would be dropped)
             self.mux.send(ident.request_id, ident.answer_id, answer)
-            self.mux.pump(0.0)
 
 
 DEMO_VIN = "VF3DEMO0000000042"
