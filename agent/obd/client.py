@@ -153,6 +153,13 @@ class ObdClient:
         answer = self.ask(request, ecu).get(ecu)
         return None if answer is None else self._parsed(parse_codes, request, answer)
 
+    def freeze_frame(self, ecu: Ecu, pid: int) -> m.FreezeFrameValue | None:
+        """Freeze frame 0's value of ``pid`` (02 02: the code that stored it); None without
+        a readable answer."""
+        request = m.freeze_frame(pid)
+        answer = self.ask(request, ecu).get(ecu)
+        return None if answer is None else self._parsed(m.parse_freeze_frame, request, answer)
+
     def values(self, ecu: Ecu, pids: tuple[int, ...]) -> dict[int, float]:
         """Decoded values; raises NegativeAnswer (the poller backs off) and ObdError for silence."""
         request = m.current_data(pids)

@@ -26,7 +26,30 @@ OBD_NAMES[ENGINE_RUNNING] = SignalInfo(ENGINE_RUNNING, SignalKind.BOOLEAN, sourc
 OBD_NAMES[DTC_NEW] = SignalInfo(DTC_NEW, SignalKind.ENUM, source="obd")
 OBD_NAMES[DTC_CONFIRMED_COUNT] = SignalInfo(DTC_CONFIRMED_COUNT, SignalKind.NUMBER, source="obd")
 OBD_NAMES[DTC_PENDING_COUNT] = SignalInfo(DTC_PENDING_COUNT, SignalKind.NUMBER, source="obd")
-FAULT_NAMES = frozenset({DTC_NEW, DTC_CONFIRMED_COUNT, DTC_PENDING_COUNT})
+# Freeze frame 0 (service 02): the code that stored it and the PIDs the ECU froze with it, read
+# when a code becomes confirmed, before ``obd.dtc.new`` changes: an event on the new code can
+# carry them (``extendedEventParam: ["vehicle.telemetry.obd.dtc.freeze"]``).
+FREEZE_PREFIX = "obd.dtc.freeze."
+FREEZE_CODE = "obd.dtc.freeze.code"
+FREEZE_KEYS = {0x04: "engineLoad", 0x05: "coolantTemp", 0x0C: "rpm", 0x0D: "speed",
+               0x11: "throttle", 0x2F: "fuelLevel"}  # fmt: skip
+FREEZE_PIDS = tuple(FREEZE_KEYS)
+OBD_NAMES[FREEZE_CODE] = SignalInfo(FREEZE_CODE, SignalKind.ENUM, source="obd")
+for _pid, _key in FREEZE_KEYS.items():
+    _name = FREEZE_PREFIX + _key
+    OBD_NAMES[_name] = SignalInfo(_name, SignalKind.NUMBER, unit=PIDS[_pid].unit, source="obd")
+FAULT_NAMES = frozenset({DTC_NEW, DTC_CONFIRMED_COUNT, DTC_PENDING_COUNT}) | frozenset(
+    n for n in OBD_NAMES if n.startswith(FREEZE_PREFIX)
+)
+
+
+def freeze_name(pid: int) -> str:
+    """``obd.dtc.freeze.rpm`` for PID 0C: the value the ECU froze with the code."""
+    return FREEZE_PREFIX + FREEZE_KEYS[pid]
+
+
+def freeze_pids_for(names: set[str] | frozenset[str]) -> set[int]:
+    return {pid for pid in FREEZE_PIDS if freeze_name(pid) in names}
 
 
 def obd_info(name: str) -> SignalInfo | None:

@@ -19,14 +19,18 @@ from agent.backoff import Backoff, Retries
 from agent.errors import EdgemonError, NegativeAnswer, ObdError
 from agent.model import Sample
 from agent.obd import messages as m
+from agent.obd.addressing import Ecu
 from agent.obd.client import Asleep, Link, ObdClient
-from agent.obd.faults import FaultChange, FaultDiffer
+from agent.obd.faults import FaultChange, FaultDiffer, decode_dtc
 from agent.obd.names import (
     DTC_CONFIRMED_COUNT,
     DTC_NEW,
     DTC_PENDING_COUNT,
     FAULT_NAMES,
+    FREEZE_CODE,
     NO_CODE,
+    freeze_name,
+    freeze_pids_for,
     pids_for,
 )
 from agent.obd.pids import ENGINE_RUNNING, PIDS
@@ -94,7 +98,13 @@ class ObdService:
         self.capabilities: Capabilities | None = None
         self.link: Link | None = None
         self.client: ObdClient | None = None
-        self._wanted: tuple[frozenset[int], bool] = (frozenset(), False)
+        # (PIDs, fault codes, freeze frame PIDs, the freeze frame's code): swapped whole
+        self._wanted: tuple[frozenset[int], bool, frozenset[int], bool] = (
+            frozenset(),
+            False,
+            frozenset(),
+            False,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"obd-{config.name}", daemon=True)
         self.counters = {"samples": 0, "asleep_skips": 0, "link_errors": 0}
@@ -103,7 +113,13 @@ class ObdService:
 
     def want(self, names: set[str] | frozenset[str]) -> None:
         """The data names the monitors read now (PIDs and fault codes derive from them)."""
-        self._wanted = (frozenset(pids_for(names)), bool(set(names) & FAULT_NAMES))
+        names = frozenset(names)
+        self._wanted = (
+            frozenset(pids_for(names)),
+            bool(names & FAULT_NAMES),
+            frozenset(freeze_pids_for(names)),
+            FREEZE_CODE in names,
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -114,7 +130,7 @@ class ObdService:
             self._thread.join(5.0)
 
     def snapshot(self) -> dict[str, int]:
-        pids, codes = self._wanted
+        pids, codes, _, _ = self._wanted
         ecus = max(1, len(self.plan.ecus))
         merged = dict(self.counters)
         merged["requests_per_minute"] = round(self.config.cost_per_minute(len(pids), codes, ecus))
@@ -150,7 +166,7 @@ class ObdService:
     def _poll(self) -> None:
         assert self.link is not None
         while not self._stop.is_set():
-            pids, codes = self._wanted
+            pids, codes, _, _ = self._wanted
             self.plan.want(pids, codes)
             self.link.listen(0.05)
             now = self.clock()
@@ -238,7 +254,21 @@ class ObdService:
         self.plan.done(job, self.clock())
         had = bool(self.differ.confirmed())
         changes = self.differ.update(job.ecu.name, confirmed, pending)
+        if any(c.change == "confirmed" for c in changes):
+            self._freeze_frame(job.ecu)  # before obd.dtc.new: an event on it can carry them
         self._emit_faults(changes, had)
+
+    def _freeze_frame(self, ecu: Ecu) -> None:
+        """Freeze frame 0 of ``ecu``: the code that stored it and the PIDs monitors name."""
+        assert self.client is not None
+        _, _, pids, code = self._wanted
+        at = self.wall()
+        if code and (found := self.client.freeze_frame(ecu, 0x02)) and len(found.raw) >= 2:
+            self._emit(Sample(FREEZE_CODE, decode_dtc(found.raw[0], found.raw[1]), at))
+        for pid in sorted(pids):
+            frozen = self.client.freeze_frame(ecu, pid)
+            if frozen is not None and frozen.value is not None:
+                self._emit(Sample(freeze_name(pid), frozen.value, at))
 
     def _emit_faults(self, changes: list[FaultChange], had: bool) -> None:
         """Counts every read; ``obd.dtc.new`` at the first read (the newest code present, or

@@ -202,6 +202,8 @@ class TwinRunner:
 
 
 DEMO_VIN = "VF3DEMO0000000042"
+# freeze frame 0 of the demo ECM: P0301 stored it at 83 degC, 750 rpm, standing still
+DEMO_FREEZE = {0x02: encode_dtc("P0301"), 0x05: b"\x7b", 0x0C: b"\x0b\xb8", 0x0D: b"\x00"}
 
 
 def demo_car(addressing: Addressing) -> TwinCar:
@@ -220,7 +222,7 @@ def demo_car(addressing: Addressing) -> TwinCar:
                 },
                 vin=DEMO_VIN,
                 pending=["P0301"],
-                freeze={0x05: b"\x7b"},
+                freeze=DEMO_FREEZE,
             ),
             TwinEcu(tcm, name="TCM-Transmission", values={0x05: b"\x5a", 0x2F: b"\x66"}),
         ],

@@ -1,5 +1,6 @@
-"""OBD-II end to end: a monitor on an OBD PID and one on a new confirmed fault code each deliver
-a signed webhook, through the real mosquitto (TLS, ACL), backend and HTTPS receiver.
+"""OBD-II end to end: a monitor on an OBD PID and one on a new confirmed fault code (with its
+freeze frame) each deliver a signed webhook, through the real mosquitto (TLS, ACL), backend and
+HTTPS receiver.
 
 The agent process hosts the ECU twin on its in-process virtual bus (``tests.e2e.obd_agent``);
 the monitors are created through the backend API, so the backend validates OBD data names too.
@@ -18,9 +19,12 @@ from scripts.chain import ROOT, Chain, pid_alive
 from tests.e2e.schemas import errors
 
 
-def _monitor(label: str, trigger: dict[str, Any], target: str) -> dict[str, Any]:
+def _monitor(
+    label: str, trigger: dict[str, Any], target: str, extended: tuple[str, ...] = ()
+) -> dict[str, Any]:
     return {
         "label": label,
+        "extendedEventParam": list(extended),
         "subscribeParam": {
             "retryPolicy": {"policy": "Always", "retryDelay": 1},
             "callback": {"webhook": {"name": label, "target": target}},
@@ -100,7 +104,7 @@ def test_obd_pid_and_new_fault_code_monitors_deliver_webhooks(obd_chain: ObdChai
     )  # fmt: skip
     fault = chain.create_monitor(
         _monitor("New confirmed fault code", {"data": "obd.dtc.new", "op": "onChange"},
-                 f"{url}/hooks/fault")
+                 f"{url}/hooks/fault", ("vehicle.telemetry.obd.dtc.freeze",))
     )  # fmt: skip
     rate = chain.create_monitor(
         _monitor("Fuel rate", {"data": "obd.fuel.rate", "op": "greaterThan", "value": ["20"]},
@@ -121,6 +125,10 @@ def test_obd_pid_and_new_fault_code_monitors_deliver_webhooks(obd_chain: ObdChai
     chain.wait_for(lambda: _events(chain, fault), 30, "the fault code webhook", chain.agent)
     event = _events(chain, fault)[0]
     assert [(v["data"], _literal(v)) for v in event["values"]] == [("obd.dtc.new", "P0301")]
+    # the ECU's freeze frame, read before the code counted as new, rides with the event
+    frozen = {"obd.dtc.freeze.code": "P0301", "obd.dtc.freeze.coolantTemp": 83.0,
+              "obd.dtc.freeze.rpm": 750.0, "obd.dtc.freeze.speed": 0.0}  # fmt: skip
+    assert event["extensions"] == [{"type": "vehicle.telemetry.obd.dtc.freeze", "body": frozen}]
     assert "OBD fault code P0301 on 7E8: confirmed" in log.read_text()
     # the capability manifest (retained) says what this car can serve; the backend warns about
     # the monitor that needs the fuel rate this car does not offer

@@ -11,8 +11,9 @@ from contextlib import contextmanager
 
 from agent.backoff import Backoff
 from agent.model import Sample
+from agent.obd.faults import encode_dtc
 from agent.obd.link import PythonCanLink, SentFrame
-from agent.obd.names import DTC_CONFIRMED_COUNT, DTC_NEW, DTC_PENDING_COUNT
+from agent.obd.names import DTC_CONFIRMED_COUNT, DTC_NEW, DTC_PENDING_COUNT, FREEZE_CODE
 from agent.obd.service import ObdService
 from agent.obd.settings import ObdConfig
 from tests.agent.obd.twin_car import Bench, bench, wait_for
@@ -130,8 +131,9 @@ def test_fault_codes_become_values_monitors_fire_on() -> None:
     with bench() as b:
         ecm = b.car.ecus[0]
         ecm.confirmed, ecm.pending = [], []
+        ecm.freeze = {0x02: encode_dtc("P0420"), 0x05: b"\x7b", 0x0C: b"\x0b\xb8"}
         with poller(b) as (service, samples):
-            service.want({DTC_NEW})
+            service.want({DTC_NEW, FREEZE_CODE, "obd.dtc.freeze.coolantTemp"})
             wait_for(lambda: _values(samples, DTC_NEW) == ["none"])  # the baseline
             ecm.pending = ["P0420"]
             wait_for(lambda: _values(samples, DTC_PENDING_COUNT)[-1:] == [1])
@@ -139,6 +141,12 @@ def test_fault_codes_become_values_monitors_fire_on() -> None:
             ecm.confirmed, ecm.pending = ["P0420"], []
             wait_for(lambda: _values(samples, DTC_NEW)[-1:] == ["P0420"])
             assert _values(samples, DTC_CONFIRMED_COUNT)[-1] == 1
+            # the freeze frame was read first: an event on the new code can carry it
+            order = [s.name for s in samples]
+            assert order.index(FREEZE_CODE) < order.index(DTC_NEW, 1)
+            assert _values(samples, FREEZE_CODE) == ["P0420"]
+            assert _values(samples, "obd.dtc.freeze.coolantTemp") == [83.0]
+            assert _values(samples, "obd.dtc.freeze.rpm") == []  # no monitor names it
             ecm.confirmed = []
             wait_for(lambda: _values(samples, DTC_NEW)[-1:] == ["none"])
             ecm.confirmed = ["P0420"]  # the same code again: a change again
@@ -146,3 +154,5 @@ def test_fault_codes_become_values_monitors_fire_on() -> None:
             assert _values(samples, DTC_NEW) == ["none", "P0420", "none", "P0420"]
             codes = {r for _, r in b.car.requests if r in (b"\x03", b"\x07", b"\x0a", b"\x04")}
             assert codes == {b"\x03", b"\x07"}  # never 04 (clear), never permanent in polling
+            frozen = [r for _, r in b.car.requests if r[:1] == b"\x02"]
+            assert frozen.count(b"\x02\x05\x00") == 2  # at each confirmation, of that ECU
