@@ -36,6 +36,7 @@ class KernelLink:
         self.clock = clock
         self.last_organic: float | None = None
         self.frames_sent = 0
+        self.reception_errors = 0  # a broken multi-frame reception: that answer is lost
         self._sockets: dict[int, tuple[Ecu, isotp.socket]] = {}
         if not addressing.extended:
             for answer_id in range(0x7E8, 0x7F0):
@@ -77,6 +78,8 @@ class KernelLink:
                 )
             else:
                 self._bind(ecu)
+                if ecu.answer_id not in self._sockets:
+                    raise ObdError(f"more than {MAX_SOCKETS} ECUs on {self.channel}")
                 self._sockets[ecu.answer_id][1].send(payload)
         except (OSError, can.CanError) as exc:
             raise ObdError(f"send on {self.channel} failed: {exc}") from exc
@@ -88,17 +91,26 @@ class KernelLink:
         while True:
             self._drain_raw(found)
             for ecu, sock in list(self._sockets.values()):
-                while (payload := _recv(sock)) is not None:
+                while (payload := self._recv(sock)) is not None:
                     found.append(Answer(ecu, payload))
             left = deadline - self.clock()
             if found or left <= 0:
                 return found
             readable = [self.raw.fileno(), *(s.fileno() for _, s in self._sockets.values())]
-            select.select(readable, [], [], min(left, 0.01))
+            try:
+                select.select(readable, [], [], min(left, 0.01))
+            except (OSError, ValueError) as exc:  # a socket closed under us
+                raise ObdError(f"ISO-TP sockets on {self.channel} failed: {exc}") from exc
 
     def _drain_raw(self, found: list[Answer]) -> None:
-        while (message := self.raw.recv(0.0)) is not None:
+        while (message := self._raw_recv(0.0)) is not None:
             self._classify(message, found)
+
+    def _raw_recv(self, timeout: float) -> can.Message | None:
+        try:
+            return self.raw.recv(timeout)
+        except (can.CanError, OSError) as exc:  # the interface went down
+            raise ObdError(f"CAN bus read on {self.channel} failed: {exc}") from exc
 
     def _classify(self, message: can.Message, found: list[Answer]) -> None:
         """The car's own frame (awake), or the single-frame answer of an ECU without a socket
@@ -121,20 +133,20 @@ class KernelLink:
     def listen(self, timeout: float) -> None:
         deadline = self.clock() + timeout
         while (left := deadline - self.clock()) > 0:
-            message = self.raw.recv(min(left, 0.05))
+            message = self._raw_recv(min(left, 0.05))
             if message is not None:
                 self._classify(message, [])
+
+    def _recv(self, sock: isotp.socket) -> bytes | None:
+        try:
+            return bytes(sock.recv())
+        except (TimeoutError, BlockingIOError):
+            return None
+        except OSError:  # the kernel reports a timed-out or broken reception: counted, skipped
+            self.reception_errors += 1
+            return None
 
     def close(self) -> None:
         for _, sock in self._sockets.values():
             sock.close()
         self.raw.shutdown()
-
-
-def _recv(sock: isotp.socket) -> bytes | None:
-    try:
-        return bytes(sock.recv())
-    except (TimeoutError, BlockingIOError):
-        return None
-    except OSError as exc:  # a timed-out or broken reception: that answer is lost
-        raise ObdError(f"ISO-TP reception failed: {exc}") from exc

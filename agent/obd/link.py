@@ -155,7 +155,10 @@ class IsoTpMux:
         done: list[tuple[int, bytes]] = []
         while True:
             left = deadline - self.clock()
-            message = self.bus.recv(max(0.0, min(left, 0.005)) if not done else 0.0)
+            try:
+                message = self.bus.recv(max(0.0, min(left, 0.005)) if not done else 0.0)
+            except (can.CanError, OSError) as exc:  # the interface went down, the adapter left
+                raise ObdError(f"CAN bus read failed: {exc}") from exc
             if message is not None:
                 self._dispatch(message)
             for rxid, session in self.sessions.items():

@@ -142,8 +142,11 @@ class ObdService:
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        """Open the link, poll; a failed link is closed and opened again after the backoff,
+        which resets only once the link has produced values (no spinning on a dead bus)."""
         retries = Retries(REOPEN)
         while not self._stop.is_set():
+            samples = self.counters["samples"]
             try:
                 self.link = self._open()
             except EdgemonError as exc:
@@ -151,7 +154,6 @@ class ObdService:
                 log.warning("OBD bus %s: %s", self.config.name, exc)
                 self._stop.wait(retries.next_delay())
                 continue
-            retries.reset()
             self.client = ObdClient(
                 self.link, timeout=self.config.timeout, clock=self.clock, before_send=self._gate
             )
@@ -162,6 +164,9 @@ class ObdService:
                 log.warning("OBD bus %s: %s", self.config.name, exc)
             finally:
                 self.link.close()
+            if self.counters["samples"] > samples:
+                retries.reset()
+            self._stop.wait(retries.next_delay())
 
     def _poll(self) -> None:
         assert self.link is not None

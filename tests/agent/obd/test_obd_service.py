@@ -156,3 +156,29 @@ def test_fault_codes_become_values_monitors_fire_on() -> None:
             assert codes == {b"\x03", b"\x07"}  # never 04 (clear), never permanent in polling
             frozen = [r for _, r in b.car.requests if r[:1] == b"\x02"]
             assert frozen.count(b"\x02\x05\x00") == 2  # at each confirmation, of that ECU
+
+
+def test_a_bus_that_fails_is_reopened_and_the_thread_lives() -> None:
+    """The adapter goes away under the poller (its bus shut down): the read error becomes an
+    ObdError, the link is closed and opened again after the backoff, polling goes on."""
+    with bench() as b:
+        opened: list[PythonCanLink] = []
+
+        def open_link() -> PythonCanLink:
+            opened.append(b.link())
+            return opened[-1]
+
+        samples: list[Sample] = []
+        service = ObdService(FAST, samples.append, link_factory=open_link)
+        service.start()
+        try:
+            service.want({"vehicle.kinetic.speed"})
+            wait_for(lambda: _values(samples, "vehicle.kinetic.speed"))
+            opened[0].mux.bus.shutdown()  # the USB adapter is pulled out
+            wait_for(lambda: len(opened) == 2)
+            count = len(_values(samples, "vehicle.kinetic.speed"))
+            wait_for(lambda: len(_values(samples, "vehicle.kinetic.speed")) > count)
+            assert service.counters["link_errors"] == 1
+        finally:
+            service.stop()
+        assert not service._thread.is_alive()
