@@ -26,10 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("agent.commands.replay", "run monitors over recorded CAN logs and NMEA files"),
     "check": ("agent.commands.check", "validate a config, DBCs, signal map and monitors"),
     "simulate": ("agent.commands.simulate", "drive a scenario onto a CAN interface and NMEA"),
+    "obd": ("agent.commands.obd", "OBD-II: scan the car's ECUs, VIN, PIDs and fault codes"),
     "status": ("agent.commands.status", "show a running agent: signals, monitors, outbox, broker"),
 }
 EPILOG = (
-    "exit codes: 0 success; 1 problems found (check, replay's monitors); 2 unusable "
+    "exit codes: 0 success; 1 problems found (check, replay's monitors, obd scan without "
+    "answer); 2 unusable "
     "arguments, configuration or files; 130 interrupted. "
     "'edgemon-agent COMMAND --help' describes each command."
 )

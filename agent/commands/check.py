@@ -25,6 +25,9 @@ from agent.can.dbc import DEMO_DBC, DEMO_MAP, Vehicle, demo_buses, load_vehicle
 from agent.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from agent.errors import ConfigError, DbcError, MonitorError, Problem, UsageError
 from agent.monitors.loading import Checked, FileEntry, check_definitions, read_monitors_file
+from agent.obd.cost import monitor_names, obd_cost
+from agent.obd.names import ObdCatalog
+from agent.obd.settings import ObdConfig
 from agent.source_settings import BusSpec
 
 __all__ = ["Findings", "Inputs", "UsageError", "add_vehicle_arguments", "load_inputs"]
@@ -77,6 +80,7 @@ class Inputs:
     fleet_id: str | None
     monitors_files: tuple[Path, ...]
     described: dict[str, object]  # the vehicle as --json reports it (DBCs, map, assumed)
+    obd: tuple[ObdConfig, ...] = ()  # [[obd]] buses: their names join the catalog
 
 
 def add_vehicle_arguments(parser: argparse.ArgumentParser) -> None:
@@ -172,7 +176,8 @@ def load_inputs(args: argparse.Namespace, findings: Findings, command: str) -> I
         },
     }
     vin = config.vin if config is not None else None
-    return Inputs(vehicle, vin, config.fleet_id if config else None, files, described)
+    obd = config.obd if config is not None else ()
+    return Inputs(vehicle, vin, config.fleet_id if config else None, files, described, obd)
 
 
 def _finding(source: str, problem: Problem, monitor: str | None = None) -> Finding:
@@ -189,12 +194,33 @@ def check_monitors(inputs: Inputs, findings: Findings) -> list[Checked]:
         except MonitorError as exc:
             findings.problems += [Finding(str(path), p.message.removeprefix(f"{path}: "),
                                           p.path) for p in exc.problems]  # fmt: skip
-    checked = check_definitions(entries, inputs.vehicle.catalog)
+    catalog = ObdCatalog(inputs.vehicle.catalog) if inputs.obd else inputs.vehicle.catalog
+    checked = check_definitions(entries, catalog)
     for item in checked:
         source, ident = item.entry.source, _ident(item)
         findings.problems += [_finding(source, p, ident) for p in item.parse.problems]
         findings.warnings += [_finding(source, w, ident) for w in item.parse.warnings]
     return checked
+
+
+def _print_obd_costs(inputs: Inputs, checked: list[Checked]) -> None:
+    """What each valid monitor costs on each [[obd]] bus, in requests per minute (stderr)."""
+    for item in checked:
+        if item.parse.monitor is None:
+            continue
+        names = monitor_names(item.parse.monitor)
+        for bus in inputs.obd:
+            cost = obd_cost(names, inputs.vehicle.catalog, bus)
+            if cost.per_minute:
+                pids = " ".join(f"{p:02X}" for p in cost.pids) or "none"
+                codes = ", fault codes" if cost.codes else ""
+                print(f"obd: {_label(item)}: bus {bus.name}: PIDs {pids}{codes}: "
+                      f"{cost.per_minute:g} request(s)/min per ECU", file=sys.stderr)  # fmt: skip
+
+
+def _label(item: Checked) -> str:
+    ident = _ident(item)
+    return f"{item.entry.source} ({ident})" if ident else item.entry.source
 
 
 def _ident(item: Checked) -> str | None:
@@ -231,6 +257,8 @@ def execute(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     for problem in findings.problems:
         print(problem)
+    if inputs is not None:
+        _print_obd_costs(inputs, checked)
     print(
         f"check: {valid} of {len(checked)} monitor(s) valid, {len(findings.problems)} problem(s)",
         file=sys.stderr,

@@ -397,6 +397,7 @@ def test_versions_and_subcommand_help() -> None:
     assert helped.returncode == 0
     assert "--trace-format {text,json}" in helped.stdout and "--plot FILE.png" in helped.stdout
     assert "exit codes: 0 success; 1 problems found" in process("agent", "--help").stdout
+    assert process("agent", "status", "--help").returncode == 0
 
 
 def test_gps_replay_speed_in_the_configuration(tmp_path: Path) -> None:
