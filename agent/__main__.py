@@ -3,7 +3,8 @@
 
 Only the chosen subcommand's module is imported.
 Errors of the tree in ``agent.errors`` print as one line (``edgemon-agent: ...``), exit 2 for
-unusable arguments or files; ``--debug`` shows the traceback instead.
+unusable arguments, configuration or files (a ``UsageError`` adds the command's usage line, as
+argparse does); ``--debug`` shows the traceback instead. Exit codes: ``agent.commands``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from agent import __version__
-from agent.commands import chosen_level
-from agent.errors import EdgemonError
+from agent.commands import EXIT_INTERRUPTED, EXIT_PROBLEMS, EXIT_USAGE, chosen_level
+from agent.errors import EdgemonError, UsageError
 
 # name -> (module, one-line help). Modules are imported lazily: `check` must not pay for paho.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,14 +26,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("agent.commands.replay", "run monitors over recorded CAN logs and NMEA files"),
     "check": ("agent.commands.check", "validate a config, DBCs, signal map and monitors"),
     "simulate": ("agent.commands.simulate", "drive a scenario onto a CAN interface and NMEA"),
+    "obd": ("agent.commands.obd", "OBD-II: scan the car's ECUs, VIN, PIDs and fault codes"),
+    "status": ("agent.commands.status", "show a running agent: signals, monitors, outbox, broker"),
 }
+EPILOG = (
+    "exit codes: 0 success; 1 problems found (check, replay's monitors, obd scan without "
+    "answer); 2 unusable "
+    "arguments, configuration or files; 130 interrupted. "
+    "'edgemon-agent COMMAND --help' describes each command."
+)
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser; only the subcommand named in ``argv`` is imported (``check`` needs no paho)."""
     # Top-level options take no value, so the first word that is not an option is the command.
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
-    parser = argparse.ArgumentParser(prog="edgemon-agent", description="edgemon vehicle agent")
+    parser = argparse.ArgumentParser(
+        prog="edgemon-agent", description="edgemon vehicle agent", epilog=EPILOG
+    )
     parser.add_argument("--version", action="version", version=f"edgemon-agent {__version__}")
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
     _verbosity(parser, 0)
@@ -43,7 +55,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         if name == chosen:
             module = importlib.import_module(module_name)
             module.add_arguments(sub_parser)
-            sub_parser.set_defaults(_execute=module.execute)
+            sub_parser.set_defaults(_execute=module.execute, _usage=sub_parser.format_usage())
     return parser
 
 
@@ -68,13 +80,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args._execute(args)
+    except UsageError as exc:
+        if args.debug:
+            raise
+        if exc.usage:  # as argparse words it: the usage line, then the error
+            print(args._usage, end="", file=sys.stderr)
+            print(f"edgemon-agent {args.command}: error: {exc}", file=sys.stderr)
+        else:
+            print(f"edgemon-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except EdgemonError as exc:
         if args.debug:
             raise
         print(f"edgemon-agent: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `replay --trace | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PROBLEMS
     return code
 
 

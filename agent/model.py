@@ -29,11 +29,13 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """A new value of one named signal (a data name or a ``Message.Signal`` key)."""
+    """A new value of one named signal (a data name or a ``Message.Signal`` key), read by asking
+    (OBD-II) rather than decoded from a frame."""
 
     name: str
     value: Value
     timestamp: float
+    max_age: float | None = None  # seconds after ``timestamp`` when it goes stale; None: never
 
 
 class FixType(enum.IntEnum):
@@ -86,6 +88,9 @@ class SignalInfo:
     unit: str = ""
     cycle_time: float | None = None  # expected period in seconds (DBC GenMsgCycleTime)
     source: str = "can"  # "can" or "gps"
+    # the physical range the DBC declares (in this name's units), when it declares one
+    minimum: float | None = None
+    maximum: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,10 @@ class GpsConfig:
 
     port: str  # /dev/ttyACM0, socket://host:port, rfc2217://host:port, gpsd://host:port, a file
     baudrate: int = 9600
-    replay_pace: ReplayPace = "realtime"
+    replay_pace: ReplayPace = "realtime"  # the older switch: realtime (1x) or fast (0)
+    # a file's time factor, as CAN's ``replay_speed`` (5.0: five times faster; 0: as fast as
+    # possible); when set it wins over ``replay_pace``
+    replay_speed: float | None = None
     require_checksum: bool = True
     epoch_timeout: float = 0.5  # seconds of silence that close an epoch
     read_timeout: float = 0.2  # bounds how long stop() waits for the reader
@@ -66,6 +69,10 @@ class GpsConfig:
             found.append(Problem(f"{path}.baudrate", f"must be positive, not {self.baudrate}"))
         if self.replay_pace not in ("realtime", "fast"):
             found.append(Problem(f"{path}.replay_pace", "must be 'realtime' or 'fast'"))
+        if self.replay_speed is not None and not self.replay_speed >= 0:  # also NaN
+            found.append(
+                Problem(f"{path}.replay_speed", "must be 0 (as fast as possible) or positive")
+            )
         for name in ("epoch_timeout", "read_timeout", "reopen_min", "reopen_max"):
             if not getattr(self, name) > 0:
                 found.append(Problem(f"{path}.{name}", "must be a positive number of seconds"))
@@ -77,6 +84,13 @@ class GpsConfig:
             except ValueError as exc:
                 found.append(Problem(f"{path}.port", f"gpsd://host[:port][/device]: {exc}"))
         return found
+
+    @property
+    def speed(self) -> float:
+        """A recording's time factor: 1.0 real time, 5.0 five times faster, 0 no pacing."""
+        if self.replay_speed is not None:
+            return self.replay_speed
+        return 1.0 if self.replay_pace == "realtime" else 0.0
 
     @property
     def is_file(self) -> bool:

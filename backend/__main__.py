@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from backend import __version__
 from backend.app import ROLES, Backend
 from backend.config import as_shard, load_config
 from backend.errors import BackendError
@@ -22,6 +23,7 @@ from backend.errors import BackendError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgemon-backend", description="edgemon backend")
+    parser.add_argument("--version", action="version", version=f"edgemon-backend {__version__}")
     parser.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run ingest, dispatcher and API")

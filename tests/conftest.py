@@ -33,6 +33,7 @@ WALLCLOCK_MODULES = frozenset(
         "tests/agent/daemon/test_daemon_hostile_monitors.py",
         "tests/agent/uplink/test_uplink_outbox.py",
         "tests/agent/daemon/test_daemon_process.py",
+        "tests/agent/daemon/test_daemon_live_status.py",
         "tests/agent/uplink/test_uplink_mqtt_tls.py",
         "tests/agent/gps/test_gps_source.py",
         "tests/agent/monitors/test_monitors_cli.py",
@@ -53,6 +54,7 @@ WALLCLOCK_MODULES = frozenset(
         "tests/deploy/test_broker_config.py",
         "tests/e2e/test_e2e_chain.py",
         "tests/e2e/test_e2e_demo.py",
+        "tests/e2e/test_e2e_obd.py",
         "tests/e2e/test_e2e_receiver.py",
         "tests/e2e/test_e2e_simulate.py",
     }

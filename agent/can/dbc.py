@@ -26,6 +26,7 @@ from agent.errors import DbcError
 from agent.model import SignalInfo, SignalKind, Value
 from agent.shipped import demo_dbc, demo_map
 from agent.source_settings import BusSpec
+from agent.suggest import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -138,13 +139,26 @@ def _signal_info(name: str, ref: SignalRef) -> SignalInfo:
     if binding is None:
         choices = tuple(str(c) for c in (signal.choices or {}).values())
         kind = SignalKind.ENUM if choices else SignalKind.NUMBER
-        return SignalInfo(name, kind, choices, signal.unit or "", period)
+        low, high = _dbc_range(signal, 1.0, 0.0)
+        return SignalInfo(name, kind, choices, signal.unit or "", period, minimum=low, maximum=high)
     names: tuple[str, ...] = ()
     if binding.kind is SignalKind.ENUM:
         names = tuple(dict.fromkeys(str(v) for v in binding.values.values()))
         if not names:
             names = tuple(str(c) for c in (signal.choices or {}).values())
-    return SignalInfo(name, binding.kind, names, binding.unit or signal.unit or "", period)
+    low, high = _dbc_range(signal, binding.scale, binding.offset)
+    unit = binding.unit or signal.unit or ""
+    return SignalInfo(name, binding.kind, names, unit, period, minimum=low, maximum=high)
+
+
+def _dbc_range(signal: Signal, scale: float, offset: float) -> tuple[float | None, float | None]:
+    """The DBC's ``[min|max]`` through the map's transform; none when the DBC declares none
+    (absent, or ``[0|0]``, which DBC editors write for "not specified")."""
+    low, high = signal.minimum, signal.maximum
+    if low is None or high is None or (low == 0 and high == 0):
+        return None, None
+    ends = sorted((float(low) * scale + offset, float(high) * scale + offset))
+    return ends[0], ends[1]
 
 
 @dataclass(frozen=True)
@@ -294,7 +308,8 @@ def _map_entry(
         return None
     unknown = sorted(set(entry) - _ENTRY_KEYS)
     if unknown:
-        problems.append(f"{where}: unknown key(s) {', '.join(unknown)}")
+        hints = "".join(did_you_mean(key, _ENTRY_KEYS) for key in unknown)
+        problems.append(f"{where}: unknown key(s) {', '.join(unknown)}{hints}")
     target = entry.get("signal")
     if not isinstance(target, str) or target.count(".") != 1:
         problems.append(f"{where}: 'signal' must be \"Message.Signal\"")
@@ -303,13 +318,15 @@ def _map_entry(
     message = bus_db.by_name.get(message_name)
     dbc_names = ", ".join(str(p) for p in bus_db.spec.dbc_files)
     if message is None:
-        problems.append(f"{where} -> {target}: no message {message_name} in {dbc_names}")
+        hint = did_you_mean(message_name, bus_db.by_name)
+        problems.append(f"{where} -> {target}: no message {message_name} in {dbc_names}{hint}")
         return None
     signal = next((s for s in message.signals if s.name == signal_name), None)
     if signal is None:
+        hint = did_you_mean(signal_name, [s.name for s in message.signals])
         problems.append(
             f"{where} -> {target}: message {message_name} has no signal {signal_name}"
-            f" in {dbc_names}"
+            f" in {dbc_names}{hint}"
         )
         return None
     binding = _binding(where, name, entry, signal, problems)

@@ -1,9 +1,20 @@
-"""One module per ``edgemon-agent`` subcommand (see ``agent.__main__.COMMANDS``)."""
+"""One module per ``edgemon-agent`` subcommand (see ``agent.__main__.COMMANDS``).
+
+Exit codes, the same for every command (docs/cli.md):
+0 success; 1 the inputs were read but judged wrong (``check`` found problems, ``replay`` was
+given an invalid monitor); 2 unusable arguments, configuration, DBC, signal map or files (as
+argparse does for a bad option); 130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def chosen_level(args: argparse.Namespace) -> int | None:

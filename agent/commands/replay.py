@@ -10,7 +10,14 @@ event per line on stdout (the wire format of ``agent.wire``); event ids are UUID
 reproducible (the event time plus a seeded counter), so the same recording gives byte-identical
 output. A summary (frames, fixes, skips by reason, events) goes to stderr.
 ``--can BUS=LOG`` puts a log on a named bus of the configuration (default: the first bus).
-Exit 0; 1 when a monitor is invalid (every problem listed); 2 for unusable arguments or files.
+
+``--trace`` prints, instead of the events, what the monitors saw and decided: the decoded value
+of every signal they read at each change, the fixes (for zone monitors), each trigger's and
+expression's truth and the events (``--trace-format json``: JSON lines; ``agent.trace``).
+``--plot FILE.png`` draws the same (``agent.plot``, the ``plot`` extra).
+Warnings: a zone monitor without positions (no ``--nmea``, or no fix with one).
+Exit 0; 1 when a monitor is invalid (every problem listed); 2 for unusable arguments, vehicle
+or files, and without any input (no ``--can`` nor ``--nmea``).
 """
 
 from __future__ import annotations
@@ -18,18 +25,21 @@ from __future__ import annotations
 import argparse
 import heapq
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.can.decode import Decoder
 from agent.can.source import read_log
-from agent.commands.check import UsageError, add_vehicle_arguments, check_monitors, load_inputs
+from agent.commands import EXIT_OK
+from agent.commands.check import Findings, add_vehicle_arguments, check_monitors, load_inputs
+from agent.errors import UsageError
 from agent.gps.nmea import NmeaParser, read_nmea_file
 from agent.model import Event, Fix, Frame
 from agent.monitors.engine import Engine, MemoryFiredStore, MemorySequence, SeededIds
-from agent.monitors.model import Monitor
-from agent.pipeline import Pipeline, run_recording
+from agent.monitors.model import Monitor, ZoneTrigger
+from agent.pipeline import Observer, Pipeline, run_recording
+from agent.trace import Recorder, json_line, text_line
 from agent.wire import event_to_json
 
 DEFAULT_VIN = "REPLAY0000000000"
@@ -50,6 +60,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="monitors JSON",
     )
     parser.add_argument("--vin", help=f"VIN of the events (default: config, else {DEFAULT_VIN})")
+    seeing = parser.add_argument_group("seeing the data")
+    seeing.add_argument(
+        "--trace",
+        action="store_true",
+        help="print the decoded signals the monitors read, truths and events instead of events",
+    )
+    seeing.add_argument(
+        "--trace-format", choices=("text", "json"), default="text", help="text or JSON lines"
+    )
+    seeing.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help="draw signals, trigger bands and events"
+    )
 
 
 @dataclass
@@ -57,6 +79,7 @@ class Tally:
     can: dict[str, int] = field(default_factory=dict)
     events: int = 0
     reminders: int = 0
+    positions: int = 0  # fixes with a position (zone triggers need them)
 
 
 def _can_logs(specs: list[str], buses: list[str]) -> list[tuple[str | None, Path]]:
@@ -88,31 +111,44 @@ def _inputs(
         frames = read_log(path, name, tally.can, can_filters=decoder.can_filters(name))
         streams.append((f.timestamp, index, f) for f in frames)
     if nmea is not None:
-        fixes = read_nmea_file(nmea, parser=parser)
+        fixes = _counting_positions(read_nmea_file(nmea, parser=parser), tally)
         streams.append((f.timestamp, len(logs), f) for f in fixes)
     return heapq.merge(*streams, key=lambda item: (item[0], item[1]))
 
 
-def _emit(event: Event, tally: Tally) -> None:
+def _counting_positions(fixes: Iterable[Fix], tally: Tally) -> Iterator[Fix]:
+    for fix in fixes:
+        if fix.has_position:
+            tally.positions += 1
+        yield fix
+
+
+def _emit(event: Event, tally: Tally, *, quiet: bool = False) -> None:
+    """Count the event; print it unless the trace prints it (``quiet``)."""
     if event.refresh:
         tally.reminders += 1
     else:
         tally.events += 1
-    sys.stdout.write(event_to_json(event).decode() + "\n")
+    if not quiet:
+        sys.stdout.write(event_to_json(event).decode() + "\n")
 
 
 def execute(args: argparse.Namespace) -> int:
-    problems: list[str] = []
+    if not args.can and args.nmea is None:
+        raise UsageError("nothing to replay: give --can LOG and/or --nmea FILE", usage=True)
     for path in [args.nmea, *(p for _, p in _can_logs(args.can, []))]:
         if path is not None and not path.is_file():
             raise UsageError(f"cannot read {path}")
-    inputs = load_inputs(args, problems)
-    checked = check_monitors(inputs, problems) if inputs is not None else []
-    if problems or inputs is None:
-        for line in problems:
-            print(line, file=sys.stderr)
-        print(f"replay: {len(problems)} problem(s); nothing replayed", file=sys.stderr)
-        return 1
+    findings = Findings()
+    inputs = load_inputs(args, findings, "replay")
+    checked = check_monitors(inputs, findings) if inputs is not None else []
+    for line in findings.warn_lines():
+        print(line, file=sys.stderr)
+    if findings.problems or inputs is None:
+        for problem in findings.problems:
+            print(problem, file=sys.stderr)
+        print(f"replay: {len(findings.problems)} problem(s); nothing replayed", file=sys.stderr)
+        return findings.exit_code()
     engine = Engine(
         args.vin or inputs.vin or DEFAULT_VIN,
         inputs.fleet_id,
@@ -128,16 +164,62 @@ def execute(args: argparse.Namespace) -> int:
     decoder = Decoder(inputs.vehicle)
     decoder.use(engine.wanted_names())
     pipeline = Pipeline(decoder, engine)
+    if args.nmea is None:
+        _warn_zones(engine, "no --nmea")
+    recorder = _recorder(args, engine)
     tally = Tally()
     nmea_parser = NmeaParser(epoch_timeout=None)
     logs = _can_logs(args.can, list(inputs.vehicle.buses))
     # a log that cannot be read raises SourceError: one line from edgemon-agent, exit 2
     stream = (item for _, _, item in _inputs(logs, args.nmea, tally, nmea_parser, decoder))
-    for event in run_recording(pipeline, stream):
-        _emit(event, tally)
+    observe: Observer | None = recorder.observe if recorder is not None else None
+    for event in run_recording(pipeline, stream, observe):
+        _emit(event, tally, quiet=args.trace)
     sys.stdout.flush()
     _summary(tally, decoder, nmea_parser, pipeline.fixes)
-    return 0
+    if args.nmea is not None and tally.positions == 0:
+        _warn_zones(engine, f"no fix with a position in {args.nmea}")
+    if recorder is not None and args.plot is not None:
+        from agent.plot import write_png  # noqa: PLC0415 - matplotlib only for --plot
+
+        write_png(recorder.recording, args.plot)
+        print(f"replay: plot written to {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _warn_zones(engine: Engine, why: str) -> None:
+    """A zone trigger without positions stays unknown: its monitor can never fire."""
+    for monitor in sorted(engine.monitors(), key=_by_id):
+        zones = [t.name for t in monitor.triggers if isinstance(t, ZoneTrigger)]
+        if zones:
+            print(
+                f"warning: monitor {monitor.id}: zone trigger(s) {', '.join(zones)} replayed "
+                f"without positions ({why}): unknown throughout, so they never hold",
+                file=sys.stderr,
+            )
+
+
+def _recorder(args: argparse.Namespace, engine: Engine) -> Recorder | None:
+    """With --trace or --plot: a recorder (printing as it goes with --trace)."""
+    if not args.trace and args.plot is None:
+        return None
+    if args.plot is not None:
+        from agent.plot import _matplotlib  # noqa: PLC0415 - fail before the replay, not after
+
+        _matplotlib()
+    if not args.trace:
+        return Recorder(engine)
+    start: list[float] = []
+
+    def sink(record: dict[str, object]) -> None:
+        if args.trace_format == "json":
+            sys.stdout.write(json_line(record) + "\n")
+            return
+        if not start:
+            start.append(float(record["t"]))  # type: ignore[arg-type]
+        sys.stdout.write(text_line(record, start[0]) + "\n")
+
+    return Recorder(engine, sink, keep=args.plot is not None)
 
 
 def _by_id(monitor: Monitor) -> str:

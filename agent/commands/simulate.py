@@ -11,6 +11,10 @@ Examples::
 In real time (the default) frames sent live carry the wall-clock send time, as a kernel would
 stamp them, while NMEA keeps the scenario's own date and time (GPS time). ``--fast`` sends
 everything at once with the scenario's timestamps (for logs and files).
+
+Without any output it exits 2 with its usage line. A scenario value outside the range the DBC
+declares for its signal is clipped into it, with a warning on stderr (once per name). Without
+``--dbc`` it says it drives the demo vehicle.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from datetime import datetime
 from datetime import time as dt_time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from agent.can.dbc import DEMO_DBC, DEMO_MAP
-from agent.errors import ConfigError, Problem
+from agent.errors import ConfigError, Problem, UsageError
 from agent.model import Frame
 from agent.simulate import (
     FrameBuilder,
@@ -49,6 +54,9 @@ from agent.simulate.sinks import (
     SocketcandServer,
     TcpLineServer,
 )
+
+if TYPE_CHECKING:
+    from agent.obd.twin import TwinRunner
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -80,6 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     can_group.add_argument(
         "--can-socketcand", type=_address, metavar="HOST:PORT", help="serve as socketcand"
     )
+    can_group.add_argument(
+        "--obd-twin", action="store_true",
+        help="also answer OBD-II requests on --can-interface/--can-channel (docs/obd.md)",
+    )  # fmt: skip
     gps_group = parser.add_argument_group("NMEA outputs")
     gps_group.add_argument("--nmea", help="file, serial device or pyserial URL")
     gps_group.add_argument("--nmea-baudrate", type=int, default=9600)
@@ -121,6 +133,10 @@ def _scenario_simulation(args: argparse.Namespace) -> Simulation:
         scenario = replace(scenario, duration=args.duration)
     database = load_database(args.dbc or [DEMO_DBC])
     signal_map = args.map or (None if args.dbc else DEMO_MAP)
+    if not args.dbc:
+        mapped = f"signal map {signal_map}"
+        print(f"simulate: no --dbc: driving the demo vehicle (DBC {DEMO_DBC}, {mapped})",
+              file=sys.stderr)  # fmt: skip
     builder = FrameBuilder(database, load_signal_map(signal_map) if signal_map else None)
     return Simulation(scenario, builder, seed=args.seed)
 
@@ -176,6 +192,8 @@ def _drive(
     start = sim.scenario.start_epoch
     wall_epoch, wall = time.time(), time.monotonic()
     sent_frames = sent_lines = 0
+    clipped = sim.builder.clipped
+    warned = _warn_clipped(sim, 0)  # values clipped while the scenario was checked
     for t, item in sim.items():
         offset = (t - start) / (pace or 1.0)
         if pace is not None:
@@ -187,6 +205,8 @@ def _drive(
             for sink in frames:
                 sink.send(item if isinstance(sink, LogSink) else live)
             sent_frames += 1
+            if len(clipped) > warned:
+                warned = _warn_clipped(sim, warned)
         else:
             for line_sink in lines:
                 line_sink.send(item)
@@ -194,15 +214,52 @@ def _drive(
     return sent_frames, sent_lines, time.monotonic() - wall
 
 
+def _warn_clipped(sim: Simulation, already: int) -> int:
+    """Warn of the names clipped since ``already`` were warned of; the new count."""
+    names = list(sim.builder.clipped)
+    for name in names[already:]:
+        print(f"simulate: warning: {sim.builder.clip_warning(name)}", file=sys.stderr, flush=True)
+    return len(names)
+
+
+OUTPUTS = ("can_interface", "can_log", "can_socketcand", "nmea", "nmea_pty", "nmea_tcp")
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _start_obd_twin(args: argparse.Namespace) -> TwinRunner:
+    """The demo car's ECUs answering OBD-II beside the drive (whose frames are the car's own
+    traffic: the twin sends none of its own)."""
+    import can  # noqa: PLC0415
+
+    from agent.obd.addressing import Addressing  # noqa: PLC0415
+    from agent.obd.twin import TwinRunner, demo_car  # noqa: PLC0415
+
+    if not args.can_interface:
+        problem = Problem("--obd-twin", "answers on --can-interface/--can-channel: name them")
+        raise ConfigError([problem])
+    try:
+        bus = can.Bus(interface=args.can_interface, channel=args.can_channel)
+    except (can.CanError, OSError, ValueError) as exc:
+        problem = Problem("--obd-twin", f"cannot open {args.can_channel}: {exc}")
+        raise ConfigError([problem]) from exc
+    return TwinRunner(bus, demo_car(Addressing(False)), organic=False).start()
+
+
 def execute(args: argparse.Namespace) -> int:
+    if not any(getattr(args, name) for name in OUTPUTS):
+        raise UsageError(
+            "no output: give at least one of --can-interface, --can-log, --can-socketcand, "
+            "--nmea, --nmea-pty, --nmea-tcp",
+            usage=True,
+        )
     sim = _scenario_simulation(args)
     signal.signal(signal.SIGTERM, _terminate)
     frames: list[FrameSink] = []
     lines: list[LineSink] = []
+    twin = _start_obd_twin(args) if args.obd_twin else None
     try:
         servers = _open_sinks(args, frames, lines)
         if servers and args.wait_clients > 0:
@@ -219,6 +276,9 @@ def execute(args: argparse.Namespace) -> int:
         sinks: list[FrameSink | LineSink] = [*frames, *lines]
         for sink in sinks:
             sink.close()
+        if twin is not None:
+            twin.stop()
+            twin.mux.bus.shutdown()
     dropped = {k: v for s in sinks for k, v in s.counters.items() if "drop" in k}
     print(
         f"sent {sent_frames} CAN frames and {sent_lines} NMEA lines in {took:.1f} s"

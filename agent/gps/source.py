@@ -211,10 +211,11 @@ class GpsSource(ReaderThread):
 
     def _replay(self, path: Path) -> None:
         previous: float | None = None
+        speed = self.config.speed  # 1.0 real time, 5.0 five times faster, 0 no pacing
         try:
             for fix in read_nmea_file(path, parser=self._parser):
-                if self.config.replay_pace == "realtime" and previous is not None:
-                    if self._stop.wait(max(0.0, fix.timestamp - previous)):
+                if speed > 0 and previous is not None:
+                    if self._stop.wait(max(0.0, fix.timestamp - previous) / speed):
                         break
                 elif self._stop.is_set():
                     break

@@ -21,6 +21,7 @@ from functools import partial
 
 from agent.model import SignalInfo, SignalKind, Value
 from agent.monitors.fields import Fields
+from agent.suggest import did_you_mean
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -147,7 +148,8 @@ def parse_data(name: str, fields: Fields) -> DataTrigger | None:
     op = fields.string("op", required=True)
     values = fields.strings("value") or ()
     if op is not None and op not in COMPARISONS and op not in STATEFUL_OPS:
-        report.problem(fields.at("op"), f"unknown operator {op!r}")
+        hint = did_you_mean(op, [*COMPARISONS, *STATEFUL_OPS])
+        report.problem(fields.at("op"), f"unknown operator {op!r}{hint}")
         op = None
     delta = fields.number("delta", minimum=0.0)
     within = fields.number("withinSeconds", minimum=0.0)

@@ -111,7 +111,12 @@ def _webhook(sub: Fields) -> Webhook | None:
     if target is not None:
         lowered = target.lower()
         if lowered.startswith("http://"):
-            sub.report.warn(hook.at("target"), "plain http: the backend refuses it (HTTPS only)")
+            # the vehicle does not know the backend's policy (allow_insecure_http): say what
+            # the target is, not what the backend will do with it (issue 18)
+            sub.report.warn(
+                hook.at("target"),
+                "plain http, not HTTPS: whether it is delivered is the backend's setting",
+            )
         elif not lowered.startswith("https://"):
             sub.report.problem(hook.at("target"), f"not an http(s) URL: {target!r}")
             return None

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from agent.errors import Problem
+from agent.suggest import did_you_mean
 
 
 @dataclass(slots=True)
@@ -172,10 +173,11 @@ class Fields:
         known = set(allowed)
         for key in self.obj:
             if key not in known:
+                hint = did_you_mean(key, known)
                 if warn_only:
-                    self.report.warn(self.at(key), "unknown field, ignored")
+                    self.report.warn(self.at(key), f"unknown field, ignored{hint}")
                 else:
-                    self.report.problem(self.at(key), "unknown field")
+                    self.report.problem(self.at(key), f"unknown field{hint}")
 
 
 class RepeatedKeys(dict[str, object]):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agent.model import SignalInfo
+from agent.model import SignalInfo, Value
 from agent.monitors.conditions import DataState
 from agent.monitors.data import STATEFUL_OPS, DataTrigger, convert, operands, parse_data
 from agent.monitors.fields import Fields
@@ -24,6 +24,8 @@ from agent.monitors.schedule import TimeTrigger, parse_time
 from agent.monitors.signals import resolve_in_use
 from agent.monitors.triggers import TimeState, TriggerState, ZoneState
 from agent.monitors.zone import ZoneTrigger, parse_zone
+from agent.obd.names import obd_info
+from agent.suggest import did_you_mean
 
 _DBC_SIGNAL = re.compile(r"^[A-Z][A-Za-z0-9_]*\.[A-Za-z0-9_]+$")
 
@@ -69,27 +71,36 @@ def _parse_data(name: str, body: Fields, catalog: Catalog | None) -> Trigger | N
     return check_data(trigger, body, catalog) if trigger is not None else None
 
 
+def _known_names(catalog: Catalog | None) -> list[str]:
+    """Every name the table (no catalog) or the catalog knows (data names and DBC signals)."""
+    listed = getattr(catalog, "names", None)
+    if catalog is not None and callable(listed):
+        return list(listed())
+    return list(STELLANTIS_NAMES)
+
+
 def _resolve_name(name: str, catalog: Catalog | None) -> str | None:
     """The data name as the table or the catalog spells it (the docs write ``Vehicle.odometer``)."""
     lowered = name.lower()
-    names = list(STELLANTIS_NAMES)
-    listed = getattr(catalog, "names", None)
-    if catalog is not None and callable(listed):
-        names = list(listed())
-    for known in names:
+    for known in _known_names(catalog):
         if known.lower() == lowered:
             return known
     return None
 
 
+def _table_info(name: str) -> SignalInfo | None:
+    """Without a vehicle catalog (the backend): the Stellantis table, then the OBD-II names."""
+    return stellantis_info(name) or obd_info(name)
+
+
 def _describe(
     trigger: DataTrigger, body: Fields, catalog: Catalog | None
 ) -> tuple[DataTrigger, SignalInfo | None]:
-    info = catalog.describe(trigger.data) if catalog is not None else stellantis_info(trigger.data)
+    info = catalog.describe(trigger.data) if catalog is not None else _table_info(trigger.data)
     if info is None and (spelled := _resolve_name(trigger.data, catalog)) is not None:
         body.report.warn(body.at("data"), f"read as {spelled!r} (data names are case-sensitive)")
         trigger = replace(trigger, data=spelled)
-        info = catalog.describe(spelled) if catalog is not None else stellantis_info(spelled)
+        info = catalog.describe(spelled) if catalog is not None else _table_info(spelled)
     return trigger, info
 
 
@@ -106,7 +117,8 @@ def check_data(trigger: DataTrigger, body: Fields, catalog: Catalog | None) -> D
             )
             return trigger
         where = "this vehicle does not provide" if catalog is not None else "unknown data name"
-        report.problem(body.at("data"), f"{where} {trigger.data!r}")
+        hint = did_you_mean(trigger.data, _known_names(catalog))
+        report.problem(body.at("data"), f"{where} {trigger.data!r}{hint}")
         return None
     ops = allowed_ops(trigger.data, info, from_table=catalog is None)
     if trigger.op not in ops:
@@ -122,6 +134,7 @@ def check_data(trigger: DataTrigger, body: Fields, catalog: Catalog | None) -> D
         return None
     if trigger.op == "between" and float(values[0]) > float(values[1]):  # type: ignore[arg-type]
         report.problem(body.at("value"), "between needs low <= high")
+    _warn_out_of_range(values, info, body)
     if trigger.previous is not None:
         if (
             catalog is None
@@ -139,6 +152,24 @@ def check_data(trigger: DataTrigger, body: Fields, catalog: Catalog | None) -> D
     if trigger.min_duration_s and trigger.op in STATEFUL_OPS - {"risesBy", "fallsBy"}:
         report.problem(body.at("minDurationSeconds"), "does not apply to onChange")
     return trigger if len(report.problems) == before else None
+
+
+def _warn_out_of_range(values: tuple[Value, ...], info: SignalInfo, body: Fields) -> None:
+    """A threshold the signal can never reach (the DBC's ``[min|max]``) is said: ``speed > 500``
+    on a 0..115 signal is accepted but can never fire (or always holds)."""
+    low, high = info.minimum, info.maximum
+    if low is None or high is None:
+        return
+    for index, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not low <= value <= high:
+            unit = f" {info.unit}" if info.unit else ""
+            body.report.warn(
+                f"{body.at('value')}[{index}]",
+                f"{value:g} is outside the range the DBC declares for {info.name} "
+                f"({low:g}..{high:g}{unit}): the signal never takes it",
+            )
 
 
 TRIGGER_KINDS: dict[str, TriggerKind] = {

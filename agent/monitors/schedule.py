@@ -23,6 +23,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.monitors.fields import Fields
+from agent.suggest import did_you_mean
 
 DEFAULT_TIME_ZONE = "Europe/Paris"
 _DAY_SECONDS = 86_400.0
@@ -31,6 +32,7 @@ _DURATION = re.compile(
     r"(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
 _DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
+_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _ZONE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+){0,3}$")  # IANA
 _WEEK = re.compile(r"^[wW](\d{1,2})(?:\s*-\s*[wW]?(\d{1,2}))?$")
 
@@ -193,7 +195,8 @@ def _parse_occurrence(entry: Fields) -> tuple[frozenset[int] | None, frozenset[i
     for path, item in occ.array("day") or []:
         day = parse_day(item) if isinstance(item, str) else None
         if day is None:
-            entry.report.problem(path, f"not a day (Mon..Sun): {item!r}")
+            hint = did_you_mean(item, _DAY_NAMES) if isinstance(item, str) else ""
+            entry.report.problem(path, f"not a day (Mon..Sun): {item!r}{hint}")
             ok = False
         else:
             days.add(day)

@@ -27,6 +27,7 @@ from textparser import ParseError  # type: ignore[import-untyped]
 from agent.errors import DbcError, Problem
 from agent.model import Frame
 from agent.simulate.scenario import ScenarioValue
+from agent.suggest import did_you_mean
 
 _COUNTER = re.compile(r"(counter|alive)", re.IGNORECASE)
 _CHECKSUM = re.compile(r"(checksum|crc)", re.IGNORECASE)
@@ -126,9 +127,17 @@ class FrameBuilder:
         self.signal_map = dict(signal_map or {})
         self._counts: dict[int, int] = {}
         self._layouts: dict[tuple[int, int | None], _Layout] = {}
+        # name -> (value asked in DBC terms, value sent): the first clip of each name, which
+        # ``simulate`` reports; a clipped value is never sent without a word
+        self.clipped: dict[str, tuple[float, float]] = {}
 
     def messages(self) -> list[Message]:
         return sorted(self.database.messages, key=lambda m: (m.frame_id, m.name))
+
+    def names(self) -> list[str]:
+        """Every name a scenario may drive: the map's data names, then ``Message.Signal``."""
+        keys = [f"{m.name}.{s.name}" for m in self.messages() for s in m.signals]
+        return [*self.signal_map, *keys]
 
     def resolve(self, name: str) -> tuple[Message, Signal] | None:
         """The DBC signal a scenario name drives (data name first, then ``Message.Signal``)."""
@@ -149,7 +158,9 @@ class FrameBuilder:
             where = f'$.signals."{name}"'
             target = self.resolve(name)
             if target is None:
-                found.append(Problem(where, "neither a data name of the map nor a DBC signal"))
+                hint = did_you_mean(name, self.names())
+                message = f"neither a data name of the map nor a DBC signal{hint}"
+                found.append(Problem(where, message))
                 continue
             try:
                 self._physical(name, target[1], sample)
@@ -176,7 +187,23 @@ class FrameBuilder:
             raise ValueError(f"{value!r} is not a finite number")
         low = signal.minimum if signal.minimum is not None else -math.inf
         high = signal.maximum if signal.maximum is not None else math.inf
-        return min(max(number, low), high)
+        sent = min(max(number, low), high)
+        if sent != number and name not in self.clipped:
+            self.clipped[name] = (number, sent)
+        return sent
+
+    def clip_warning(self, name: str) -> str:
+        """The words for a name's first clip (``clipped`` holds it)."""
+        asked, sent = self.clipped[name]
+        target = self.resolve(name)
+        signal = f"{target[0].name}.{target[1].name}" if target else name
+        low, high = (target[1].minimum, target[1].maximum) if target else (None, None)
+        return (
+            f"{name}: {asked:g} is outside the range of {signal} in the DBC "
+            f"({low:g}..{high:g}): sent as {sent:g}"
+            if low is not None and high is not None
+            else f"{name}: {asked:g} is outside the range of {signal} in the DBC: sent as {sent:g}"
+        )
 
     def _default(self, signal: Signal) -> float:
         if signal.initial is not None:

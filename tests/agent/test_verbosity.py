@@ -23,6 +23,8 @@ REQUIRED = {
     "replay": ["--monitors", "m.json"],
     "check": [],
     "simulate": ["--scenario", "s.toml"],
+    "obd": ["scan", "--channel", "vcan0"],
+    "status": [],
 }
 
 

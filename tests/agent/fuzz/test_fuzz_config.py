@@ -19,7 +19,7 @@ from tests.agent.fuzz.fuzz_support import FUZZ_SETTINGS, files_in
 TABLE_KEYS = {
     "mqtt": sorted(_MQTT_KEYS),
     "outbox": ["path", "max_events", "max_bytes", "max_age_hours", "synchronous"],
-    "gps": ["port", "baudrate", "replay_pace"],
+    "gps": ["port", "baudrate", "replay_pace", "replay_speed"],
 }
 SCALAR_KEYS = sorted(_TOP_KEYS - {"can", "gps", "mqtt", "outbox"})
 

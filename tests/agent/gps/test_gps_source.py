@@ -251,3 +251,36 @@ def test_a_device_held_by_another_reader_is_retried_not_shared(
     truth = drive(T0, 1)[0]
     pty.write(truth.epoch())
     assert_fix_is(fixes.take(1)[0], truth)
+
+
+class _PacingRecorder(threading.Event):
+    """The source's stop event, noting each pause the replay asks for and not sleeping it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.pauses.append(-1.0 if timeout is None else timeout)
+        return self.is_set()
+
+
+def test_file_replay_speed_is_a_time_factor_like_cans(tmp_path: Path) -> None:
+    path = tmp_path / "drive.nmea"
+    path.write_bytes(b"".join(t.epoch() for t in drive(T0, 4)))  # 1 Hz: gaps of one second
+    fixes = Collector()
+    source = GpsSource(GpsConfig(str(path), replay_speed=5.0), fixes)
+    assert source.config.speed == 5.0
+    pacing = _PacingRecorder()
+    source._stop = pacing
+    source.start()
+    fixes.take(4)
+    source.stop()
+    assert pacing.pauses[:3] == pytest.approx([0.2, 0.2, 0.2])  # 1 s of recording in 0.2 s
+    # the older switch reads as the factor it means; the factor wins when both are set
+    assert GpsConfig("f", replay_pace="fast").speed == 0.0
+    assert GpsConfig("f", replay_pace="realtime").speed == 1.0
+    assert GpsConfig("f", replay_pace="realtime", replay_speed=0.0).speed == 0.0
+    assert GpsConfig("f", replay_speed=-1.0).problems() == [
+        Problem("$.gps.replay_speed", "must be 0 (as fast as possible) or positive")
+    ]

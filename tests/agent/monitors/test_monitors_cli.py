@@ -121,7 +121,8 @@ def test_check_reports_a_broken_dbc_and_a_non_json_monitors_file(tmp_path: Path)
     dbc = tmp_path / "broken.dbc"
     dbc.write_text('VERSION "x"\nBO_ 1 M: 8 X\n SG_ S : 0|8@1+ (1,0) [0|1] "" X\n garbage here\n')
     result = agent("check", "--dbc", dbc)
-    assert result.returncode == 1 and "broken.dbc" in result.stdout
+    # a vehicle that cannot be loaded is unusable input, as for `run`: 2 (docs/cli.md)
+    assert result.returncode == 2 and "broken.dbc" in result.stdout
     text = tmp_path / "m.json"
     text.write_text("{not json")
     result = agent("check", "--monitors", text)
@@ -157,7 +158,7 @@ def test_replay_and_check_with_a_config_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.toml"
     broken.write_text('vin = 7\n[mqtt]\nport = "x"\n')
     result = agent("check", "--config", broken)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error: 2, as in `run`
     assert "$.vin" in result.stdout and "Traceback" not in result.stderr
 
 

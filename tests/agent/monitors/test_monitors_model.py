@@ -251,7 +251,7 @@ def test_catalog_decides_names_ops_and_value_types(catalog: FakeCatalog) -> None
     )
     assert one(
         {"data": "vehicle.odometer", "op": "greaterThan", "value": ["5"], "hysterisis": 2}
-    ) == ["unknown field"]
+    ) == ["unknown field (did you mean 'hysteresis'?)"]
 
 
 def test_without_catalog_the_stellantis_table_applies() -> None:
