@@ -52,12 +52,19 @@ class Capabilities:
     data_names: tuple[str, ...]
 
 
-def open_link(config: ObdConfig, clock: Callable[[], float] = time.monotonic) -> Link:
-    """The transport the configuration names (python-can and can-isotp imported only here)."""
+def open_link(
+    config: ObdConfig,
+    clock: Callable[[], float] = time.monotonic,
+    tap: Callable[[int, bool, bytes, float | None], None] | None = None,
+) -> Link:
+    """The transport the configuration names (python-can and can-isotp imported only here);
+    ``tap`` sees every frame (a recording: the pure-Python transport only)."""
     from agent.obd.addressing import Addressing  # noqa: PLC0415
 
     addressing = Addressing(config.extended)
     if config.transport == "kernel":
+        if tap is not None:
+            raise ObdError("recording needs transport python (the kernel hides the frames)")
         from agent.obd.kernel import KernelLink  # noqa: PLC0415
 
         return KernelLink(config.channel, addressing, clock=clock)
@@ -72,7 +79,7 @@ def open_link(config: ObdConfig, clock: Callable[[], float] = time.monotonic) ->
         bus = can.Bus(interface=config.interface, channel=config.channel, **kwargs)
     except (can.CanError, OSError, ValueError) as exc:
         raise ObdError(f"cannot open {config.interface} {config.channel}: {exc}") from exc
-    return PythonCanLink(bus, addressing, clock=clock)
+    return PythonCanLink(bus, addressing, clock=clock, tap=tap)
 
 
 class ObdService:
