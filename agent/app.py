@@ -205,7 +205,7 @@ class Agent:
         replays = {r.bus: r for r in config.can_replay}
         self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
         self._quiet: dict[str, bool] = {}  # per bus, as last logged
-        self.obd = [ObdService(c, self.inbox.put) for c in config.obd]
+        self.obd = [ObdService(c, self.inbox.put, cache_dir=config.state_dir) for c in config.obd]
         self._manifest: tuple[Capabilities | None, ...] | None = None  # as last published
         self.live_path = live_path(config.state_dir)  # for `edgemon-agent status`
         self.live_errors = 0

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.backoff import Backoff, Retries
 from agent.errors import EdgemonError, NegativeAnswer, ObdError
@@ -35,6 +36,7 @@ from agent.obd.names import (
 )
 from agent.obd.pids import ENGINE_RUNNING, PIDS
 from agent.obd.poller import Budget, Job, PollPlan
+from agent.obd.scan_cache import ScanCache, cache_path
 from agent.obd.settings import ObdConfig
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ class ObdService:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         hold: Backoff | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.config = config
         self._put = put
@@ -114,7 +117,17 @@ class ObdService:
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"obd-{config.name}", daemon=True)
-        self.counters = {"samples": 0, "asleep_skips": 0, "link_errors": 0}
+        self.counters = {"samples": 0, "asleep_skips": 0, "link_errors": 0, "full_scans": 0}
+        self.cache: ScanCache | None = None
+        if cache_dir is not None and config.scan_cache_age > 0:
+            from agent.obd.addressing import Addressing  # noqa: PLC0415
+
+            self.cache = ScanCache(
+                cache_path(cache_dir, config.name),
+                Addressing(config.extended),
+                config.scan_cache_age,
+                wall,
+            )
 
     # -- from the main loop ------------------------------------------------------------------
 
@@ -144,6 +157,8 @@ class ObdService:
         merged.update({f"plan.{k}": v for k, v in self.plan.counters.items()})
         if self.client is not None:
             merged.update({f"client.{k}": v for k, v in self.client.counters.items()})
+        if self.cache is not None:
+            merged.update({f"scan_cache.{k}": v for k, v in self.cache.counters.items()})
         return merged
 
     # -- the thread ---------------------------------------------------------------------------
@@ -212,14 +227,32 @@ class ObdService:
             self._codes(job)
 
     def _scan(self) -> None:
+        """With a cache: the VIN first, and a known car's ECUs and PIDs from the file; else
+        (or on a miss) the full scan, then cached under the VIN."""
         assert self.client is not None
         client = self.client
+        vin: str | None = None
+        if self.cache is not None:
+            vin = client.vin()
+            hit = self.cache.lookup(vin) if vin is not None else None
+            if hit is not None:
+                log.info("OBD bus %s: scan of %s from the cache", self.config.name, vin)
+                self._scanned(vin, list(hit.ecus), hit.supported)
+                return
         ecus = client.discover()
         if not ecus:
             self.plan.silent(Job("scan"), self.clock())
             return
+        self.counters["full_scans"] += 1
         supported = {ecu: client.supported_pids(ecu) for ecu in ecus}
-        vin = client.vin()
+        vin = vin or client.vin()
+        if self.cache is not None and vin is not None:
+            self.cache.store(vin, ecus, supported)
+        self._scanned(vin, ecus, supported)
+
+    def _scanned(
+        self, vin: str | None, ecus: list[Ecu], supported: dict[Ecu, frozenset[int]]
+    ) -> None:
         self.plan.on_scan(ecus, supported)
         pids = sorted(self.plan.serving)
         names = [PIDS[p].data_name for p in pids if p in PIDS]

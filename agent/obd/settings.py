@@ -26,6 +26,8 @@ class ObdConfig:
     codes_period: float = 60.0  # fault codes (03 + 07) read this often while a monitor wants them
     awake_window: float = 5.0  # the car counts as awake this long after its own last frame
     timeout: float = 0.2  # seconds to wait for answers (P2)
+    # a car's scan (ECUs, PIDs) cached per VIN this long in state_dir; 0: always a full scan
+    scan_cache_age: float = 7 * 86400.0
     options: Mapping[str, Any] = field(default_factory=dict)  # python-can keyword arguments
 
     def problems(self, where: str) -> list[Problem]:
@@ -45,6 +47,8 @@ class ObdConfig:
         ):
             if not getattr(self, name) > 0:
                 found.append(Problem(f"{where}.{name}", "must be positive"))
+        if not self.scan_cache_age >= 0:  # NaN too
+            found.append(Problem(f"{where}.scan_cache_age", "0 (no cache) or seconds"))
         return found
 
     def cost_per_minute(self, pids: int, codes: bool, ecus: int = 1) -> float:

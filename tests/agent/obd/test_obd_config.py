@@ -18,11 +18,12 @@ def test_obd_tables_are_read_with_defaults(tmp_path: Path) -> None:
     config = parse_config(
         {"vin": "VF3X", "obd": [{"channel": "can0"}, {"name": "b", "channel": "can1",
                                   "addressing": "29", "transport": "kernel",
-                                  "requests_per_second": 0.5}]},
+                                  "requests_per_second": 0.5, "scan_cache_age": 0}]},
         tmp_path,
     )  # fmt: skip
     first, second = config.obd
     assert (first.name, first.extended, first.requests_per_second) == ("can0", False, 1.0)
+    assert (first.scan_cache_age, second.scan_cache_age) == (7 * 86400.0, 0.0)
     assert (second.extended, second.transport, second.requests_per_second) == (True, "kernel", 0.5)
 
 
@@ -31,11 +32,12 @@ def test_obd_problems_are_reported_together(tmp_path: Path) -> None:
         parse_config(
             {"vin": "VF3X", "obd": [{"channel": "", "addressing": "16", "transport": "usb",
                                       "requests_per_second": 50.0, "pid_period": -1.0,
-                                      "colour": "red"}]},
+                                      "scan_cache_age": -1, "colour": "red"}]},
             tmp_path,
         )  # fmt: skip
     paths = {p.path for p in caught.value.problems}
-    keys = ("channel", "addressing", "transport", "requests_per_second", "pid_period", "colour")
+    keys = ("channel", "addressing", "transport", "requests_per_second", "pid_period", "colour",
+            "scan_cache_age")  # fmt: skip
     assert {f"$.obd[0].{key}" for key in keys} <= paths
 
 
