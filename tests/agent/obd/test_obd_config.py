@@ -12,6 +12,7 @@ from agent.app import Agent
 from agent.config import load_config, parse_config
 from agent.errors import ConfigError
 from tests.agent.daemon.conftest import agent_toml
+from tests.e2e.schemas import errors
 
 
 def test_obd_tables_are_read_with_defaults(tmp_path: Path) -> None:
@@ -101,3 +102,29 @@ def test_the_agent_status_says_what_each_monitor_costs(tmp_path: Path) -> None:
     assert counters["obd.diag.monitor.codes.requests_per_minute"] == 2
     assert "obd.diag.monitor.oil.requests_per_minute" not in counters  # from the CAN bus
     assert counters["obd.diag.requests_per_minute"] == 14  # what the poller is asked for now
+
+
+def test_each_monitor_state_says_what_it_costs(tmp_path: Path) -> None:
+    monitors = [
+        _monitor("rpm", "obd.engine.rpm", "greaterThan", ["3000"]),
+        _monitor("oil", "vehicle.engines.thermic.oil.temp", "greaterThan", ["130"]),
+        _monitor("bad", "obd.no.such.name", "greaterThan", ["1"]),
+    ]
+    obd = 'interface = "virtual"\nchannel = "unused"\n[[obd]]\nname = "diag"\n'
+    obd += 'interface = "virtual"\nchannel = "obd-unused"'
+    path = agent_toml(tmp_path, 1, can=obd, monitors=monitors)
+    agent = Agent(load_config(path, env={}))
+    published: dict[str, dict[str, object]] = {}
+    agent.sync._publish = lambda topic, payload: published.__setitem__(  # type: ignore[method-assign]
+        topic.rsplit("/", 2)[-2], json.loads(payload)
+    )
+    try:
+        agent._load_local_monitors()
+    finally:
+        agent.outbox.close()
+    assert published["rpm"]["obdRequestsPerMinute"] == 12.0
+    assert published["oil"]["obdRequestsPerMinute"] == 0.0  # from the CAN bus: free
+    assert (
+        published["bad"]["state"] == "rejected" and "obdRequestsPerMinute" not in published["bad"]
+    )
+    assert all(errors("monitor-state", body) == [] for body in published.values())
