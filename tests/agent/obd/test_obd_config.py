@@ -80,6 +80,12 @@ def test_check_accepts_obd_names_and_says_what_they_cost(
     assert "(rpm): bus diag: PIDs 0C: 12 request(s)/min per ECU" in err
     assert "(codes): bus diag: PIDs none, fault codes: 2 request(s)/min per ECU" in err
     assert "(oil)" not in err  # the oil temperature comes from the CAN bus: free
+    assert main(["check", "--config", str(config), "--json"]) == 0
+    costs = json.loads(capsys.readouterr().out)["obdCosts"]
+    assert [(c["id"], c["bus"], c["pids"], c["faultCodes"], c["requestsPerMinute"])
+            for c in costs] == [("rpm", "diag", ["0C"], False, 12.0),
+                                ("codes", "diag", [], True, 2.0)]  # fmt: skip
+    assert costs[0]["source"].endswith("monitors.json[0]") and costs[0]["per"] == "ECU"
 
 
 def test_the_agent_status_says_what_each_monitor_costs(tmp_path: Path) -> None:
