@@ -92,6 +92,8 @@ def execute(args: argparse.Namespace) -> int:
     from agent.obd.service import open_link  # noqa: PLC0415
 
     settings = _settings(args)
+    if args.record is not None and settings.transport == "kernel":
+        raise UsageError("--record needs transport python (the kernel's ISO-TP hides the frames)")
     recorder = CandumpRecorder(args.record, settings.channel) if args.record else None
     try:
         link = open_link(settings, tap=recorder.tap if recorder is not None else None)

@@ -91,6 +91,16 @@ def test_scan_offline_from_the_recorded_log(capsys: pytest.CaptureFixture[str]) 
     assert "--log scans a recording" in capsys.readouterr().err
 
 
+def test_record_refuses_the_kernel_transport_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "k.log"
+    args = ["obd", "scan", "--channel", "vcan0", "--transport", "kernel", "--record", str(log)]
+    assert main(args) == 2
+    assert "--record needs transport python" in capsys.readouterr().err
+    assert not log.exists()
+
+
 def test_scan_record_then_log_gives_the_same_scan(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
