@@ -373,7 +373,7 @@ _TOP_KEYS = {"vin", "fleet_id", "state_dir", "monitors_file", "clock", "log_leve
 _TOP_KEYS |= {"can", "gps", "mqtt", "outbox", "obd"}
 _OBD_KEYS = {"name", "interface", "channel", "bitrate", "addressing", "transport", "options"}
 _OBD_KEYS |= {"requests_per_second", "pid_period", "codes_period", "awake_window", "timeout"}
-_OBD_KEYS |= {"scan_cache_age"}
+_OBD_KEYS |= {"scan_cache_age", "record"}
 
 
 def _read_obd_bus(r: _Reader, raw: Any, index: int) -> ObdConfig | None:
@@ -401,6 +401,7 @@ def _read_obd_bus(r: _Reader, raw: Any, index: int) -> ObdConfig | None:
         awake_window=r.positive(raw, "awake_window", where, defaults.awake_window),
         timeout=r.positive(raw, "timeout", where, defaults.timeout, maximum=10.0),
         scan_cache_age=_cache_age(r, raw, where, defaults.scan_cache_age),
+        record=r.path(raw, "record", where),
         options=_read_can_options(r, raw, interface, where),
     )
     for problem in config.problems(where):

@@ -17,7 +17,9 @@ real car writes the same. Read back:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -52,14 +54,23 @@ MAX_MESSAGE = 4095  # classic CAN ISO-TP
 class CandumpRecorder:
     """Frames as ``candump -l`` lines; stops writing at ``max_bytes`` (``counters["dropped"]``)."""
 
-    def __init__(self, path: Path, channel: str, max_bytes: int = MAX_RECORD_BYTES) -> None:
+    def __init__(
+        self,
+        path: Path,
+        channel: str,
+        max_bytes: int = MAX_RECORD_BYTES,
+        *,
+        append: bool = False,
+    ) -> None:
+        """``append``: the agent's recording goes on across restarts (its size counts)."""
         try:
-            self._file: TextIO = path.open("w", encoding="ascii")
+            self._file: TextIO = path.open("a" if append else "w", encoding="ascii")
+            self.written = self._file.tell()
         except OSError as exc:
             raise ObdError(f"cannot write the recording {path}: {exc}") from exc
         self.channel = "".join(c for c in channel if c.isalnum() or c in "-_.") or "can0"
         self.max_bytes = max_bytes
-        self.written = 0
+        self._lock = threading.Lock()  # the poller writes, the main loop flushes (status)
         self.counters = {"frames": 0, "dropped": 0}
 
     def write(self, timestamp: float, arbitration_id: int, extended: bool, data: bytes) -> None:
@@ -68,7 +79,12 @@ class CandumpRecorder:
         if self.written + len(line) > self.max_bytes:
             self.counters["dropped"] += 1
             return
-        self._file.write(line)
+        try:
+            with self._lock:
+                self._file.write(line)
+        except (OSError, ValueError):  # a full disk, or closed by a stop meanwhile
+            self.counters["dropped"] += 1
+            return
         self.written += len(line)
         self.counters["frames"] += 1
 
@@ -76,8 +92,16 @@ class CandumpRecorder:
         """For ``IsoTpMux(tap=...)``: a frame sent (``at`` None: now) or received."""
         self.write(time.time() if at is None else at, arbitration_id, extended, data)
 
+    def flush(self) -> None:
+        with self._lock, contextlib.suppress(OSError, ValueError):  # a failed write is counted
+            self._file.flush()
+
     def close(self) -> None:
-        self._file.close()
+        try:
+            with self._lock:
+                self._file.close()
+        except OSError as exc:
+            log.warning("recording not closed cleanly: %s", exc)
 
 
 # -- ISO-TP messages out of frames ------------------------------------------------------------

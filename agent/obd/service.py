@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.backoff import Backoff, Retries
 from agent.errors import EdgemonError, NegativeAnswer, ObdError
@@ -37,6 +38,9 @@ from agent.obd.names import (
 from agent.obd.pids import ENGINE_RUNNING, PIDS
 from agent.obd.poller import Budget, Job, PollPlan
 from agent.obd.scan_cache import ScanCache, cache_path
+
+if TYPE_CHECKING:
+    from agent.obd.recorded import CandumpRecorder
 from agent.obd.settings import ObdConfig
 
 log = logging.getLogger(__name__)
@@ -84,6 +88,15 @@ def open_link(
     return PythonCanLink(bus, addressing, clock=clock, tap=tap)
 
 
+def _tap(link: Link, recorder: CandumpRecorder) -> None:
+    """Record every frame of a pure-Python link (the kernel's sockets hide them: refused by
+    the configuration check)."""
+    from agent.obd.link import PythonCanLink  # noqa: PLC0415
+
+    if isinstance(link, PythonCanLink):
+        link.mux.tap = recorder.tap
+
+
 class ObdService:
     def __init__(
         self,
@@ -119,6 +132,7 @@ class ObdService:
         self._thread = threading.Thread(target=self._run, name=f"obd-{config.name}", daemon=True)
         self.counters = {"samples": 0, "asleep_skips": 0, "link_errors": 0, "full_scans": 0}
         self.cache: ScanCache | None = None
+        self.recorder: CandumpRecorder | None = None  # [[obd]] record: the session's frames
         if cache_dir is not None and config.scan_cache_age > 0:
             from agent.obd.addressing import Addressing  # noqa: PLC0415
 
@@ -142,12 +156,23 @@ class ObdService:
         )
 
     def start(self) -> None:
+        if self.config.record is not None:
+            from agent.obd.recorded import CandumpRecorder  # noqa: PLC0415
+
+            try:
+                self.recorder = CandumpRecorder(
+                    self.config.record, self.config.channel, append=True
+                )
+            except ObdError as exc:  # the agent polls on without recording
+                log.warning("OBD bus %s: %s", self.config.name, exc)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.ident is not None:
             self._thread.join(5.0)
+        if self.recorder is not None:
+            self.recorder.close()
 
     def snapshot(self) -> dict[str, int]:
         pids, codes, _, _ = self._wanted
@@ -159,6 +184,9 @@ class ObdService:
             merged.update({f"client.{k}": v for k, v in self.client.counters.items()})
         if self.cache is not None:
             merged.update({f"scan_cache.{k}": v for k, v in self.cache.counters.items()})
+        if self.recorder is not None:
+            self.recorder.flush()  # with each status: a recording readable while it grows
+            merged.update({f"record.{k}": v for k, v in self.recorder.counters.items()})
         return merged
 
     # -- the thread ---------------------------------------------------------------------------
@@ -171,6 +199,8 @@ class ObdService:
             samples = self.counters["samples"]
             try:
                 self.link = self._open()
+                if self.recorder is not None:
+                    _tap(self.link, self.recorder)
             except EdgemonError as exc:
                 self.counters["link_errors"] += 1
                 log.warning("OBD bus %s: %s", self.config.name, exc)

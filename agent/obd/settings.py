@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent.errors import Problem
@@ -28,6 +29,7 @@ class ObdConfig:
     timeout: float = 0.2  # seconds to wait for answers (P2)
     # a car's scan (ECUs, PIDs) cached per VIN this long in state_dir; 0: always a full scan
     scan_cache_age: float = 7 * 86400.0
+    record: Path | None = None  # every frame of the session appended here (candump -l format)
     options: Mapping[str, Any] = field(default_factory=dict)  # python-can keyword arguments
 
     def problems(self, where: str) -> list[Problem]:
@@ -47,6 +49,9 @@ class ObdConfig:
         ):
             if not getattr(self, name) > 0:
                 found.append(Problem(f"{where}.{name}", "must be positive"))
+        if self.record is not None and self.transport == "kernel":
+            found.append(Problem(f"{where}.record", "needs transport python (the kernel's "
+                                 "ISO-TP sockets hide the frames)"))  # fmt: skip
         if not self.scan_cache_age >= 0:  # NaN too
             found.append(Problem(f"{where}.scan_cache_age", "0 (no cache) or seconds"))
         return found

@@ -17,7 +17,8 @@ from tests.e2e.schemas import errors
 
 def test_obd_tables_are_read_with_defaults(tmp_path: Path) -> None:
     config = parse_config(
-        {"vin": "VF3X", "obd": [{"channel": "can0"}, {"name": "b", "channel": "can1",
+        {"vin": "VF3X", "obd": [{"channel": "can0", "record": "drive.log"},
+                                {"name": "b", "channel": "can1",
                                   "addressing": "29", "transport": "kernel",
                                   "requests_per_second": 0.5, "scan_cache_age": 0}]},
         tmp_path,
@@ -25,6 +26,7 @@ def test_obd_tables_are_read_with_defaults(tmp_path: Path) -> None:
     first, second = config.obd
     assert (first.name, first.extended, first.requests_per_second) == ("can0", False, 1.0)
     assert (first.scan_cache_age, second.scan_cache_age) == (7 * 86400.0, 0.0)
+    assert (first.record, second.record) == (tmp_path / "drive.log", None)
     assert (second.extended, second.transport, second.requests_per_second) == (True, "kernel", 0.5)
 
 

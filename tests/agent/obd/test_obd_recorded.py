@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from agent.__main__ import main
 from agent.can.source import read_log
-from agent.model import Frame
+from agent.model import Frame, Sample
 from agent.obd.addressing import Addressing
 from agent.obd.client import ObdClient
 from agent.obd.recorded import (
@@ -26,8 +27,10 @@ from agent.obd.recorded import (
     messages,
     samples,
 )
+from agent.obd.service import ObdService
 from tests.agent.obd.record_drive import record
-from tests.agent.obd.twin_car import VIN, bench
+from tests.agent.obd.test_obd_service import FAST
+from tests.agent.obd.twin_car import VIN, bench, wait_for
 from tests.conftest import ROOT
 
 DRIVE = ROOT / "tests/data/obd/drive.log"
@@ -199,3 +202,33 @@ def test_recording_stops_at_its_size_limit(tmp_path: Path) -> None:
     assert [f.data for f in read_log(tmp_path / "small.log")] == [bytes.fromhex("03410D32")] * len(
         lines
     )
+
+
+def test_the_pollers_own_recording_replays_into_the_values_it_gave(tmp_path: Path) -> None:
+    """``[[obd]] record``: the daemon's session appended to a candump log; decoded offline, it
+    gives the values the poller put on the inbox, in the same order."""
+    log = tmp_path / "agent.log"
+    log.write_text("(1.000000) can0 0F6#00\n")  # an earlier session: appended to, not lost
+    config = replace(FAST, record=log)
+    live: list[Sample] = []
+    with bench() as b:
+        service = ObdService(config, live.append, link_factory=b.link)
+        service.want({"vehicle.energy.fuel.level", "obd.engine.rpm"})
+        service.start()
+        try:
+            wait_for(lambda: len([s for s in live if s.name == "obd.engine.rpm"]) >= 3)
+            assert service.snapshot()["record.frames"] > 10
+        finally:
+            service.stop()
+    assert log.read_text().startswith("(1.000000) can0 0F6#00\n")
+    addressing = guess_addressing(read_log(log))
+    reader, decoder = MessageReader(addressing), SessionDecoder()
+    offline = list(samples(read_log(log), addressing, decoder, reader))
+    pairs = [(s.name, s.value) for s in live]
+    assert [(s.name, s.value) for s in offline][: len(pairs)] == pairs
+    assert reader.counters["broken"] == 0 and decoder.counters["unpaired"] == 0
+
+
+def test_record_with_the_kernel_transport_is_a_configuration_problem() -> None:
+    config = replace(FAST, transport="kernel", record=Path("x.log"))
+    assert [p.path for p in config.problems("$.obd[0]")] == ["$.obd[0].record"]
