@@ -39,9 +39,11 @@ def record(path: Path, extended: bool = False) -> int:
         link.mux.tap = recorder.tap
         try:
             link.listen(0.3)
-            client = ObdClient(link)
-            scan = client.scan()
+            scan = ObdClient(link, timeout=0.5).scan()
             ecu = scan.ecus[0].ecu
+            # physical requests end at the answer: a long timeout costs nothing unless the
+            # machine is slow, when it keeps one late answer from ending the recording
+            client = ObdClient(link, timeout=3.0)
             for step, rpm in enumerate(RPMS):
                 with b.car.lock:
                     ecm.values[0x0C] = (rpm * 4).to_bytes(2, "big")
