@@ -275,7 +275,8 @@ class ObdService:
             return
         self.counters["full_scans"] += 1
         supported = {ecu: client.supported_pids(ecu) for ecu in ecus}
-        vin = vin or client.vin()
+        if self.cache is None:  # with a cache, asked already (once is enough)
+            vin = client.vin()
         if self.cache is not None and vin is not None:
             self.cache.store(vin, ecus, supported)
         self._scanned(vin, ecus, supported)
