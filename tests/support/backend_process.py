@@ -110,7 +110,7 @@ def write_backend_config(
 
     ``mqtt`` and ``webhooks`` add keys (or sub-tables) to those sections, ``sections`` adds whole
     sections after them, ``extra`` is TOML text appended as it is."""
-    config: dict[str, dict[str, Any]] = {"store": {"path": directory / "backend.db"}}
+    config: dict[str, Mapping[str, Any]] = {"store": {"path": directory / "backend.db"}}
     port = free_port() if api else None
     if port is not None:
         config["api"] = {
