@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("agent.commands.replay", "run monitors over recorded CAN logs and NMEA files"),
     "check": ("agent.commands.check", "validate a config, DBCs, signal map and monitors"),
     "simulate": ("agent.commands.simulate", "drive a scenario onto a CAN interface and NMEA"),
+    "obd": ("agent.commands.obd", "OBD-II: scan the car's ECUs, VIN, PIDs and fault codes"),
 }
 
 

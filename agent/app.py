@@ -37,9 +37,14 @@ from agent.config import AgentConfig, CanReplay
 from agent.errors import MonitorError, OutboxError, SourceError
 from agent.gps.clock import TrustedClock, system_clock_synced
 from agent.gps.source import FixSource, make_fix_source
-from agent.model import Event, Fix, Frame
+from agent.model import Event, Fix, Frame, Sample
 from agent.monitors.engine import Engine, FiredState
 from agent.monitors.loading import read_monitors_file
+from agent.monitors.model import Catalog
+from agent.monitors.signals import GPS_SPEED
+from agent.obd.cost import monitor_names, obd_cost
+from agent.obd.names import ObdCatalog
+from agent.obd.service import Capabilities, ObdService
 from agent.pipeline import Pipeline
 from agent.sdnotify import Notifier
 from agent.source_settings import BusConfig
@@ -56,7 +61,7 @@ from agent.uplink.mqtt import (
 )
 from agent.uplink.outbox import Outbox
 from agent.uplink.pump import EventPump
-from agent.wire import Topics, status_to_json
+from agent.wire import Topics, capabilities_to_json, status_to_json
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +80,7 @@ class Control:
     action: str  # "stop" | "reload"
 
 
-Item = Frame | Fix | LinkEvent | Control
+Item = Frame | Fix | Sample | LinkEvent | Control
 
 
 class CanReader:
@@ -166,16 +171,17 @@ class Agent:
         self.decoder = Decoder(self.vehicle)
         self.clock = TrustedClock(config.clock)
         self.outbox = self._open_outbox()
-        self.engine = Engine(
-            config.vin, config.fleet_id, self.vehicle.catalog, self.outbox, self.outbox
-        )
+        # with [[obd]], the OBD-II names join the CAN catalog (the CAN bus wins on a shared name)
+        catalog: Catalog = ObdCatalog(self.vehicle.catalog) if config.obd else self.vehicle.catalog
+        self.catalog = catalog
+        self.engine = Engine(config.vin, config.fleet_id, catalog, self.outbox, self.outbox)
         self.pipeline = Pipeline(self.decoder, self.engine)
         self.state = self.pipeline.state
         self.sync = MonitorSync(
             config.vin,
             config.fleet_id,
             self.topics,
-            catalog=self.vehicle.catalog,
+            catalog=catalog,
             engine=self.engine,
             publish=self._publish_retained,
             clock=self.now,
@@ -198,6 +204,8 @@ class Agent:
         replays = {r.bus: r for r in config.can_replay}
         self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
         self._quiet: dict[str, bool] = {}  # per bus, as last logged
+        self.obd = [ObdService(c, self.inbox.put) for c in config.obd]
+        self._manifest: tuple[Capabilities | None, ...] | None = None  # as last published
         self.gps = make_fix_source(config.gps, self._on_fix) if config.gps else None
         self._stopping = False
         self._reconcile_at = 0.0
@@ -266,6 +274,8 @@ class Agent:
                 self._reconcile_at = 0.0
                 if self.sync.reconcile():
                     self._apply_wanted_names()
+            if self.obd and self.link.connected:
+                self._publish_capabilities()
             if mono >= next_housekeeping:
                 self._housekeeping()
                 next_housekeeping = mono + HOUSEKEEPING_PERIOD
@@ -276,6 +286,8 @@ class Agent:
         self._apply_wanted_names()
         for reader in self.readers:
             reader.start()
+        for service in self.obd:
+            service.start()
         if self.gps is not None:
             self.gps.start()
         self.link.start()
@@ -301,6 +313,8 @@ class Agent:
         self.notifier.stopping("flushing the outbox")
         for reader in self.readers:
             reader.stop()
+        for service in self.obd:
+            service.stop()
         if self.gps is not None:
             self.gps.stop(2.0)
         for _ in range(1000):  # what the readers queued before they stopped, in batches
@@ -352,6 +366,9 @@ class Agent:
         if isinstance(item, Frame):
             frame = replace(item, timestamp=item.timestamp + offset) if offset else item
             return self.pipeline.step(frame, frame.timestamp)
+        if isinstance(item, Sample):
+            sample = replace(item, timestamp=item.timestamp + offset) if offset else item
+            return self.pipeline.step(sample, sample.timestamp)
         if isinstance(item, Fix):
             self.clock.observe_fix(item, item.timestamp)  # receive time on the system clock
             fix = replace(item, timestamp=item.timestamp + offset) if offset else item
@@ -365,6 +382,9 @@ class Agent:
             self.pump.handle(item)
             if isinstance(item, Connected):
                 self._publish_status()
+                if self.obd:  # published again on each connection (cheap, retained)
+                    self._manifest = None
+                    self._publish_capabilities()
                 self.sync.on_connected()
                 self._reconcile_at = time.monotonic() + RECONCILE_DELAY
         return []
@@ -426,9 +446,12 @@ class Agent:
         log.error("local monitors not (re)loaded, the previous ones keep running: %s", reason)
 
     def _apply_wanted_names(self) -> None:
+        """CAN first: OBD-II is asked only for the names no CAN bus decodes."""
         self.decoder.use(self.engine.wanted_names())
         for reader in self.readers:
             reader.set_filters(self.decoder.can_filters(reader.bus.name))
+        for service in self.obd:
+            service.want(self.decoder.unresolved)
 
     # -- status ----------------------------------------------------------------------------------
 
@@ -452,10 +475,24 @@ class Agent:
         for reader in self.readers:
             if reader.source is not None:
                 parts.append((f"bus.{reader.bus.name}", _snapshot(reader.source)))
+        for service in self.obd:
+            parts.append((f"obd.{service.config.name}", service.snapshot()))
+            parts.append((f"obd.{service.config.name}.monitor", self._obd_costs(service)))
         for prefix, counters in parts:
             merged.update({f"{prefix}.{k}": int(v) for k, v in counters.items()})
         merged["outbox.dropped_total"] = self.outbox.dropped
         return merged
+
+    def _obd_costs(self, service: ObdService) -> dict[str, int]:
+        """What each monitor costs on this bus now, in requests per minute (``check`` says the
+        same before the monitors are sent)."""
+        ecus = max(1, len(service.plan.ecus))
+        found = {}
+        for monitor in self.engine.monitors():
+            cost = obd_cost(monitor_names(monitor), self.vehicle.catalog, service.config, ecus)
+            if cost.per_minute:
+                found[f"{monitor.id}.requests_per_minute"] = round(cost.per_minute)
+        return found
 
     def _status(self, *, online: bool) -> bytes:
         """The status message; offline (the stop message) without counters."""
@@ -506,6 +543,32 @@ class Agent:
             f"{'connected' if self.link.connected else 'offline'}; "
             f"{len(self.sync.applied())} monitor(s); outbox {self.outbox.depth()}"
         )
+
+    def _publish_capabilities(self) -> None:
+        """The retained manifest of the data names this car can serve: its CAN catalog, GPS
+        speed, and what each OBD-II scan found; again whenever a scan changes it."""
+        scans = tuple(service.capabilities for service in self.obd)
+        if self._manifest is not None and all(
+            a is b for a, b in zip(scans, self._manifest, strict=True)
+        ):
+            return
+        self._manifest = scans
+        names = [*self.vehicle.catalog.names(), GPS_SPEED]
+        obd: dict[str, dict[str, object]] = {}
+        for service, found in zip(self.obd, scans, strict=True):
+            if found is None:
+                continue
+            names += found.data_names
+            obd[service.config.name] = {
+                "vin": found.vin,
+                "ecus": list(found.ecus),
+                "pids": [f"{p:02X}" for p in found.pids],
+            }
+        payload = capabilities_to_json(
+            vin=self.config.vin, at=datetime.fromtimestamp(self.now(), UTC), data_names=names,
+            obd=obd,
+        )  # fmt: skip
+        self._publish_retained(self.topics.capabilities(self.config.vin), payload)
 
     def _publish_retained(self, topic: str, payload: bytes) -> None:
         self.link.publish(topic, payload, qos=1, retain=True)

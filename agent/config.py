@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from agent.errors import ConfigError, Problem
 from agent.gps.clock import CLOCK_POLICIES, ClockPolicy
+from agent.obd.settings import ObdConfig
 from agent.source_settings import BusConfig, BusSpec, GpsConfig, ReplayPace
 from agent.wire import DEFAULT_PREFIX, valid_topic_level
 
@@ -103,6 +104,7 @@ class AgentConfig:
     source: Path | None = None  # the file it was read from
     dbc: tuple[BusSpec, ...] = ()  # the DBC set of each bus, same order as ``buses``
     can_replay: tuple[CanReplay, ...] = ()
+    obd: tuple[ObdConfig, ...] = ()  # [[obd]]: diagnostic buses polled (docs/obd.md)
 
     def bus_specs(self) -> list[BusSpec]:
         """The DBC set and signal map of each bus, for ``agent.can.dbc.load_vehicle``."""
@@ -362,7 +364,52 @@ def _read_gps(r: _Reader, raw: dict[str, Any]) -> GpsConfig | None:
 
 
 _TOP_KEYS = {"vin", "fleet_id", "state_dir", "monitors_file", "clock", "log_level"}
-_TOP_KEYS |= {"can", "gps", "mqtt", "outbox"}
+_TOP_KEYS |= {"can", "gps", "mqtt", "outbox", "obd"}
+_OBD_KEYS = {"name", "interface", "channel", "bitrate", "addressing", "transport", "options"}
+_OBD_KEYS |= {"requests_per_second", "pid_period", "codes_period", "awake_window", "timeout"}
+
+
+def _read_obd_bus(r: _Reader, raw: Any, index: int) -> ObdConfig | None:
+    where = f"$.obd[{index}]"
+    if not isinstance(raw, dict):
+        r.bad(where, "expected a table ([[obd]])")
+        return None
+    r.unknown_keys(raw, _OBD_KEYS, where)
+    channel = r.get(raw, "channel", str, where) or ""
+    interface = r.get(raw, "interface", str, where) or "socketcan"
+    addressing = str(raw.get("addressing", "11"))
+    if addressing not in ("11", "29"):
+        r.bad(f"{where}.addressing", "11 or 29 (bits of the CAN identifiers)")
+    defaults = ObdConfig(name="", channel="")
+    config = ObdConfig(
+        name=r.get(raw, "name", str, where) or channel or f"obd{index}",
+        channel=channel,
+        interface=interface,
+        bitrate=r.get(raw, "bitrate", int, where),
+        extended=addressing == "29",
+        transport=r.get(raw, "transport", str, where) or "python",
+        requests_per_second=r.positive(raw, "requests_per_second", where, 1.0),
+        pid_period=r.positive(raw, "pid_period", where, defaults.pid_period),
+        codes_period=r.positive(raw, "codes_period", where, defaults.codes_period),
+        awake_window=r.positive(raw, "awake_window", where, defaults.awake_window),
+        timeout=r.positive(raw, "timeout", where, defaults.timeout, maximum=10.0),
+        options=_read_can_options(r, raw, interface, where),
+    )
+    for problem in config.problems(where):
+        r.bad(problem.path, problem.message)
+    return config
+
+
+def _read_obd(r: _Reader, doc: Mapping[str, Any]) -> tuple[ObdConfig, ...]:
+    raw_list = doc.get("obd", [])
+    if not isinstance(raw_list, list):
+        r.bad("$.obd", "expected an array of tables ([[obd]])")
+        return ()
+    found = [b for i, raw in enumerate(raw_list) if (b := _read_obd_bus(r, raw, i)) is not None]
+    names = [b.name for b in found]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        r.bad("$.obd", f"bus name {dup!r} used twice")
+    return tuple(found)
 
 
 def _choice(
@@ -427,6 +474,7 @@ def parse_config(
         topic_prefix=_read_prefix(r, mqtt_raw),
         state_dir=state_dir,
         log_level=_choice(r, doc, "log_level", "info", _LOG_LEVELS),
+        obd=_read_obd(r, doc),
     )
     if r.problems:
         raise ConfigError(r.problems, summary=_summary(r.problems))

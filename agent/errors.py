@@ -5,7 +5,9 @@ EdgemonError
 ├── DbcError             a DBC file or signal map cannot be loaded
 ├── SourceError          a frame or fix source failed (device gone, bad URL)
 ├── MonitorError         a monitor definition is invalid; carries every problem found
-└── OutboxError          the on-disk outbox cannot be opened or written
+├── OutboxError          the on-disk outbox cannot be opened or written
+└── ObdError             an OBD-II answer is malformed, or the diagnostic link failed
+    └── NegativeAnswer   an ECU refused a request (``code``: 0x21 busy, 0x31 out of range...)
 
 Adapters translate library exceptions (cantools, python-can, pyserial, paho, sqlite3) into these
 at the edge, chaining the original with ``raise ... from exc``.
@@ -56,3 +58,16 @@ class SourceError(EdgemonError):
 
 class OutboxError(EdgemonError):
     """The on-disk outbox cannot be opened or written."""
+
+
+class ObdError(EdgemonError):
+    """An OBD-II answer cannot be read, or the diagnostic link failed."""
+
+
+class NegativeAnswer(ObdError):
+    """An ECU answered 0x7F: ``service`` refused with negative response ``code``."""
+
+    def __init__(self, service: int, code: int) -> None:
+        self.service = service
+        self.code = code
+        super().__init__(f"service {service:02X} refused with code {code:02X}")

@@ -29,11 +29,13 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """A new value of one named signal (a data name or a ``Message.Signal`` key)."""
+    """A new value of one named signal (a data name or a ``Message.Signal`` key), read by asking
+    (OBD-II) rather than decoded from a frame."""
 
     name: str
     value: Value
     timestamp: float
+    max_age: float | None = None  # seconds after ``timestamp`` when it goes stale; None: never
 
 
 class FixType(enum.IntEnum):

@@ -2,6 +2,7 @@
 
     Frame ─> Decoder.feed ─> VehicleState ─> Engine.on_change ─┐
     Fix ──────────────────> VehicleState ─> Engine.on_fix ─────┼─> events
+    Sample (OBD-II) ──────> VehicleState ─> Engine.on_change ──┤
     deadlines (windows, dwell, reminders, staleness) ─> tick ──┘
 
 One step for every caller: the daemon (``agent.app``, on the trusted clock, one input at a
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from agent.can.decode import Decoder
-from agent.model import Event, Fix, Frame
+from agent.model import Event, Fix, Frame, Sample
 from agent.monitors.engine import Engine
 from agent.state import VehicleState
 
@@ -33,6 +34,7 @@ class Pipeline:
         self._last: float | None = None  # the time of the previous step
         self.frames = 0
         self.fixes = 0
+        self.samples = 0
 
     def next_deadline(self) -> float | None:
         return self.engine.next_deadline()
@@ -49,7 +51,7 @@ class Pipeline:
         self._last = now
         return events
 
-    def step(self, item: Frame | Fix, now: float) -> list[Event]:
+    def step(self, item: Frame | Fix | Sample, now: float) -> list[Event]:
         """The deadlines due by ``now``, then the input applied at ``now``."""
         deadline = self.engine.next_deadline()
         events = self.due(now) if deadline is not None and deadline <= now else []
@@ -58,6 +60,11 @@ class Pipeline:
             self.frames += 1
             names = self.decoder.feed(item, self.state)
             return events + self.engine.on_change(names, self.state, now) if names else events
+        if isinstance(item, Sample):
+            self.samples += 1
+            if self.state.update(item.name, item.value, item.timestamp, item.max_age):
+                return events + self.engine.on_change((item.name,), self.state, now)
+            return events
         self.fixes += 1
         self.state.update_fix(item)
         return events + self.engine.on_fix(self.state, now)

@@ -29,6 +29,9 @@ DEFAULT_PREFIX = "edgemon/v1"
 EVENT_SCHEMA = "edgemon.event/1"
 STATUS_SCHEMA = "edgemon.status/1"
 MONITOR_STATE_SCHEMA = "edgemon.monitor-state/1"
+CAPABILITIES_SCHEMA = "edgemon.capabilities/1"
+MAX_CAPABILITY_NAMES = 5000  # a DBC with every signal listed stays well below
+MAX_CAPABILITIES_BYTES = 512 * 1024
 
 # A VIN is 17 characters without I, O, Q; test benches use shorter ids, so the check is loose:
 # anything that is safe as one MQTT topic level.
@@ -73,6 +76,12 @@ class Topics:
 
     def all_monitor_states(self) -> str:
         return f"{self.prefix}/vehicles/+/monitors/+/state"
+
+    def capabilities(self, vin: str) -> str:
+        return f"{self.prefix}/vehicles/{vin}/capabilities"
+
+    def all_capabilities(self) -> str:
+        return f"{self.prefix}/vehicles/+/capabilities"
 
     def vin_of(self, topic: str) -> str:
         """The VIN level of a ``{prefix}/vehicles/{vin}/...`` topic."""
@@ -264,3 +273,39 @@ def monitor_state_to_json(
         "at": format_date(at),
     }
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def capabilities_to_json(
+    *, vin: str, at: datetime, data_names: list[str], obd: dict[str, dict[str, Any]]
+) -> bytes:
+    """The retained capability manifest: every data name this vehicle can serve (its CAN
+    catalog, GPS, and what the OBD-II scan found), and per OBD bus its VIN, ECUs and PIDs."""
+    body = {
+        "schema": CAPABILITIES_SCHEMA,
+        "vin": vin,
+        "at": format_date(at),
+        "dataNames": sorted(set(data_names))[:MAX_CAPABILITY_NAMES],
+        "obd": {name: obd[name] for name in sorted(obd)},
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def capability_names(payload: bytes) -> frozenset[str] | None:
+    """The data names of a manifest; None for an empty (cleared) one. Raises WireError for
+    anything else (too big, not JSON, not a manifest)."""
+    if not payload:
+        return None
+    if len(payload) > MAX_CAPABILITIES_BYTES:
+        raise WireError(f"capability manifest of {len(payload)} bytes is too large")
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise WireError(f"capability manifest is not JSON: {exc}") from exc
+    if not isinstance(body, dict) or body.get("schema") != CAPABILITIES_SCHEMA:
+        raise WireError("not an edgemon.capabilities/1 manifest")
+    names = body.get("dataNames")
+    if not isinstance(names, list) or len(names) > MAX_CAPABILITY_NAMES:
+        raise WireError("dataNames must be a list of at most 5000 names")
+    if not all(isinstance(n, str) and 0 < len(n) <= 200 for n in names):
+        raise WireError("dataNames must be names of 1-200 characters")
+    return frozenset(names)

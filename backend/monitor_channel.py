@@ -6,6 +6,10 @@ listens to the agents' retained ``…/monitors/{id}/state`` reports and writes t
 and on every (re)connection republishes every live monitor, so a definition stored while the
 broker was away still reaches the agents. ``MemoryMonitorChannel`` is the in-memory twin.
 
+Capability manifests (``…/vehicles/{vin}/capabilities``, retained, from agents that poll OBD-II)
+say which data names a vehicle can serve; a vehicle monitor naming data outside its vehicle's
+manifest is logged as a warning (``capability_warnings``) instead of silently never firing.
+
 State reports are vehicle-written (retained: they come back at every start), so each one passes
 ``backend.ingest.guard.admit_state``; a bad one, or one the store cannot take, is counted through
 ``on_bad_state`` and logged, and paho's network thread goes on (it also carries the monitors
@@ -24,7 +28,7 @@ from typing import Any, Literal, Protocol, get_args
 import paho.mqtt.client as mqtt
 
 from agent.paho_compat import stop_network_loop
-from agent.wire import Topics
+from agent.wire import Topics, WireError, capability_names
 from backend.config import LimitsConfig, MqttConfig
 from backend.errors import IngestError
 from backend.ingest.guard import admit_state, admit_status, truncated
@@ -70,6 +74,23 @@ def vehicle_definition(definition: dict[str, Any]) -> dict[str, Any]:
     if isinstance(subscribe, dict) and "refreshEvent" in subscribe:
         body["subscribeParam"] = {"refreshEvent": subscribe["refreshEvent"]}
     return body
+
+
+MAX_MANIFESTS = 100_000
+
+
+def needed_names(definition: dict[str, Any]) -> set[str]:
+    """The data names a monitor definition's data triggers read."""
+    names: set[str] = set()
+    params = vehicle_definition(definition).get("triggerParam")
+    if not isinstance(params, dict):
+        return names
+    triggers = params.get("triggers")
+    for trigger in triggers if isinstance(triggers, list) else []:
+        data = trigger.get("data") if isinstance(trigger, dict) else None
+        if isinstance(data, dict) and isinstance(data.get("data"), str):
+            names.add(data["data"])
+    return names
 
 
 def monitor_payload(record: MonitorRecord) -> bytes:
@@ -127,6 +148,8 @@ class MqttMonitorChannel:
         self.link.watch(self._client)
         self.connected = self.link.ready
         self.published: dict[str, str] = {}  # monitor id -> status last published
+        self.capabilities: dict[str, frozenset[str]] = {}  # VIN -> data names it can serve
+        self.capability_warnings = 0
         self._sent: dict[str, mqtt.MQTTMessageInfo] = {}  # monitor id -> its last publish
         self._status_written: dict[str, tuple[tuple[bool, str, str], float]] = {}
 
@@ -155,6 +178,7 @@ class MqttMonitorChannel:
             self.link.down(f"connection refused: {rc}")
             return
         client.subscribe(self.topics.all_monitor_states(), qos=1)
+        client.subscribe(self.topics.all_capabilities(), qos=1)
         client.subscribe(self.topics.status("+"), qos=1)  # each vehicle's last status (retained)
         for record in self.store.live_monitors():
             self.published[record.monitor_id] = record.status
@@ -165,6 +189,9 @@ class MqttMonitorChannel:
         topic = "(topic not UTF-8)"
         try:
             topic = message.topic
+            if topic.endswith("/capabilities"):
+                self._on_capabilities(topic, bytes(message.payload))
+                return
             if topic.endswith("/status"):
                 self._status(topic, bytes(message.payload))
                 return
@@ -175,6 +202,39 @@ class MqttMonitorChannel:
             self._bad(topic, "bad_monitor_state", str(exc))
         except Exception as exc:  # the store refused it, say; never end the network thread
             self._bad(topic, "monitor_state_not_stored", f"{type(exc).__name__}: {exc}")
+
+    def _on_capabilities(self, topic: str, payload: bytes) -> None:
+        try:
+            vin = self.topics.vin_of(topic)
+            names = capability_names(payload)
+        except WireError as exc:
+            self._bad(topic, "bad_capabilities", str(exc))
+            return
+        if names is None:
+            self.capabilities.pop(vin, None)
+            return
+        if vin not in self.capabilities and len(self.capabilities) >= MAX_MANIFESTS:
+            self._bad(topic, "too_many_manifests", f"more than {MAX_MANIFESTS} vehicles")
+            return
+        self.capabilities[vin] = names
+        for record in self.store.live_monitors():
+            if record.scope == "vehicle" and record.owner == vin:
+                self.warn_unservable(record)
+
+    def warn_unservable(self, record: MonitorRecord) -> set[str]:
+        """Log the data names a vehicle monitor needs that its vehicle's manifest lacks."""
+        names = self.capabilities.get(record.owner) if record.scope == "vehicle" else None
+        if names is None:
+            return set()
+        missing = needed_names(record.definition) - names
+        if missing:
+            self.capability_warnings += 1
+            log.warning(
+                "monitor %s needs %s, which vehicle %s cannot give (its capability manifest): "
+                "it will never fire there", record.monitor_id, ", ".join(sorted(missing)),
+                record.owner,
+            )  # fmt: skip
+        return missing
 
     def _status(self, topic: str, payload: bytes) -> None:
         """Keep a provisioned vehicle's last status (others are counted: a table of every VIN
@@ -221,6 +281,7 @@ class MqttMonitorChannel:
 
     def publish(self, record: MonitorRecord) -> None:
         self.published[record.monitor_id] = record.status
+        self.warn_unservable(record)
         self._send(record, monitor_payload(record))
 
     def clear(self, record: MonitorRecord) -> None:

@@ -189,14 +189,16 @@ def load_access(path: Path) -> BrokerAccess:
 
 
 def vehicle_rules(prefix: str, vin: str, fleet: str) -> list[tuple[str, str]]:
-    """(access, topic) of one vehicle: publish its events, status and monitor states; read its
-    own and its fleet's monitor definitions. Never write a definition, never read another's."""
+    """(access, topic) of one vehicle: publish its events, status, monitor states and capability
+    manifest; read its own and its fleet's monitor definitions. Never write a definition, never
+    read another's."""
     own = f"{prefix}/vehicles/{vin}"
     return [
         ("write", f"{own}/events"),
         ("write", f"{own}/status"),
         ("read", f"{own}/monitors/+"),
         ("write", f"{own}/monitors/+/state"),
+        ("write", f"{own}/capabilities"),
         ("read", f"{prefix}/fleets/{fleet}/monitors/+"),
     ]
 

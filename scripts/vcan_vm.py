@@ -38,7 +38,8 @@ CACHE = Path(os.environ.get("EDGEMON_VCAN_CACHE", ROOT / ".cache" / "vcan-vm"))
 INIT_SCRIPT = ROOT / "scripts" / "vcan-vm" / "init.sh"
 BUSYBOX = Path("/bin/busybox")
 # Loaded with their dependencies (from modules.dep), dependencies first.
-WANTED_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "can-raw", "can-bcm", "vcan")
+# can-isotp: the kernel ISO-TP sockets of OBD-II (tests/vcan/test_vcan_obd.py)
+WANTED_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "can-raw", "can-bcm", "vcan", "can-isotp")
 KERNEL_PACKAGE_RE = re.compile(r"^linux-image-6\.1\.0-(\d+)-amd64(-unsigned)?$")
 BUILD_FORMAT = "1"  # bump when the layout of the cache changes
 DEFAULT_TIMEOUT = float(os.environ.get("EDGEMON_VCAN_VM_TIMEOUT", "600"))
@@ -236,7 +237,9 @@ def build(cache: Path = CACHE, progress: Progress = print) -> VmImage:
     if not BUSYBOX.is_file():
         raise VmUnavailable(f"{BUSYBOX} is missing (install busybox-static)")
     with _locked(cache / ".lock"):
-        kernel_dir = cache / f"kernel-{BUILD_FORMAT}"
+        # the module list is part of the key: a module added is fetched, not missed
+        modules = hashlib.sha256(" ".join(WANTED_MODULES).encode()).hexdigest()[:8]
+        kernel_dir = cache / f"kernel-{BUILD_FORMAT}-{modules}"
         if not (kernel_dir / "kernel.json").is_file():
             _fetch_kernel(kernel_dir, progress)
         release = json.loads((kernel_dir / "kernel.json").read_text())["release"]

@@ -52,6 +52,7 @@ WALLCLOCK_MODULES = frozenset(
         "tests/deploy/test_broker_config.py",
         "tests/e2e/test_e2e_chain.py",
         "tests/e2e/test_e2e_demo.py",
+        "tests/e2e/test_e2e_obd.py",
         "tests/e2e/test_e2e_receiver.py",
         "tests/e2e/test_e2e_simulate.py",
     }

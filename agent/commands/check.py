@@ -20,6 +20,9 @@ from pathlib import Path
 from agent.can.dbc import DEMO_DBC, Vehicle, demo_buses, load_vehicle
 from agent.errors import ConfigError, DbcError, EdgemonError, MonitorError
 from agent.monitors.loading import Checked, FileEntry, check_definitions, read_monitors_file
+from agent.obd.cost import monitor_names, obd_cost
+from agent.obd.names import ObdCatalog
+from agent.obd.settings import ObdConfig
 from agent.source_settings import BusSpec
 
 
@@ -33,6 +36,7 @@ class Inputs:
     vin: str | None
     fleet_id: str | None
     monitors_files: tuple[Path, ...]
+    obd: tuple[ObdConfig, ...] = ()  # [[obd]] buses: their names join the catalog
 
 
 def add_vehicle_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +99,8 @@ def load_inputs(args: argparse.Namespace, problems: list[str]) -> Inputs | None:
     if config is not None and config.monitors_file is not None and not files:
         files = (config.monitors_file,)
     vin = config.vin if config is not None else None
-    return Inputs(vehicle, vin, config.fleet_id if config else None, files)
+    obd = config.obd if config is not None else ()
+    return Inputs(vehicle, vin, config.fleet_id if config else None, files, obd)
 
 
 def check_monitors(inputs: Inputs, problems: list[str]) -> list[Checked]:
@@ -107,13 +112,29 @@ def check_monitors(inputs: Inputs, problems: list[str]) -> list[Checked]:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
         except MonitorError as exc:
             problems += [p.message for p in exc.problems]
-    checked = check_definitions(entries, inputs.vehicle.catalog)
+    catalog = ObdCatalog(inputs.vehicle.catalog) if inputs.obd else inputs.vehicle.catalog
+    checked = check_definitions(entries, catalog)
     for item in checked:
         label = _label(item)
         problems += [f"{label}: {p}" for p in item.parse.problems]
         for warning in item.parse.warnings:
             print(f"warning: {label}: {warning}", file=sys.stderr)
     return checked
+
+
+def _print_obd_costs(inputs: Inputs, checked: list[Checked]) -> None:
+    """What each valid monitor costs on each [[obd]] bus, in requests per minute (stderr)."""
+    for item in checked:
+        if item.parse.monitor is None:
+            continue
+        names = monitor_names(item.parse.monitor)
+        for bus in inputs.obd:
+            cost = obd_cost(names, inputs.vehicle.catalog, bus)
+            if cost.per_minute:
+                pids = " ".join(f"{p:02X}" for p in cost.pids) or "none"
+                codes = ", fault codes" if cost.codes else ""
+                print(f"obd: {_label(item)}: bus {bus.name}: PIDs {pids}{codes}: "
+                      f"{cost.per_minute:g} request(s)/min per ECU", file=sys.stderr)  # fmt: skip
 
 
 def _label(item: Checked) -> str:
@@ -130,6 +151,8 @@ def execute(args: argparse.Namespace) -> int:
     for line in problems:
         print(line)
     valid = sum(1 for c in checked if c.parse.ok)
+    if inputs is not None:
+        _print_obd_costs(inputs, checked)
     print(
         f"check: {valid} of {len(checked)} monitor(s) valid, {len(problems)} problem(s)",
         file=sys.stderr,

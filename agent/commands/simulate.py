@@ -24,6 +24,7 @@ from datetime import datetime
 from datetime import time as dt_time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from agent.can.dbc import DEMO_DBC, DEMO_MAP
@@ -49,6 +50,9 @@ from agent.simulate.sinks import (
     SocketcandServer,
     TcpLineServer,
 )
+
+if TYPE_CHECKING:
+    from agent.obd.twin import TwinRunner
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -80,6 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     can_group.add_argument(
         "--can-socketcand", type=_address, metavar="HOST:PORT", help="serve as socketcand"
     )
+    can_group.add_argument(
+        "--obd-twin", action="store_true",
+        help="also answer OBD-II requests on --can-interface/--can-channel (docs/obd.md)",
+    )  # fmt: skip
     gps_group = parser.add_argument_group("NMEA outputs")
     gps_group.add_argument("--nmea", help="file, serial device or pyserial URL")
     gps_group.add_argument("--nmea-baudrate", type=int, default=9600)
@@ -198,11 +206,31 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _start_obd_twin(args: argparse.Namespace) -> TwinRunner:
+    """The demo car's ECUs answering OBD-II beside the drive (whose frames are the car's own
+    traffic: the twin sends none of its own)."""
+    import can  # noqa: PLC0415
+
+    from agent.obd.addressing import Addressing  # noqa: PLC0415
+    from agent.obd.twin import TwinRunner, demo_car  # noqa: PLC0415
+
+    if not args.can_interface:
+        problem = Problem("--obd-twin", "answers on --can-interface/--can-channel: name them")
+        raise ConfigError([problem])
+    try:
+        bus = can.Bus(interface=args.can_interface, channel=args.can_channel)
+    except (can.CanError, OSError, ValueError) as exc:
+        problem = Problem("--obd-twin", f"cannot open {args.can_channel}: {exc}")
+        raise ConfigError([problem]) from exc
+    return TwinRunner(bus, demo_car(Addressing(False)), organic=False).start()
+
+
 def execute(args: argparse.Namespace) -> int:
     sim = _scenario_simulation(args)
     signal.signal(signal.SIGTERM, _terminate)
     frames: list[FrameSink] = []
     lines: list[LineSink] = []
+    twin = _start_obd_twin(args) if args.obd_twin else None
     try:
         servers = _open_sinks(args, frames, lines)
         if servers and args.wait_clients > 0:
@@ -219,6 +247,9 @@ def execute(args: argparse.Namespace) -> int:
         sinks: list[FrameSink | LineSink] = [*frames, *lines]
         for sink in sinks:
             sink.close()
+        if twin is not None:
+            twin.stop()
+            twin.mux.bus.shutdown()
     dropped = {k: v for s in sinks for k, v in s.counters.items() if "drop" in k}
     print(
         f"sent {sent_frames} CAN frames and {sent_lines} NMEA lines in {took:.1f} s"

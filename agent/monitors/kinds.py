@@ -24,6 +24,7 @@ from agent.monitors.schedule import TimeTrigger, parse_time
 from agent.monitors.signals import resolve_in_use
 from agent.monitors.triggers import TimeState, TriggerState, ZoneState
 from agent.monitors.zone import ZoneTrigger, parse_zone
+from agent.obd.names import obd_info
 
 _DBC_SIGNAL = re.compile(r"^[A-Z][A-Za-z0-9_]*\.[A-Za-z0-9_]+$")
 
@@ -82,14 +83,19 @@ def _resolve_name(name: str, catalog: Catalog | None) -> str | None:
     return None
 
 
+def _table_info(name: str) -> SignalInfo | None:
+    """Without a vehicle catalog (the backend): the Stellantis table, then the OBD-II names."""
+    return stellantis_info(name) or obd_info(name)
+
+
 def _describe(
     trigger: DataTrigger, body: Fields, catalog: Catalog | None
 ) -> tuple[DataTrigger, SignalInfo | None]:
-    info = catalog.describe(trigger.data) if catalog is not None else stellantis_info(trigger.data)
+    info = catalog.describe(trigger.data) if catalog is not None else _table_info(trigger.data)
     if info is None and (spelled := _resolve_name(trigger.data, catalog)) is not None:
         body.report.warn(body.at("data"), f"read as {spelled!r} (data names are case-sensitive)")
         trigger = replace(trigger, data=spelled)
-        info = catalog.describe(spelled) if catalog is not None else stellantis_info(spelled)
+        info = catalog.describe(spelled) if catalog is not None else _table_info(spelled)
     return trigger, info
 
 

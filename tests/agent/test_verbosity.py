@@ -23,6 +23,7 @@ REQUIRED = {
     "replay": ["--monitors", "m.json"],
     "check": [],
     "simulate": ["--scenario", "s.toml"],
+    "obd": ["scan", "--channel", "vcan0"],
 }
 
 

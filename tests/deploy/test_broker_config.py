@@ -63,6 +63,7 @@ def test_the_example_fleet_file_gives_each_vehicle_its_own_fleet_only() -> None:
         f"write edgemon/v1/vehicles/{VIN_A}/status",
         f"read edgemon/v1/vehicles/{VIN_A}/monitors/+",
         f"write edgemon/v1/vehicles/{VIN_A}/monitors/+/state",
+        f"write edgemon/v1/vehicles/{VIN_A}/capabilities",
         "read edgemon/v1/fleets/fleet-north/monitors/+",
     }
     assert "read edgemon/v1/fleets/fleet-south/monitors/+" in rules[VIN_B]
@@ -166,7 +167,7 @@ def test_no_fleet_file_entry_can_widen_a_vehicle_rule(vin: str, fleet: str) -> N
     except AccessError:
         return
     rules = _rules(acl_text(access))[vin]
-    assert len(rules) == 5
+    assert len(rules) == 6
     for rule in rules:
         topic = rule.split(" ", 1)[1]
         levels = topic.split("/")
