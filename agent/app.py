@@ -41,7 +41,7 @@ from agent.live import LIVE_PERIOD, live_path, snapshot, write_snapshot
 from agent.model import Event, Fix, Frame, Sample
 from agent.monitors.engine import Engine, FiredState
 from agent.monitors.loading import read_monitors_file
-from agent.monitors.model import Catalog
+from agent.monitors.model import Catalog, Monitor
 from agent.monitors.signals import GPS_SPEED
 from agent.obd.cost import monitor_names, obd_cost
 from agent.obd.names import ObdCatalog
@@ -186,6 +186,7 @@ class Agent:
             engine=self.engine,
             publish=self._publish_retained,
             clock=self.now,
+            cost=self._monitor_cost if config.obd else None,
         )
         self.link = MqttLink(
             config.mqtt,
@@ -205,7 +206,7 @@ class Agent:
         replays = {r.bus: r for r in config.can_replay}
         self.readers = [CanReader(b, replays.get(b.name), self.inbox.put) for b in config.buses]
         self._quiet: dict[str, bool] = {}  # per bus, as last logged
-        self.obd = [ObdService(c, self.inbox.put) for c in config.obd]
+        self.obd = [ObdService(c, self.inbox.put, cache_dir=config.state_dir) for c in config.obd]
         self._manifest: tuple[Capabilities | None, ...] | None = None  # as last published
         self.live_path = live_path(config.state_dir)  # for `edgemon-agent status`
         self.live_errors = 0
@@ -489,6 +490,14 @@ class Agent:
             merged.update({f"{prefix}.{k}": int(v) for k, v in counters.items()})
         merged["outbox.dropped_total"] = self.outbox.dropped
         return merged
+
+    def _monitor_cost(self, monitor: Monitor) -> float:
+        """What ``monitor`` costs on every [[obd]] bus, requests per minute (its state says)."""
+        names = monitor_names(monitor)
+        return sum(
+            obd_cost(names, self.vehicle.catalog, s.config, max(1, len(s.plan.ecus))).per_minute
+            for s in self.obd
+        )
 
     def _obd_costs(self, service: ObdService) -> dict[str, int]:
         """What each monitor costs on this bus now, in requests per minute (``check`` says the

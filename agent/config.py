@@ -373,6 +373,7 @@ _TOP_KEYS = {"vin", "fleet_id", "state_dir", "monitors_file", "clock", "log_leve
 _TOP_KEYS |= {"can", "gps", "mqtt", "outbox", "obd"}
 _OBD_KEYS = {"name", "interface", "channel", "bitrate", "addressing", "transport", "options"}
 _OBD_KEYS |= {"requests_per_second", "pid_period", "codes_period", "awake_window", "timeout"}
+_OBD_KEYS |= {"scan_cache_age", "record"}
 
 
 def _read_obd_bus(r: _Reader, raw: Any, index: int) -> ObdConfig | None:
@@ -399,11 +400,18 @@ def _read_obd_bus(r: _Reader, raw: Any, index: int) -> ObdConfig | None:
         codes_period=r.positive(raw, "codes_period", where, defaults.codes_period),
         awake_window=r.positive(raw, "awake_window", where, defaults.awake_window),
         timeout=r.positive(raw, "timeout", where, defaults.timeout, maximum=10.0),
+        scan_cache_age=_cache_age(r, raw, where, defaults.scan_cache_age),
+        record=r.path(raw, "record", where),
         options=_read_can_options(r, raw, interface, where),
     )
     for problem in config.problems(where):
         r.bad(problem.path, problem.message)
     return config
+
+
+def _cache_age(r: _Reader, raw: dict[str, Any], where: str, default: float) -> float:
+    value = r.get(raw, "scan_cache_age", float, where)
+    return default if value is None else value
 
 
 def _read_obd(r: _Reader, doc: Mapping[str, Any]) -> tuple[ObdConfig, ...]:

@@ -71,11 +71,11 @@ class Pipeline:
 
 
 # called after each step with (input or None for the final deadlines, state, time, its events)
-Observer = Callable[[Frame | Fix | None, VehicleState, float, list[Event]], None]
+Observer = Callable[[Frame | Fix | Sample | None, VehicleState, float, list[Event]], None]
 
 
 def run_recording(
-    pipeline: Pipeline, items: Iterable[Frame | Fix], observe: Observer | None = None
+    pipeline: Pipeline, items: Iterable[Frame | Fix | Sample], observe: Observer | None = None
 ) -> Iterator[Event]:
     """Replay recorded inputs (ordered by time) on their own clock: each input at its
     timestamp, never going back in time; the deadlines due at the last input's time at the end.

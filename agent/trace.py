@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from agent.model import Event, Fix, Frame, Value
+from agent.model import Event, Fix, Frame, Sample, Value
 from agent.monitors.engine import Engine
 from agent.monitors.expr import Truth
 from agent.monitors.model import Monitor
@@ -113,7 +113,11 @@ class Recorder:
         self._last_fix: FixPoint | None = None
 
     def observe(
-        self, item: Frame | Fix | None, state: VehicleState, now: float, events: list[Event]
+        self,
+        item: Frame | Fix | Sample | None,
+        state: VehicleState,
+        now: float,
+        events: list[Event],
     ) -> None:
         """After a step at ``now`` (``item`` None: the deadlines run at the end)."""
         rec = self.recording

@@ -262,9 +262,11 @@ def monitor_state_to_json(
     at: datetime,
     definition_hash: str = "",
     reasons: list[dict[str, str]] | None = None,
+    obd_requests_per_minute: float | None = None,
 ) -> bytes:
-    """``reasons`` items are ``{"path": ..., "message": ...}`` (agent.errors.Problem)."""
-    body = {
+    """``reasons`` items are ``{"path": ..., "message": ...}`` (agent.errors.Problem);
+    ``obd_requests_per_minute``: what the applied monitor costs on OBD-II (None: no [[obd]])."""
+    body: dict[str, object] = {
         "schema": MONITOR_STATE_SCHEMA,
         "monitorId": monitor_id,
         "state": "applied" if applied else "rejected",
@@ -272,6 +274,8 @@ def monitor_state_to_json(
         "reasons": reasons or [],
         "at": format_date(at),
     }
+    if obd_requests_per_minute is not None:
+        body["obdRequestsPerMinute"] = round(obd_requests_per_minute, 2)
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -71,6 +71,19 @@ class Metrics:
             registry=r,
         )
 
+        self.capability_warnings = Counter(
+            "edgemon_capability_warnings",
+            "Vehicle monitors found needing data their vehicle's capability manifest lacks",
+            registry=r,
+        )
+        self._warnings_seen = 0
+
+    def sync_capability_warnings(self, total: int) -> None:
+        """The monitor channel counts warnings; the counter follows it (never backwards)."""
+        if total > self._warnings_seen:
+            self.capability_warnings.inc(total - self._warnings_seen)
+            self._warnings_seen = total
+
     def set_circuits(self, unavailable: dict[str, str]) -> None:
         """One series per endpoint whose circuit is not closed (closed ones are dropped, so
         the label set stays as small as the number of failing endpoints)."""

@@ -44,11 +44,44 @@ DELIVERIES: tuple[Delivery, ...] = get_args(Delivery)
 
 
 class MonitorChannel(Protocol):
+    capability_warnings: int
+
     def publish(self, record: MonitorRecord) -> None: ...
 
     def clear(self, record: MonitorRecord) -> None: ...
 
     def delivery(self, monitor_id: str) -> Delivery: ...
+
+    def obd_cost(self, monitor_id: str, vin: str) -> float | None: ...
+
+    def missing_data(self, record: MonitorRecord, vin: str) -> list[str] | None: ...
+
+
+class VehicleNotes:
+    """What the vehicles said beside their monitor states, kept in memory (both are retained on
+    the broker, so they come back at every start): each vehicle's capability manifest, and each
+    applied monitor's OBD-II cost on each vehicle."""
+
+    def __init__(self) -> None:
+        self.capabilities: dict[str, frozenset[str]] = {}  # VIN -> data names it can serve
+        self.costs: dict[tuple[str, str], float] = {}  # (monitor id, VIN) -> requests/min
+        self.capability_warnings = 0  # monitors found needing data their vehicle cannot give
+
+    def note_state(self, monitor_id: str, vin: str, state: VehicleMonitorState | None) -> None:
+        key = (monitor_id, vin)
+        cost = state.obd_requests_per_minute if state is not None else None
+        if cost is None:
+            self.costs.pop(key, None)
+        elif key in self.costs or len(self.costs) < MAX_COSTS:
+            self.costs[key] = cost
+
+    def obd_cost(self, monitor_id: str, vin: str) -> float | None:
+        return self.costs.get((monitor_id, vin))
+
+    def missing_data(self, record: MonitorRecord, vin: str) -> list[str] | None:
+        """The names ``record`` reads that ``vin``'s manifest lacks; None without a manifest."""
+        names = self.capabilities.get(vin)
+        return None if names is None else sorted(needed_names(record.definition) - names)
 
 
 def monitor_topic(topics: Topics, record: MonitorRecord) -> str:
@@ -77,6 +110,7 @@ def vehicle_definition(definition: dict[str, Any]) -> dict[str, Any]:
 
 
 MAX_MANIFESTS = 100_000
+MAX_COSTS = 1_000_000  # (monitor, vehicle) pairs whose OBD-II cost is kept
 
 
 def needed_names(definition: dict[str, Any]) -> set[str]:
@@ -102,10 +136,13 @@ def monitor_payload(record: MonitorRecord) -> bytes:
 
 
 @dataclass
-class MemoryMonitorChannel:
+class MemoryMonitorChannel(VehicleNotes):
     topics: Topics = field(default_factory=Topics)
     retained: dict[str, bytes] = field(default_factory=dict)
     pushed: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        VehicleNotes.__init__(self)
 
     def publish(self, record: MonitorRecord) -> None:
         self.retained[monitor_topic(self.topics, record)] = monitor_payload(record)
@@ -119,7 +156,7 @@ class MemoryMonitorChannel:
         return "pushed" if monitor_id in self.pushed else "pending"
 
 
-class MqttMonitorChannel:
+class MqttMonitorChannel(VehicleNotes):
     def __init__(
         self,
         config: MqttConfig,
@@ -132,6 +169,7 @@ class MqttMonitorChannel:
         publish_timeout: float = 5.0,
         limits: LimitsConfig | None = None,
     ) -> None:
+        super().__init__()
         self.limits = limits or LimitsConfig()
         self._skip_log = SkipLog(log)
         self.topics = topics
@@ -148,8 +186,6 @@ class MqttMonitorChannel:
         self.link.watch(self._client)
         self.connected = self.link.ready
         self.published: dict[str, str] = {}  # monitor id -> status last published
-        self.capabilities: dict[str, frozenset[str]] = {}  # VIN -> data names it can serve
-        self.capability_warnings = 0
         self._sent: dict[str, mqtt.MQTTMessageInfo] = {}  # monitor id -> its last publish
         self._status_written: dict[str, tuple[tuple[bool, str, str], float]] = {}
 
@@ -197,6 +233,7 @@ class MqttMonitorChannel:
                 return
             state = admit_state(self.topics, topic, bytes(message.payload), self.limits)
             parts = topic.split("/")
+            self.note_state(parts[-2], self.topics.vin_of(topic), state)
             self.on_state(topic, state, self.topics.vin_of(topic), parts[-2])
         except IngestError as exc:  # every refusal of the guard, whatever the payload was
             self._bad(topic, "bad_monitor_state", str(exc))

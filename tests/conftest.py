@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.mosquitto import Mosquitto
+
+# A pytest started as a background job of a non-interactive shell (the clock-ahead runs of
+# `make test` run side by side) inherits SIGINT ignored, and so would every process a test starts:
+# a test that stops a child with SIGINT, as Ctrl-C does, would wait for ever. Python's own default
+# handler here gives the children the default action back (exec resets handled signals).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

@@ -25,7 +25,7 @@ from agent.can.dbc import DEMO_DBC, DEMO_MAP, Vehicle, demo_buses, load_vehicle
 from agent.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE
 from agent.errors import ConfigError, DbcError, MonitorError, Problem, UsageError
 from agent.monitors.loading import Checked, FileEntry, check_definitions, read_monitors_file
-from agent.obd.cost import monitor_names, obd_cost
+from agent.obd.cost import Cost, monitor_names, obd_cost
 from agent.obd.names import ObdCatalog
 from agent.obd.settings import ObdConfig
 from agent.source_settings import BusSpec
@@ -203,8 +203,9 @@ def check_monitors(inputs: Inputs, findings: Findings) -> list[Checked]:
     return checked
 
 
-def _print_obd_costs(inputs: Inputs, checked: list[Checked]) -> None:
-    """What each valid monitor costs on each [[obd]] bus, in requests per minute (stderr)."""
+def _obd_costs(inputs: Inputs, checked: list[Checked]) -> list[tuple[Checked, str, Cost]]:
+    """What each valid monitor costs on each [[obd]] bus (those that cost anything)."""
+    found = []
     for item in checked:
         if item.parse.monitor is None:
             continue
@@ -212,10 +213,35 @@ def _print_obd_costs(inputs: Inputs, checked: list[Checked]) -> None:
         for bus in inputs.obd:
             cost = obd_cost(names, inputs.vehicle.catalog, bus)
             if cost.per_minute:
-                pids = " ".join(f"{p:02X}" for p in cost.pids) or "none"
-                codes = ", fault codes" if cost.codes else ""
-                print(f"obd: {_label(item)}: bus {bus.name}: PIDs {pids}{codes}: "
-                      f"{cost.per_minute:g} request(s)/min per ECU", file=sys.stderr)  # fmt: skip
+                found.append((item, bus.name, cost))
+    return found
+
+
+def _print_obd_costs(inputs: Inputs, checked: list[Checked]) -> None:
+    """The costs, in requests per minute (stderr)."""
+    for item, bus, cost in _obd_costs(inputs, checked):
+        pids = " ".join(f"{p:02X}" for p in cost.pids) or "none"
+        codes = ", fault codes" if cost.codes else ""
+        print(f"obd: {_label(item)}: bus {bus}: PIDs {pids}{codes}: "
+              f"{cost.per_minute:g} request(s)/min per ECU", file=sys.stderr)  # fmt: skip
+
+
+def _obd_costs_json(inputs: Inputs | None, checked: list[Checked]) -> list[dict[str, object]]:
+    """``check --json``'s ``obdCosts``: the lines the text mode prints, as objects."""
+    if inputs is None:
+        return []
+    return [
+        {
+            "source": item.entry.source,
+            "id": _ident(item),
+            "bus": bus,
+            "pids": [f"{p:02X}" for p in cost.pids],
+            "faultCodes": cost.codes,
+            "requestsPerMinute": cost.per_minute,
+            "per": "ECU",
+        }
+        for item, bus, cost in _obd_costs(inputs, checked)
+    ]
 
 
 def _label(item: Checked) -> str:
@@ -250,6 +276,7 @@ def execute(args: argparse.Namespace) -> int:
             ],
             "problems": [p.as_json() for p in findings.problems],
             "warnings": [w.as_json() for w in findings.warnings],
+            "obdCosts": _obd_costs_json(inputs, checked),
         }
         print(json.dumps(document, indent=2))
         return code

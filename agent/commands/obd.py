@@ -3,6 +3,8 @@
     edgemon-agent obd scan --channel can0 [--interface socketcan] [--addressing 11|29]
                            [--transport python|kernel] [--json]
     edgemon-agent obd scan --config agent.toml [--bus NAME]
+    edgemon-agent obd scan ... --record FILE.log     # the session's frames, candump format
+    edgemon-agent obd scan --log FILE.log [--json]   # offline, from a recorded session
     edgemon-agent obd twin --channel vcan0 [--interface socketcan] [--addressing 11|29]
 
 ``twin`` answers as the demo car would (``agent.obd.twin.demo_car``) until interrupted: a
@@ -11,6 +13,9 @@ bench without a car, for ``scan`` and the agent's ``[[obd]]``.
 Safe for a parked car: it first listens (``--listen``, 1 s) and sends nothing when the bus is
 silent (the car asleep), unless ``--force`` says the car is known to be awake (a gateway that
 shows no traffic). Exit 0 with a scan, 1 when the bus is silent or no ECU answered.
+
+``--log`` sends nothing: the same client asks a ``RecordedLink`` that answers each request
+with what the log recorded (``agent.obd.recorded``); addressing is taken from the log.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from agent.errors import ConfigError, Problem
+from agent.errors import ConfigError, Problem, UsageError
 from agent.obd.client import ObdClient, Scan
 from agent.obd.pids import PIDS
 from agent.obd.settings import ObdConfig
@@ -36,12 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scan.add_argument("--bus", metavar="NAME", help="which [[obd]] of --config (default: first)")
     scan.add_argument("--channel", help="CAN channel (can0, vcan0...)")
     scan.add_argument("--interface", default="socketcan", help="python-can interface")
-    scan.add_argument("--addressing", choices=("11", "29"), default="11")
+    scan.add_argument("--addressing", choices=("11", "29"), help="11 (default) or 29-bit ids")
     scan.add_argument("--transport", choices=("python", "kernel"), default="python")
     scan.add_argument("--timeout", type=float, default=0.2, help="seconds to wait for answers")
     scan.add_argument("--listen", type=float, default=1.0, help="seconds to listen first")
     scan.add_argument("--force", action="store_true", help="send even on a silent bus")
     scan.add_argument("--json", action="store_true", help="JSON on stdout")
+    scan.add_argument(
+        "--record", type=Path, metavar="FILE", help="write the session's frames (candump -l)"
+    )
+    scan.add_argument(
+        "--log", type=Path, metavar="FILE", help="scan a recorded session offline (no bus)"
+    )
     twin = sub.add_parser("twin", help="answer OBD-II requests as the demo car (a bench)")
     twin.add_argument("--channel", required=True, help="CAN channel (vcan0...)")
     twin.add_argument("--interface", default="socketcan", help="python-can interface")
@@ -75,10 +86,21 @@ def _settings(args: argparse.Namespace) -> ObdConfig:
 def execute(args: argparse.Namespace) -> int:
     if args.obd_command == "twin":
         return _twin(args)
+    if args.log is not None:
+        return _offline(args)
+    from agent.obd.recorded import CandumpRecorder  # noqa: PLC0415
     from agent.obd.service import open_link  # noqa: PLC0415
 
     settings = _settings(args)
-    link = open_link(settings)
+    if args.record is not None and settings.transport == "kernel":
+        raise UsageError("--record needs transport python (the kernel's ISO-TP hides the frames)")
+    recorder = CandumpRecorder(args.record, settings.channel) if args.record else None
+    try:
+        link = open_link(settings, tap=recorder.tap if recorder is not None else None)
+    except BaseException:
+        if recorder is not None:
+            recorder.close()
+        raise
     try:
         link.listen(args.listen)
         heard = (
@@ -94,6 +116,41 @@ def execute(args: argparse.Namespace) -> int:
         scan = ObdClient(link, timeout=settings.timeout).scan()
     finally:
         link.close()
+        if recorder is not None:
+            recorder.close()
+            print(f"obd scan: {recorder.counters['frames']} frame(s) recorded in {args.record}",
+                  file=sys.stderr)  # fmt: skip
+    print(json.dumps(scan_json(scan), indent=2) if args.json else scan_text(scan))
+    return 0 if scan.ecus else 1
+
+
+def _offline(args: argparse.Namespace) -> int:
+    """``scan --log``: the client's scan, answered by the recording."""
+    from agent.can.source import read_log  # noqa: PLC0415
+    from agent.obd.addressing import Addressing  # noqa: PLC0415
+    from agent.obd.recorded import (  # noqa: PLC0415
+        MessageReader,
+        RecordedLink,
+        guess_addressing,
+        messages,
+    )
+
+    if args.record is not None or args.channel or args.config is not None:
+        raise UsageError("--log scans a recording: no --record, --channel or --config with it")
+    counts: dict[str, int] = {}
+    addressing = (
+        Addressing(args.addressing == "29")
+        if args.addressing
+        else guess_addressing(read_log(args.log, "obd"))
+    )
+    reader = MessageReader(addressing)
+    link = RecordedLink(messages(read_log(args.log, "obd", counts), reader))
+    scan = ObdClient(link, timeout=args.timeout, clock=link.clock).scan()
+    print(
+        f"obd scan: {args.log}: {counts.get('frames', 0)} frame(s), {reader.counters['messages']} "
+        f"message(s), {link.exchanges} request(s) recorded, {reader.counters['broken']} broken",
+        file=sys.stderr,
+    )
     print(json.dumps(scan_json(scan), indent=2) if args.json else scan_text(scan))
     return 0 if scan.ecus else 1
 

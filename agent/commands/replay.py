@@ -1,7 +1,7 @@
 """``edgemon-agent replay``: run monitors over recorded CAN logs and an NMEA file.
 
     edgemon-agent replay [--config FILE] [--dbc FILE]... [--map FILE] [--can LOG]...
-                         [--nmea FILE] --monitors FILE [--vin VIN]
+                         [--nmea FILE] [--obd LOG] --monitors FILE [--vin VIN]
 
 Deterministic, on the recording's own clock: frames and fixes are merged by timestamp, and the
 engine's deadlines (time windows, dwell, reminders, staleness) run between inputs at their own
@@ -10,6 +10,10 @@ event per line on stdout (the wire format of ``agent.wire``); event ids are UUID
 reproducible (the event time plus a seeded counter), so the same recording gives byte-identical
 output. A summary (frames, fixes, skips by reason, events) goes to stderr.
 ``--can BUS=LOG`` puts a log on a named bus of the configuration (default: the first bus).
+``--obd LOG``: a recorded OBD-II session (candump log of requests and answers, as ``obd scan
+--record`` or candump write it): its answers become the values the live poller would give
+(``agent.obd.recorded``), so monitors on OBD-II names run offline. CAN first, as live: a name
+a ``[[can]]`` bus decodes is not taken from the OBD-II answers.
 
 ``--trace`` prints, instead of the events, what the monitors saw and decided: the decoded value
 of every signal they read at each change, the fixes (for zone monitors), each trigger's and
@@ -26,18 +30,26 @@ import argparse
 import heapq
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent.can.decode import Decoder
 from agent.can.source import read_log
 from agent.commands import EXIT_OK
-from agent.commands.check import Findings, add_vehicle_arguments, check_monitors, load_inputs
+from agent.commands.check import (
+    Findings,
+    Inputs,
+    add_vehicle_arguments,
+    check_monitors,
+    load_inputs,
+)
 from agent.errors import UsageError
 from agent.gps.nmea import NmeaParser, read_nmea_file
-from agent.model import Event, Fix, Frame
+from agent.model import Event, Fix, Frame, Sample
 from agent.monitors.engine import Engine, MemoryFiredStore, MemorySequence, SeededIds
-from agent.monitors.model import Monitor, ZoneTrigger
+from agent.monitors.model import Catalog, Monitor, ZoneTrigger
+from agent.obd.names import ObdCatalog
+from agent.obd.settings import ObdConfig
 from agent.pipeline import Observer, Pipeline, run_recording
 from agent.trace import Recorder, json_line, text_line
 from agent.wire import event_to_json
@@ -51,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--can", action="append", default=[], metavar="LOG", help="CAN log (repeat; BUS=LOG)"
     )
     parser.add_argument("--nmea", type=Path, metavar="FILE", help="recorded NMEA file")
+    parser.add_argument(
+        "--obd", type=Path, metavar="LOG", help="recorded OBD-II session (candump log)"
+    )
     parser.add_argument(
         "--monitors",
         type=Path,
@@ -80,6 +95,7 @@ class Tally:
     events: int = 0
     reminders: int = 0
     positions: int = 0  # fixes with a position (zone triggers need them)
+    obd: dict[str, int] = field(default_factory=dict)
 
 
 def _can_logs(specs: list[str], buses: list[str]) -> list[tuple[str | None, Path]]:
@@ -102,10 +118,12 @@ def _inputs(
     tally: Tally,
     parser: NmeaParser,
     decoder: Decoder,
-) -> Iterator[tuple[float, int, Frame | Fix]]:
-    """Frames and fixes merged by time. The decoder's filters drop the frames of ids nothing
-    uses as the kernel does live, so ``feed`` sees what it sees in the daemon."""
-    streams: list[Iterator[tuple[float, int, Frame | Fix]]] = []
+    *,
+    obd: Iterator[Sample] | None = None,
+) -> Iterator[tuple[float, int, Frame | Fix | Sample]]:
+    """Frames, fixes and OBD-II samples merged by time. The decoder's filters drop the frames
+    of ids nothing uses as the kernel does live, so ``feed`` sees what it sees in the daemon."""
+    streams: list[Iterator[tuple[float, int, Frame | Fix | Sample]]] = []
     for index, (bus, path) in enumerate(logs):
         name = bus or "can0"
         frames = read_log(path, name, tally.can, can_filters=decoder.can_filters(name))
@@ -113,6 +131,8 @@ def _inputs(
     if nmea is not None:
         fixes = _counting_positions(read_nmea_file(nmea, parser=parser), tally)
         streams.append((f.timestamp, len(logs), f) for f in fixes)
+    if obd is not None:
+        streams.append((s.timestamp, len(logs) + 1, s) for s in obd)
     return heapq.merge(*streams, key=lambda item: (item[0], item[1]))
 
 
@@ -134,13 +154,15 @@ def _emit(event: Event, tally: Tally, *, quiet: bool = False) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    if not args.can and args.nmea is None:
-        raise UsageError("nothing to replay: give --can LOG and/or --nmea FILE", usage=True)
-    for path in [args.nmea, *(p for _, p in _can_logs(args.can, []))]:
+    if not args.can and args.nmea is None and args.obd is None:
+        raise UsageError(
+            "nothing to replay: give --can LOG, --nmea FILE and/or --obd LOG", usage=True
+        )
+    for path in [args.nmea, args.obd, *(p for _, p in _can_logs(args.can, []))]:
         if path is not None and not path.is_file():
             raise UsageError(f"cannot read {path}")
     findings = Findings()
-    inputs = load_inputs(args, findings, "replay")
+    inputs = _with_obd(load_inputs(args, findings, "replay"), args.obd)
     checked = check_monitors(inputs, findings) if inputs is not None else []
     for line in findings.warn_lines():
         print(line, file=sys.stderr)
@@ -149,10 +171,11 @@ def execute(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"replay: {len(findings.problems)} problem(s); nothing replayed", file=sys.stderr)
         return findings.exit_code()
+    catalog: Catalog = ObdCatalog(inputs.vehicle.catalog) if inputs.obd else inputs.vehicle.catalog
     engine = Engine(
         args.vin or inputs.vin or DEFAULT_VIN,
         inputs.fleet_id,
-        inputs.vehicle.catalog,
+        catalog,
         MemoryFiredStore(),
         MemorySequence(),
         event_ids=SeededIds("edgemon-replay"),
@@ -171,12 +194,16 @@ def execute(args: argparse.Namespace) -> int:
     nmea_parser = NmeaParser(epoch_timeout=None)
     logs = _can_logs(args.can, list(inputs.vehicle.buses))
     # a log that cannot be read raises SourceError: one line from edgemon-agent, exit 2
-    stream = (item for _, _, item in _inputs(logs, args.nmea, tally, nmea_parser, decoder))
+    obd = _obd_samples(args.obd, inputs, tally) if args.obd is not None else None
+    stream = (item for _, _, item in _inputs(logs, args.nmea, tally, nmea_parser, decoder, obd=obd))
     observe: Observer | None = recorder.observe if recorder is not None else None
     for event in run_recording(pipeline, stream, observe):
         _emit(event, tally, quiet=args.trace)
     sys.stdout.flush()
     _summary(tally, decoder, nmea_parser, pipeline.fixes)
+    if args.obd is not None:
+        found = ", ".join(f"{k}={v}" for k, v in tally.obd.items())
+        print(f"replay: OBD-II {args.obd}: {found}", file=sys.stderr)
     if args.nmea is not None and tally.positions == 0:
         _warn_zones(engine, f"no fix with a position in {args.nmea}")
     if recorder is not None and args.plot is not None:
@@ -185,6 +212,40 @@ def execute(args: argparse.Namespace) -> int:
         write_png(recorder.recording, args.plot)
         print(f"replay: plot written to {args.plot}", file=sys.stderr)
     return EXIT_OK
+
+
+def _with_obd(inputs: Inputs | None, obd: Path | None) -> Inputs | None:
+    """With ``--obd`` and no ``[[obd]]`` configured: the OBD-II names join the catalog."""
+    if inputs is None or obd is None or inputs.obd:
+        return inputs
+    return replace(inputs, obd=(ObdConfig("obd", "recorded"),))
+
+
+def _obd_samples(path: Path, inputs: Inputs, tally: Tally) -> Iterator[Sample]:
+    """The recorded session's answers as the poller's samples (names a CAN bus decodes left
+    out: CAN first, as live); counts in ``tally.obd``."""
+    from agent.obd.recorded import (  # noqa: PLC0415
+        MessageReader,
+        SessionDecoder,
+        guess_addressing,
+        samples,
+    )
+
+    config = inputs.obd[0]
+    addressing = guess_addressing(read_log(path, "obd"))
+    reader = MessageReader(addressing)
+    decoder = SessionDecoder(max_age=3 * config.pid_period + config.timeout)
+    can = inputs.vehicle.catalog
+    tally.obd["samples"] = 0
+    for sample in samples(read_log(path, "obd"), addressing, decoder, reader):
+        if can.describe(sample.name) is None:
+            tally.obd["samples"] += 1
+            yield sample
+    tally.obd.update(
+        (k, v)
+        for k, v in (reader.counters | decoder.counters).items()
+        if k in ("messages", "broken", "answers", "unpaired", "negative", "bad_answers")
+    )
 
 
 def _warn_zones(engine: Engine, why: str) -> None:

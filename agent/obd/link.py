@@ -49,6 +49,8 @@ ISOTP_PARAMS: dict[str, Any] = {
 MAX_QUEUED = 256  # frames waiting for one session, at most (a flood is dropped, counted)
 MAX_SESSIONS = 64  # answering peers, at most (29-bit ids name up to 256)
 SENT_LOG = 10_000  # frames kept in ``sent`` (tests count them)
+# sees every frame sent (time None: now) and received (its time): ``obd scan --record``
+Tap = Callable[[int, bool, bytes, float | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +97,10 @@ class IsoTpMux:
         extended: bool,
         on_other: Callable[[can.Message], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tap: Tap | None = None,
     ) -> None:
         self.bus = bus
+        self.tap = tap
         self.route = route
         self.extended = extended
         self.on_other = on_other
@@ -136,6 +140,8 @@ class IsoTpMux:
             return
         self.counters["frames_sent"] += 1
         self.sent.append(SentFrame(self.clock(), message.arbitration_id, data))
+        if self.tap is not None:
+            self.tap(message.arbitration_id, message.is_extended_id, data, None)
 
     def send_frame(self, arbitration_id: int, data: bytes) -> None:
         """One raw frame (the twin's organic traffic)."""
@@ -172,6 +178,9 @@ class IsoTpMux:
         if message.is_error_frame or message.is_remote_frame:
             return
         self.counters["frames_received"] += 1
+        if self.tap is not None:
+            self.tap(message.arbitration_id, message.is_extended_id, bytes(message.data),
+                     message.timestamp)  # fmt: skip
         pair = self.route(message.arbitration_id, message.is_extended_id)
         if pair is None:
             if self.on_other is not None:
@@ -201,12 +210,18 @@ class PythonCanLink:
         addressing: Addressing,
         *,
         clock: Callable[[], float] = time.monotonic,
+        tap: Tap | None = None,
     ) -> None:
         self.addressing = addressing
         self.clock = clock
         self.last_organic: float | None = None  # clock time of the car's own last frame
         self.mux = IsoTpMux(
-            bus, self._route, extended=addressing.extended, on_other=self._other, clock=clock
+            bus,
+            self._route,
+            extended=addressing.extended,
+            on_other=self._other,
+            clock=clock,
+            tap=tap,
         )
 
     def _route(self, arbitration_id: int, extended: bool) -> tuple[int, int] | None:

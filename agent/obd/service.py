@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.backoff import Backoff, Retries
 from agent.errors import EdgemonError, NegativeAnswer, ObdError
@@ -35,6 +37,10 @@ from agent.obd.names import (
 )
 from agent.obd.pids import ENGINE_RUNNING, PIDS
 from agent.obd.poller import Budget, Job, PollPlan
+from agent.obd.scan_cache import ScanCache, cache_path
+
+if TYPE_CHECKING:
+    from agent.obd.recorded import CandumpRecorder
 from agent.obd.settings import ObdConfig
 
 log = logging.getLogger(__name__)
@@ -52,12 +58,19 @@ class Capabilities:
     data_names: tuple[str, ...]
 
 
-def open_link(config: ObdConfig, clock: Callable[[], float] = time.monotonic) -> Link:
-    """The transport the configuration names (python-can and can-isotp imported only here)."""
+def open_link(
+    config: ObdConfig,
+    clock: Callable[[], float] = time.monotonic,
+    tap: Callable[[int, bool, bytes, float | None], None] | None = None,
+) -> Link:
+    """The transport the configuration names (python-can and can-isotp imported only here);
+    ``tap`` sees every frame (a recording: the pure-Python transport only)."""
     from agent.obd.addressing import Addressing  # noqa: PLC0415
 
     addressing = Addressing(config.extended)
     if config.transport == "kernel":
+        if tap is not None:
+            raise ObdError("recording needs transport python (the kernel hides the frames)")
         from agent.obd.kernel import KernelLink  # noqa: PLC0415
 
         return KernelLink(config.channel, addressing, clock=clock)
@@ -72,7 +85,16 @@ def open_link(config: ObdConfig, clock: Callable[[], float] = time.monotonic) ->
         bus = can.Bus(interface=config.interface, channel=config.channel, **kwargs)
     except (can.CanError, OSError, ValueError) as exc:
         raise ObdError(f"cannot open {config.interface} {config.channel}: {exc}") from exc
-    return PythonCanLink(bus, addressing, clock=clock)
+    return PythonCanLink(bus, addressing, clock=clock, tap=tap)
+
+
+def _tap(link: Link, recorder: CandumpRecorder) -> None:
+    """Record every frame of a pure-Python link (the kernel's sockets hide them: refused by
+    the configuration check)."""
+    from agent.obd.link import PythonCanLink  # noqa: PLC0415
+
+    if isinstance(link, PythonCanLink):
+        link.mux.tap = recorder.tap
 
 
 class ObdService:
@@ -85,6 +107,7 @@ class ObdService:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         hold: Backoff | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.config = config
         self._put = put
@@ -107,7 +130,18 @@ class ObdService:
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"obd-{config.name}", daemon=True)
-        self.counters = {"samples": 0, "asleep_skips": 0, "link_errors": 0}
+        self.counters = {"samples": 0, "asleep_skips": 0, "link_errors": 0, "full_scans": 0}
+        self.cache: ScanCache | None = None
+        self.recorder: CandumpRecorder | None = None  # [[obd]] record: the session's frames
+        if cache_dir is not None and config.scan_cache_age > 0:
+            from agent.obd.addressing import Addressing  # noqa: PLC0415
+
+            self.cache = ScanCache(
+                cache_path(cache_dir, config.name),
+                Addressing(config.extended),
+                config.scan_cache_age,
+                wall,
+            )
 
     # -- from the main loop ------------------------------------------------------------------
 
@@ -122,12 +156,23 @@ class ObdService:
         )
 
     def start(self) -> None:
+        if self.config.record is not None:
+            from agent.obd.recorded import CandumpRecorder  # noqa: PLC0415
+
+            try:
+                self.recorder = CandumpRecorder(
+                    self.config.record, self.config.channel, append=True
+                )
+            except ObdError as exc:  # the agent polls on without recording
+                log.warning("OBD bus %s: %s", self.config.name, exc)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.ident is not None:
             self._thread.join(5.0)
+        if self.recorder is not None:
+            self.recorder.close()
 
     def snapshot(self) -> dict[str, int]:
         pids, codes, _, _ = self._wanted
@@ -137,6 +182,11 @@ class ObdService:
         merged.update({f"plan.{k}": v for k, v in self.plan.counters.items()})
         if self.client is not None:
             merged.update({f"client.{k}": v for k, v in self.client.counters.items()})
+        if self.cache is not None:
+            merged.update({f"scan_cache.{k}": v for k, v in self.cache.counters.items()})
+        if self.recorder is not None:
+            self.recorder.flush()  # with each status: a recording readable while it grows
+            merged.update({f"record.{k}": v for k, v in self.recorder.counters.items()})
         return merged
 
     # -- the thread ---------------------------------------------------------------------------
@@ -149,6 +199,8 @@ class ObdService:
             samples = self.counters["samples"]
             try:
                 self.link = self._open()
+                if self.recorder is not None:
+                    _tap(self.link, self.recorder)
             except EdgemonError as exc:
                 self.counters["link_errors"] += 1
                 log.warning("OBD bus %s: %s", self.config.name, exc)
@@ -205,14 +257,33 @@ class ObdService:
             self._codes(job)
 
     def _scan(self) -> None:
+        """With a cache: the VIN first, and a known car's ECUs and PIDs from the file; else
+        (or on a miss) the full scan, then cached under the VIN."""
         assert self.client is not None
         client = self.client
+        vin: str | None = None
+        if self.cache is not None:
+            vin = client.vin()
+            hit = self.cache.lookup(vin) if vin is not None else None
+            if hit is not None:
+                log.info("OBD bus %s: scan of %s from the cache", self.config.name, vin)
+                self._scanned(vin, list(hit.ecus), hit.supported)
+                return
         ecus = client.discover()
         if not ecus:
             self.plan.silent(Job("scan"), self.clock())
             return
+        self.counters["full_scans"] += 1
         supported = {ecu: client.supported_pids(ecu) for ecu in ecus}
-        vin = client.vin()
+        if self.cache is None:  # with a cache, asked already (once is enough)
+            vin = client.vin()
+        if self.cache is not None and vin is not None:
+            self.cache.store(vin, ecus, supported)
+        self._scanned(vin, ecus, supported)
+
+    def _scanned(
+        self, vin: str | None, ecus: list[Ecu], supported: dict[Ecu, frozenset[int]]
+    ) -> None:
         self.plan.on_scan(ecus, supported)
         pids = sorted(self.plan.serving)
         names = [PIDS[p].data_name for p in pids if p in PIDS]

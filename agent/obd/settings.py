@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent.errors import Problem
@@ -26,6 +27,9 @@ class ObdConfig:
     codes_period: float = 60.0  # fault codes (03 + 07) read this often while a monitor wants them
     awake_window: float = 5.0  # the car counts as awake this long after its own last frame
     timeout: float = 0.2  # seconds to wait for answers (P2)
+    # a car's scan (ECUs, PIDs) cached per VIN this long in state_dir; 0: always a full scan
+    scan_cache_age: float = 7 * 86400.0
+    record: Path | None = None  # every frame of the session appended here (candump -l format)
     options: Mapping[str, Any] = field(default_factory=dict)  # python-can keyword arguments
 
     def problems(self, where: str) -> list[Problem]:
@@ -45,6 +49,11 @@ class ObdConfig:
         ):
             if not getattr(self, name) > 0:
                 found.append(Problem(f"{where}.{name}", "must be positive"))
+        if self.record is not None and self.transport == "kernel":
+            found.append(Problem(f"{where}.record", "needs transport python (the kernel's "
+                                 "ISO-TP sockets hide the frames)"))  # fmt: skip
+        if not self.scan_cache_age >= 0:  # NaN too
+            found.append(Problem(f"{where}.scan_cache_age", "0 (no cache) or seconds"))
         return found
 
     def cost_per_minute(self, pids: int, codes: bool, ecus: int = 1) -> float:

@@ -89,8 +89,10 @@ class MonitorSync:
         engine: MonitorTarget,
         publish: Callable[[str, bytes], object],
         clock: Callable[[], float],
+        cost: Callable[[Monitor], float | None] | None = None,
     ) -> None:
         self.vin = vin
+        self._cost = cost  # a running monitor's OBD-II requests per minute, in its state
         self.fleet_id = fleet_id
         self.topics = topics
         self.catalog = catalog
@@ -289,12 +291,17 @@ class MonitorSync:
     # -- reporting -------------------------------------------------------------------------------
 
     def _send(self, monitor_id: str, verdict: Verdict) -> None:
+        running = self._running.get(monitor_id)
+        cost = None
+        if verdict.applied and running is not None and self._cost is not None:
+            cost = self._cost(running.monitor)
         payload = monitor_state_to_json(
             monitor_id=monitor_id,
             applied=verdict.applied,
             at=datetime.fromtimestamp(self._clock(), UTC),
             definition_hash=verdict.hash,
             reasons=[{"path": p.path, "message": p.message} for p in verdict.reasons],
+            obd_requests_per_minute=cost,
         )
         self._publish(self.topics.monitor_state(self.vin, monitor_id), payload)
 

@@ -550,6 +550,21 @@ def _schemas() -> dict[str, Any]:
                             "reasons": {"type": "array", "items": problem},
                             "hash": {"type": "string"},
                             "at": {"type": "string"},
+                            "obdRequestsPerMinute": {
+                                "description": "What the monitor costs on this vehicle's OBD-II "
+                                "buses, in requests per minute, as its agent reported with the "
+                                "state (null: no OBD-II, or not reported since this backend "
+                                "started).",
+                                "type": ["number", "null"],
+                                "minimum": 0,
+                            },
+                            "missingData": {
+                                "description": "Data names the monitor reads that this "
+                                "vehicle's capability manifest lacks: it never fires there "
+                                "(null: no manifest known).",
+                                "type": ["array", "null"],
+                                "items": {"type": "string"},
+                            },
                         },
                     },
                 },

@@ -274,6 +274,8 @@ def monitor_view(ctx: ApiContext, record: MonitorRecord) -> dict[str, Any]:
             "reasons": s.reasons,
             "hash": s.definition_hash,
             "at": s.at,
+            "obdRequestsPerMinute": ctx.channel.obd_cost(record.monitor_id, s.vin),
+            "missingData": ctx.channel.missing_data(record, s.vin),
         }
         for s in ctx.store.vehicle_states(record.monitor_id)
         if _addressed(ctx, record, s.vin)
@@ -673,6 +675,7 @@ def build_api(ctx: ApiContext) -> Starlette:
 
     async def metrics(_request: Request) -> Response:
         ctx.metrics.set_depth(await run_in_threadpool(ctx.store.depth))
+        ctx.metrics.sync_capability_warnings(ctx.channel.capability_warnings)
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
 
     routes += [

@@ -46,6 +46,7 @@ PAYLOAD_REASONS = frozenset(
 # What admit_event may raise, besides "unexpected": the last line, which the fuzz tests treat
 # as a gap in the guard to close (with the payload kept in tests/data/fuzz/mqtt).
 EVENT_REASONS = PAYLOAD_REASONS | {"malformed", "vin_mismatch"}
+MAX_REQUESTS_PER_MINUTE = 600  # an [[obd]] bus asks at most 10 a second
 LOG_CHARS = 300  # a skip's log line quotes at most this much of what the sender chose
 
 # A JSON string as a lexer sees it (DOTALL: an escaped newline is still inside the string), so
@@ -171,6 +172,13 @@ def _state(
     reasons = obj.get("reasons") or []
     if not isinstance(reasons, list):
         raise WireError("'reasons' must be a list")
+    cost = obj.get("obdRequestsPerMinute")
+    if cost is not None and (
+        isinstance(cost, bool)
+        or not isinstance(cost, (int, float))
+        or not 0 <= cost <= MAX_REQUESTS_PER_MINUTE
+    ):
+        raise WireError(f"'obdRequestsPerMinute' must be 0 to {MAX_REQUESTS_PER_MINUTE}")
     return VehicleMonitorState(
         vin=vin,
         monitor_id=parts[-2],
@@ -178,6 +186,7 @@ def _state(
         reasons=[{str(k): str(v) for k, v in r.items()} for r in reasons if isinstance(r, dict)],
         definition_hash=str(obj.get("hash", "")),
         at=str(obj.get("at", "")),
+        obd_requests_per_minute=None if cost is None else float(cost),
     )
 
 

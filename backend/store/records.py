@@ -62,6 +62,8 @@ class VehicleMonitorState:
     reasons: list[dict[str, str]]
     definition_hash: str
     at: str
+    # what the applied monitor costs on the vehicle's OBD-II buses (kept in memory, not stored)
+    obd_requests_per_minute: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,13 +18,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.model import Event, EventValue, Extension
 from agent.wire import Topics, event_to_json, uuid7
-from backend.app import Backend
+from backend.app import ROLES, Backend
 from backend.config import ADMIN, SCOPES, ApiToken, config_from_dict
 from backend.ingest.intake import EventIntake
 from backend.store.records import MonitorRecord, Store
 from backend.store.sqlite import SqliteStore
 from tests.backend.backend_receiver import CertAuthority, Receiver
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
 from tests.support.postgres import PostgresServer
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -236,6 +237,35 @@ class BackendThread:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(20)
+
+
+@contextlib.contextmanager
+def serving(
+    tmp_path: Path,
+    broker: Mosquitto,
+    client_id: str,
+    *,
+    roles: frozenset[str] = frozenset(),
+    status_sync_interval: float = 5.0,
+    **overrides: Any,
+) -> Iterator[str]:
+    """A ``Backend`` (``roles``, empty for all) with ``backend_config``'s settings, its API on a
+    free port and ``broker`` as ``client_id``, run in a thread: yields the API's URL once its
+    port answers, stops it on leaving."""
+    port = free_port()
+    config = load(
+        tmp_path,
+        api={"port": port},
+        mqtt={"host": broker.host, "port": broker.port, "client_id": client_id},
+        **overrides,
+    )
+    backend = Backend(config, roles or frozenset(ROLES), status_sync_interval=status_sync_interval)
+    running = BackendThread(backend).start()
+    try:
+        wait_for_port("127.0.0.1", port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        running.stop()
 
 
 def publisher(broker: Mosquitto) -> mqtt.Client:

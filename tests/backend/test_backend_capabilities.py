@@ -8,7 +8,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.wire import MAX_CAPABILITY_NAMES, WireError, capabilities_to_json, capability_names
+from agent.wire import (
+    MAX_CAPABILITY_NAMES,
+    Topics,
+    WireError,
+    capabilities_to_json,
+    capability_names,
+    monitor_state_to_json,
+)
+from backend.config import LimitsConfig
+from backend.errors import IngestError
+from backend.ingest.guard import admit_state
 from backend.monitor_channel import needed_names
 from tests.e2e.schemas import errors
 
@@ -62,3 +72,22 @@ def test_the_names_a_monitor_needs() -> None:
     }
     assert needed_names(definition) == {"obd.fuel.rate"}
     assert needed_names({"triggerParam": "x"}) == set()
+
+
+def test_a_monitor_state_carries_its_obd_cost() -> None:
+    topics = Topics()
+    topic = topics.monitor_state("VF3X", "m1")
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    payload = monitor_state_to_json(monitor_id="m1", applied=True, at=at,
+                                    obd_requests_per_minute=12.0)  # fmt: skip
+    assert errors("monitor-state", json.loads(payload)) == []
+    state = admit_state(topics, topic, payload, LimitsConfig())
+    assert state is not None and state.obd_requests_per_minute == 12.0
+    plain = monitor_state_to_json(monitor_id="m1", applied=True, at=at)
+    assert "obdRequestsPerMinute" not in json.loads(plain)
+    assert admit_state(topics, topic, plain, LimitsConfig()).obd_requests_per_minute is None  # type: ignore[union-attr]
+    for bad in ('"12"', "-1", "601", "true", "[]"):
+        body = {**json.loads(plain), "obdRequestsPerMinute": json.loads(bad)}
+        with pytest.raises(IngestError) as caught:
+            admit_state(topics, topic, json.dumps(body).encode(), LimitsConfig())
+        assert caught.value.reason == "bad_monitor_state"

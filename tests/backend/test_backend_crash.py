@@ -4,10 +4,7 @@ the unacknowledged event to the restarted process and the webhook goes out exact
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +14,6 @@ from agent.wire import Topics, event_to_json
 from backend.store.sqlite import SqliteStore
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.backend.conftest import (
-    SECRET,
     VIN,
     add_monitor,
     make_event,
@@ -25,38 +21,8 @@ from tests.backend.conftest import (
     publish,
     publisher,
 )
+from tests.support.backend_process import BackendProcess, write_backend_config
 from tests.support.mosquitto import Mosquitto
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _config(tmp_path: Path, broker: Mosquitto, ca: CertAuthority) -> Path:
-    path = tmp_path / "backend.toml"
-    path.write_text(
-        f'[store]\npath = "{tmp_path / "backend.db"}"\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "crash-test"\n'
-        f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca.ca_file}"\n'
-        'allow_networks = ["127.0.0.0/8"]\n'
-        "[dispatcher]\npoll_interval = 0.05\n"
-    )
-    return path
-
-
-def _start(config: Path, log: Path, hold_marker: Path | None = None) -> subprocess.Popen[bytes]:
-    """``edgemon-backend run`` (ingest + dispatcher); with ``hold_marker``, the same composition
-    whose ingest blocks before its first commit (tests/backend/held_backend.py)."""
-    if hold_marker is None:
-        args = ["backend", "run", "-c", str(config), "--role", "ingest", "--role", "dispatcher"]
-    else:
-        args = ["tests.backend.held_backend", str(config), str(hold_marker)]
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", *args],
-            cwd=ROOT,
-            env=dict(os.environ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def _wait(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -65,16 +31,6 @@ def _wait(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> No
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.02)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_sigkill_between_receipt_and_commit_loses_nothing_and_sends_once(
@@ -86,23 +42,26 @@ def test_sigkill_between_receipt_and_commit_loses_nothing_and_sends_once(
     rx = receivers()
     store = SqliteStore(tmp_path / "backend.db")
     mid = add_monitor(store, monitor_definition(rx.url))
-    config = _config(tmp_path, mosquitto, test_ca)
-    log = tmp_path / "backend.log"
+    config = write_backend_config(
+        tmp_path, mosquitto, client_id="crash-test", ca=test_ca, api=False
+    )
     marker = tmp_path / "received"
-    first = _start(config, log, marker)
+    # `backend run --role ingest --role dispatcher`, the first one with its ingest blocking
+    # before its first commit (tests/backend/held_backend.py)
+    first = BackendProcess(
+        config, module=["tests.backend.held_backend", str(config.path), str(marker)]
+    )
+    second = BackendProcess(config, roles=["ingest", "dispatcher"], stop_timeout=10)
     client = publisher(mosquitto)
-    second = None
     try:
-        _wait(lambda: "ingest subscribed" in log.read_text(), "first backend subscribed")
+        first.start()  # ready once ingest has subscribed
         event = make_event(mid, value="once")
         publish(client, Topics().events(VIN), event_to_json(event))
         _wait(marker.exists, "the event reached ingest")
-        first.send_signal(signal.SIGKILL)  # received, not committed, not acknowledged
-        first.wait(10)
-        assert first.returncode == -signal.SIGKILL
+        assert first.kill() == -signal.SIGKILL  # received, not committed, not acknowledged
         assert store.deliveries(mid, None, 0, 5)[1] == 0  # nothing was committed
 
-        second = _start(config, log)
+        second.start()
         requests = rx.wait_for(1)
         publish(client, Topics().events(VIN), event_to_json(make_event(mid, value="sentinel")))
         requests = rx.wait_for(2)
@@ -116,7 +75,6 @@ def test_sigkill_between_receipt_and_commit_loses_nothing_and_sends_once(
     finally:
         stop_network_loop(client)
         client.disconnect()
-        _stop(first)
-        if second is not None:
-            _stop(second)
+        first.stop()
+        second.stop()
         store.close()

@@ -17,9 +17,8 @@ import pytest
 
 from agent.paho_compat import stop_network_loop
 from agent.wire import Topics
-from backend.app import Backend
-from tests.backend.conftest import TOKEN, VIN, BackendThread, load, monitor_definition, publisher
-from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
+from tests.backend.conftest import TOKEN, VIN, monitor_definition, publisher, serving
+from tests.support.mosquitto import Mosquitto
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -36,19 +35,11 @@ def _until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
 
 @pytest.fixture
 def running(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[str]:
-    port = free_port()
-    config = load(
-        tmp_path,
-        api={"port": port},
-        fleets={"fleet-1": {"vehicles": [VIN]}},
-        mqtt={"host": mosquitto.host, "port": mosquitto.port, "client_id": "health-test"},
-    )
-    thread = BackendThread(Backend(config, status_sync_interval=0.2)).start()
-    try:
-        wait_for_port("127.0.0.1", port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        thread.stop()
+    fleets = {"fleet-1": {"vehicles": [VIN]}}
+    with serving(
+        tmp_path, mosquitto, "health-test", status_sync_interval=0.2, fleets=fleets
+    ) as api:
+        yield api
 
 
 def _health(api: str) -> tuple[int, dict[str, Any]]:

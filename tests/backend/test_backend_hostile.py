@@ -15,11 +15,7 @@ is on 127.0.0.1.
 
 from __future__ import annotations
 
-import os
-import signal
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +32,6 @@ from backend.delivery.webhooks import POLICY_REFUSED, TIMED_OUT
 from tests.backend.backend_receiver import CertAuthority
 from tests.backend.conftest import (
     FLEET,
-    SECRET,
     TOKEN,
     VIN,
     make_event,
@@ -45,9 +40,9 @@ from tests.backend.conftest import (
     publisher,
 )
 from tests.backend.hostile_endpoint import HostileEndpoint, drip, endless_body, raw
-from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
+from tests.support.backend_process import BackendProcess, write_backend_config
+from tests.support.mosquitto import Mosquitto
 
-ROOT = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ALLOWED_HOST = "127.0.0.2"
 RSS_BOUND = 300 * 1024 * 1024
@@ -56,14 +51,13 @@ HANG_GUARD = 90.0  # a regression fails instead of hanging; no assertion on time
 
 @dataclass
 class RunningBackend:
-    proc: subprocess.Popen[bytes]
+    process: BackendProcess
     api: str
     mqtt: mqtt.Client
     ca: CertAuthority
-    log: Path
 
     def rss(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmRSS")
@@ -84,21 +78,6 @@ class RunningBackend:
         return found
 
 
-def _config(work: Path, broker: Mosquitto, ca: CertAuthority, client: str, port: int) -> Path:
-    path = work / "backend.toml"
-    path.write_text(
-        f'[store]\npath = "{work / "backend.db"}"\n'
-        f'[api]\nport = {port}\n[[api.tokens]]\ntoken = "{TOKEN}"\n'
-        'scopes = ["monitors:read", "monitors:write", "deliveries:read", "admin"]\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "hostile-{client}"\n'
-        f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca.ca_file}"\n'
-        f'allow_networks = ["{ALLOWED_HOST}/32"]\n'
-        f'client = "{client}"\ntimeout = 2.0\nconnect_timeout = 2.0\n'
-        "[dispatcher]\npoll_interval = 0.05\n"
-    )
-    return path
-
-
 @pytest.fixture(scope="module", params=["aiohttp"])
 def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -107,35 +86,25 @@ def backend(
     ca = CertAuthority.create(work)
     broker = Mosquitto(work / "broker")
     broker.start()
-    port = free_port()
-    log = work / "backend.log"
-    with log.open("wb") as out:
-        config = _config(work, broker, ca, request.param, port)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "run", "-c", str(config)],
-            cwd=ROOT,
-            env=dict(os.environ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    config = write_backend_config(
+        work,
+        broker,
+        client_id=f"hostile-{request.param}",
+        ca=ca,
+        allow_networks=[f"{ALLOWED_HOST}/32"],
+        webhooks={"client": request.param, "timeout": 2.0, "connect_timeout": 2.0},
+    )
+    process = BackendProcess(config, ready_timeout=HANG_GUARD, stop_timeout=15)
     client = publisher(broker)
     try:
-        wait_for_port("127.0.0.1", port)
-        _wait(lambda: "ingest subscribed" in log.read_text(), "ingest never subscribed")
-        provisioned = httpx.put(
-            f"http://127.0.0.1:{port}/fleets/{FLEET}/vehicles/{VIN}", headers=AUTH
-        )
+        process.start()
+        provisioned = httpx.put(f"{process.url}/fleets/{FLEET}/vehicles/{VIN}", headers=AUTH)
         assert provisioned.status_code == 201  # events are routed by the vehicle's fleet
-        yield RunningBackend(proc, f"http://127.0.0.1:{port}", client, ca, log)
+        yield RunningBackend(process, process.url, client, ca)
     finally:
         stop_network_loop(client)
         client.disconnect()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        process.stop()
         broker.stop()
 
 
@@ -174,7 +143,7 @@ def test_an_endless_body_leaves_memory_bounded(backend: RunningBackend) -> None:
             assert view["attempts"][0]["statusCode"] == 200
         assert endpoint.connections == 4
         _wait(lambda: len(endpoint.cut_after) == 4, "the backend never hung up")
-        assert peak < RSS_BOUND and backend.proc.poll() is None
+        assert peak < RSS_BOUND and backend.process.running()
     finally:
         endpoint.stop()
 

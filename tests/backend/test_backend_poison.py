@@ -14,12 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,7 +27,6 @@ from agent.wire import Topics, event_to_json
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.backend.conftest import (
     FLEET,
-    SECRET,
     TOKEN,
     VIN,
     make_event,
@@ -41,9 +35,9 @@ from tests.backend.conftest import (
     publisher,
 )
 from tests.conftest import DATA
-from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
+from tests.support.backend_process import BackendProcess, write_backend_config
+from tests.support.mosquitto import Mosquitto
 
-ROOT = Path(__file__).resolve().parents[2]
 TOPICS = Topics()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GOOD_VIN = "VF3GOOD0000000002"  # VIN (of the kept payloads) is the rogue vehicle
@@ -57,88 +51,22 @@ POISON = {  # reason -> payload: issue 12's three poison events, and one found f
 MAX_BODY = 20_000
 
 
-class BackendProcess:
-    """`python -m backend run` with every role, its log in a file, stopped by its PID."""
-
-    def __init__(self, tmp_path: Path, broker: Mosquitto, ca: CertAuthority) -> None:
-        self.port = free_port()
-        self.api = f"http://127.0.0.1:{self.port}"
-        self.config = tmp_path / "backend.toml"
-        self.config.write_text(
-            f'[store]\npath = "{tmp_path / "backend.db"}"\n'
-            f'[api]\nport = {self.port}\n[[api.tokens]]\ntoken = "{TOKEN}"\n'
-            'scopes = ["monitors:read", "monitors:write", "deliveries:read", "admin"]\n'
-            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "hostile"\n'
-            'share_group = ""\n'  # plain subscription: the session queues what arrives while down
-            f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca.ca_file}"\n'
-            'allow_networks = ["127.0.0.0/8"]\n'  # the test receiver listens on loopback
-            f"[dispatcher]\npoll_interval = 0.05\n[limits]\nmax_request_bytes = {MAX_BODY}\n"
-            f'[fleets."{FLEET}"]\nvehicles = ["{VIN}", "{GOOD_VIN}"]\n'
-        )
-        self.log_path = tmp_path / "backend.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> BackendProcess:
-        self.starts += 1
-        with self.log_path.open("ab") as log:
-            log.write(f"---- start {self.starts}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "backend", "run", "-c", str(self.config)],
-                cwd=ROOT,
-                env=dict(os.environ),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_port("127.0.0.1", self.port, timeout=30)
-        self.wait_log("ingest subscribed")
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace").split(f"---- start {self.starts}\n")[-1]
-
-    def wait_log(self, text: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            assert self.proc is not None and self.proc.poll() is None, self.log()[-3000:]
-            assert time.monotonic() < deadline, f"{text!r} never logged:\n{self.log()[-3000:]}"
-            time.sleep(0.05)
-
-    def metric(self, name: str, reason: str | None = None) -> float:
-        key = name if reason is None else f'{name}{{reason="{reason}"}}'
-        for line in httpx.get(f"{self.api}/metrics").text.splitlines():
-            if line.startswith(key + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    def wait_metric(self, name: str, reason: str, value: float, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while self.metric(name, reason) < value:
-            assert time.monotonic() < deadline, f"{name}{{{reason}}} stayed below {value}"
-            time.sleep(0.05)
-
-    def healthy(self) -> bool:
-        return httpx.get(f"{self.api}/healthz").status_code == 200
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        proc, self.proc = self.proc, None
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            return None
-
-
 @pytest.fixture
 def backend(
     tmp_path: Path, mosquitto: Mosquitto, test_ca: CertAuthority
 ) -> Iterator[BackendProcess]:
-    process = BackendProcess(tmp_path, mosquitto, test_ca)
+    config = write_backend_config(
+        tmp_path,
+        mosquitto,
+        client_id="hostile",
+        ca=test_ca,
+        mqtt={"share_group": ""},  # plain subscription: the session queues what arrives while down
+        sections={
+            "limits": {"max_request_bytes": MAX_BODY},
+            "fleets": {FLEET: {"vehicles": [VIN, GOOD_VIN]}},
+        },
+    )  # allow_networks: loopback, where the test receiver listens
+    process = BackendProcess(config)
     try:
         yield process
     finally:
@@ -157,7 +85,7 @@ def vehicle(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
 
 def _create(backend: BackendProcess, vin: str, target: str) -> str:
     created = httpx.post(
-        f"{backend.api}/vehicles/{vin}/monitors", json=monitor_definition(target), headers=AUTH
+        f"{backend.url}/vehicles/{vin}/monitors", json=monitor_definition(target), headers=AUTH
     )
     assert created.status_code == 202, created.text
     return str(created.json()["monitorId"])
@@ -247,7 +175,7 @@ def test_hostile_bodies_are_refused_by_the_running_api(
     backend: BackendProcess, mosquitto: Mosquitto
 ) -> None:
     backend.start()
-    url = f"{backend.api}/vehicles/{GOOD_VIN}/monitors"
+    url = f"{backend.url}/vehicles/{GOOD_VIN}/monitors"
     big = httpx.post(url, content=b" " * (MAX_BODY + 1), headers=AUTH)
     assert big.status_code == 413 and big.json()["code"] == 41300
     deep = httpx.post(url, content=b"[" * 5000 + b"]" * 5000, headers=AUTH)

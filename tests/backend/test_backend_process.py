@@ -3,10 +3,6 @@ MQTT event -> signed webhook, /metrics counts it, SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,9 +23,8 @@ from tests.backend.conftest import (
     publish,
     publisher,
 )
-from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.backend_process import BackendProcess, write_backend_config
+from tests.support.mosquitto import Mosquitto
 
 
 def _metric(text: str, name: str) -> float:
@@ -46,29 +41,12 @@ def test_one_process_runs_every_role_and_stops_on_sigterm(
     receivers: Callable[..., Receiver],
 ) -> None:
     rx = receivers()
-    port = free_port()
-    config = tmp_path / "backend.toml"
-    config.write_text(
-        f'[store]\npath = "{tmp_path / "backend.db"}"\n'
-        f'[api]\nport = {port}\n[[api.tokens]]\ntoken = "{TOKEN}"\n'
-        'scopes = ["monitors:read", "monitors:write", "deliveries:read", "admin"]\n'
-        f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\nclient_id = "whole"\n'
-        f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{test_ca.ca_file}"\n'
-        'allow_networks = ["127.0.0.0/8"]\n'
-        "[dispatcher]\npoll_interval = 0.05\n"
-    )
-    log = (tmp_path / "backend.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend", "run", "-c", str(config)],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    config = write_backend_config(tmp_path, mosquitto, client_id="whole", ca=test_ca)
+    backend = BackendProcess(config, stop_timeout=15)
     client = publisher(mosquitto)
     try:
-        wait_for_port("127.0.0.1", port)
-        api = f"http://127.0.0.1:{port}"
+        backend.start()  # ready once ingest has subscribed
+        api = backend.url
         deadline = time.monotonic() + 10
         while httpx.get(f"{api}/healthz").status_code != 200:  # 503 until both MQTT links are up
             assert time.monotonic() < deadline, httpx.get(f"{api}/healthz").text
@@ -82,9 +60,6 @@ def test_one_process_runs_every_role_and_stops_on_sigterm(
         assert created.status_code == 202
         mid = created.json()["monitorId"]
         deadline = time.monotonic() + 10
-        while "ingest subscribed" not in (tmp_path / "backend.log").read_text():
-            assert time.monotonic() < deadline, "ingest never subscribed"
-            time.sleep(0.05)
         publish(client, Topics().events(VIN), event_to_json(make_event(mid)))
         (request,) = rx.wait_for(1)
         assert Webhook(SECRET).verify(request.body, request.headers)["monitorId"] == mid
@@ -101,12 +76,5 @@ def test_one_process_runs_every_role_and_stops_on_sigterm(
     finally:
         stop_network_loop(client)
         client.disconnect()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            code = None
-        log.close()
-    assert code == 0, (tmp_path / "backend.log").read_text()[-2000:]
+        code = backend.stop()
+    assert code == 0, backend.log()[-2000:]

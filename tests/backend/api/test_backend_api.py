@@ -381,3 +381,26 @@ def test_handlers_do_their_sqlite_work_off_the_event_loop(store: SqliteStore) ->
         assert client.delete(url, headers=AUTH).status_code == 204
     assert watched.calls >= 8
     assert watched.on_loop == []
+
+
+def test_the_monitor_view_shows_obd_cost_and_missing_data(api: Api) -> None:
+    client, channel, store = api
+    mid = _create(client)["monitorId"]
+    for vin in ("VIN1", "VIN2"):
+        store.put_vehicle(vin, "fleet-1", T0)
+        store.set_vehicle_state(VehicleMonitorState(vin, mid, "applied", [], "h1", "t"))
+    # what the monitor channel heard: VIN1's state said 12 requests/min, and its manifest
+    # lacks the oil temperature the monitor reads; VIN2 sent neither
+    channel.note_state(mid, "VIN1", VehicleMonitorState("VIN1", mid, "applied", [], "h1", "t",
+                                                        obd_requests_per_minute=12.0))  # fmt: skip
+    channel.capabilities["VIN1"] = frozenset({"obd.engine.rpm"})
+    channel.capability_warnings = 3
+    vehicles = client.get(f"/fleets/fleet-1/monitors/{mid}", headers=AUTH).json()["vehicles"]
+    assert [(v["vin"], v["obdRequestsPerMinute"], v["missingData"]) for v in vehicles] == [
+        ("VIN1", 12.0, ["vehicle.engines.thermic.oil.temp"]),
+        ("VIN2", None, None),
+    ]
+    metrics = client.get("/metrics").text
+    assert "edgemon_capability_warnings_total 3.0" in metrics
+    channel.note_state(mid, "VIN1", None)  # the state cleared: its cost goes with it
+    assert channel.obd_cost(mid, "VIN1") is None

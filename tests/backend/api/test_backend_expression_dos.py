@@ -6,9 +6,6 @@ pytest-timeout is the only bound."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +15,10 @@ import httpx
 import pytest
 
 from tests.agent.monitors.hostile import deep_parentheses, many_triggers, zone_named
-from tests.backend.conftest import SECRET, TOKEN, VIN
-from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
+from tests.backend.conftest import TOKEN, VIN
+from tests.support.backend_process import BackendProcess, write_backend_config
+from tests.support.mosquitto import Mosquitto
 
-ROOT = Path(__file__).resolve().parents[3]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
     "24 triggers": (many_triggers(24), "needs 1 to 10 triggers"),
@@ -33,34 +30,16 @@ HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
 
 @pytest.fixture
 def backend_api(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[str]:
-    port = free_port()
-    config = tmp_path / "backend.toml"
-    config.write_text(
-        f'[store]\npath = "{tmp_path / "backend.db"}"\n'
-        f'[api]\nport = {port}\n[[api.tokens]]\ntoken = "{TOKEN}"\n'
-        'scopes = ["monitors:read", "monitors:write", "admin"]\n'
-        f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\nclient_id = "dos"\n'
-        f'[webhooks]\ndefault_secret = "{SECRET}"\n'
+    config = write_backend_config(
+        tmp_path,
+        mosquitto,
+        client_id="dos",
+        scopes=["monitors:read", "monitors:write", "admin"],
+        allow_networks=None,
+        poll_interval=None,
     )
-    log = (tmp_path / "backend.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend", "run", "-c", str(config), "--role", "api"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port("127.0.0.1", port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:  # a blocked event loop never runs its SIGTERM handler
-            proc.kill()
-            proc.wait(10)
-        log.close()
+    with BackendProcess(config, roles=["api"], ready=None) as backend:
+        yield backend.url
 
 
 @pytest.mark.timeout(120)

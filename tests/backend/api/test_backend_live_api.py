@@ -18,17 +18,15 @@ import pytest
 
 from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, monitor_state_to_json
-from backend.app import Backend
 from tests.backend.conftest import (
     TOKEN,
     VIN,
-    BackendThread,
-    load,
     monitor_definition,
     publish,
     publisher,
+    serving,
 )
-from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
+from tests.support.mosquitto import Mosquitto
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TOPICS = Topics()
@@ -36,19 +34,9 @@ TOPICS = Topics()
 
 @pytest.fixture
 def live_api(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[str]:
-    port = free_port()
-    config = load(
-        tmp_path,
-        api={"port": port},
-        mqtt={"host": mosquitto.host, "port": mosquitto.port, "client_id": "api-test"},
-    )
-    backend = Backend(config, frozenset({"api"}), status_sync_interval=0.1)
-    running = BackendThread(backend).start()
-    try:
-        wait_for_port("127.0.0.1", port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        running.stop()
+    roles = frozenset({"api"})
+    with serving(tmp_path, mosquitto, "api-test", roles=roles, status_sync_interval=0.1) as api:
+        yield api
 
 
 def _watch(broker: Mosquitto, topic: str) -> tuple[mqtt.Client, queue.Queue[bytes]]:

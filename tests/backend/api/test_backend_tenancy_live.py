@@ -11,11 +11,6 @@ whatever callback name the monitor's author wrote. Fleet tokens see only their f
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,9 +23,9 @@ from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, event_to_json
 from tests.backend.backend_receiver import CertAuthority, Receiver
 from tests.backend.conftest import SECRET, TOKEN, make_event, monitor_definition, publisher
-from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
+from tests.support.backend_process import BackendProcess, write_backend_config
+from tests.support.mosquitto import Mosquitto
 
-ROOT = Path(__file__).resolve().parents[3]
 TOPICS = Topics()
 VIN_A, VIN_B, STRANGER = "VF3FLEETA00000001", "VF3FLEETB00000001", "VF3NOBODY00000001"
 SECRET_A = "whsec_" + base64.b64encode(b"fleet-a-secret-0123456789abcdef!").decode()
@@ -49,50 +44,23 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
-def _config(tmp_path: Path, port: int, broker: Mosquitto, ca: CertAuthority) -> Path:
-    config = tmp_path / "backend.toml"
-    config.write_text(
-        f'[store]\npath = "{tmp_path / "backend.db"}"\n'
-        f"[api]\nport = {port}\n"
-        f'[[api.tokens]]\ntoken = "{TOKEN}"\nscopes = ["monitors:read", "admin"]\n'
-        f'[[api.tokens]]\ntoken = "{TOKEN_A}"\nfleets = ["fleet-a"]\n'
-        f'[[api.tokens]]\ntoken = "{TOKEN_B}"\nfleets = ["fleet-b"]\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "tenancy"\n'
-        f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca.ca_file}"\n'
-        'allow_networks = ["127.0.0.0/8", "::1/128"]\n'
-        f'[webhooks.fleet_secrets]\n"fleet-a" = "{SECRET_A}"\n"fleet-b" = "{SECRET_B}"\n'
-        "[dispatcher]\npoll_interval = 0.05\n"
-    )
-    return config
-
-
 @pytest.fixture
 def backend_process(tmp_path: Path, mosquitto: Mosquitto, test_ca: CertAuthority) -> Iterator[str]:
-    port = free_port()
-    config = _config(tmp_path, port, mosquitto, test_ca)
-    log_path = tmp_path / "backend.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "run", "-c", str(config)],
-            cwd=ROOT,
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port("127.0.0.1", port)
-        deadline = time.monotonic() + 20
-        while "ingest subscribed" not in log_path.read_text():
-            assert time.monotonic() < deadline, "ingest never subscribed"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    config = write_backend_config(
+        tmp_path,
+        mosquitto,
+        client_id="tenancy",
+        ca=test_ca,
+        scopes=["monitors:read", "admin"],
+        tokens=[
+            {"token": TOKEN_A, "fleets": ["fleet-a"]},
+            {"token": TOKEN_B, "fleets": ["fleet-b"]},
+        ],
+        allow_networks=["127.0.0.0/8", "::1/128"],
+        webhooks={"fleet_secrets": {"fleet-a": SECRET_A, "fleet-b": SECRET_B}},
+    )
+    with BackendProcess(config, stop_timeout=15) as backend:
+        yield backend.url
 
 
 def _monitor(api: str, token: str, fleet: str, target: str, name: str) -> str:

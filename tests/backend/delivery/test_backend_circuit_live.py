@@ -12,10 +12,6 @@ while the circuit was open). Nothing here asserts on time: waits poll for states
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +23,6 @@ from agent.paho_compat import stop_network_loop
 from agent.wire import Topics, event_to_json
 from tests.backend.backend_receiver import CertAuthority, Receiver, Reply
 from tests.backend.conftest import (
-    SECRET,
     TOKEN,
     VIN,
     make_event,
@@ -35,54 +30,32 @@ from tests.backend.conftest import (
     publish,
     publisher,
 )
-from tests.support.mosquitto import Mosquitto, free_port, wait_for_port
+from tests.support.backend_process import BackendProcess, write_backend_config
+from tests.support.mosquitto import Mosquitto
 
-ROOT = Path(__file__).resolve().parents[3]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 HANG_GUARD = 60.0  # a regression fails instead of hanging; no assertion on time
 FAILURES, CONCURRENCY = 3, 2
 
 
-def _config(tmp_path: Path, port: int, broker: Mosquitto, ca: CertAuthority) -> Path:
-    config = tmp_path / "backend.toml"
-    config.write_text(
-        f'[store]\npath = "{tmp_path / "backend.db"}"\n'
-        f'[api]\nport = {port}\n[[api.tokens]]\ntoken = "{TOKEN}"\n'
-        'scopes = ["monitors:read", "monitors:write", "deliveries:read", "admin"]\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "circuit"\n'
-        f'[webhooks]\ndefault_secret = "{SECRET}"\nca_bundle = "{ca.ca_file}"\n'
-        'allow_networks = ["127.0.0.0/8"]\ntimeout = 1.0\nconnect_timeout = 1.0\n'
-        f"per_endpoint_concurrency = {CONCURRENCY}\nbreaker_failures = {FAILURES}\n"
-        "breaker_cooldown = 0.5\nbreaker_max_cooldown = 1.0\n"
-        "[dispatcher]\npoll_interval = 0.05\n"
-    )
-    return config
-
-
 @pytest.fixture
 def backend(tmp_path: Path, mosquitto: Mosquitto, test_ca: CertAuthority) -> Iterator[str]:
-    port = free_port()
-    config = _config(tmp_path, port, mosquitto, test_ca)
-    log_path = tmp_path / "backend.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "run", "-c", str(config)],
-            cwd=ROOT,
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port("127.0.0.1", port)
-        _until(lambda: "ingest subscribed" in log_path.read_text(), "ingest never subscribed")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    config = write_backend_config(
+        tmp_path,
+        mosquitto,
+        client_id="circuit",
+        ca=test_ca,
+        webhooks={
+            "timeout": 1.0,
+            "connect_timeout": 1.0,
+            "per_endpoint_concurrency": CONCURRENCY,
+            "breaker_failures": FAILURES,
+            "breaker_cooldown": 0.5,
+            "breaker_max_cooldown": 1.0,
+        },
+    )
+    with BackendProcess(config, ready_timeout=HANG_GUARD, stop_timeout=15) as backend:
+        yield backend.url
 
 
 def _until(check: Callable[[], bool], what: str) -> None:
